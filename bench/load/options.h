@@ -1,0 +1,62 @@
+// What each ferry-load subcommand is asked to do; main.cc fills these from flags.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace ferry::bench {
+
+// A byte count flag value: "1024", "64k", "4MiB", "1g" (binary multiples).
+struct ByteSize {
+    uint64_t bytes = 0;
+};
+bool AbslParseFlag(absl::string_view text, ByteSize* out, std::string* error);
+std::string AbslUnparseFlag(ByteSize size);
+
+enum class ServeMode { Echo, Sink, Source };
+enum class RunMode { Rr, Bulk, Verify };
+
+struct ServeOptions {
+    sockaddr_in listen{};
+    ServeMode mode = ServeMode::Echo;
+    int threads = 1;
+};
+
+struct RunOptions {
+    sockaddr_in target{};
+    RunMode mode = RunMode::Rr;
+    uint32_t connections = 64;
+    uint64_t size = 1024;
+    absl::Duration duration = absl::Seconds(10);
+    absl::Duration warmup = absl::Seconds(1);
+    uint64_t count = 0;  // 0: run for `duration`
+    int threads = 1;
+    bool json = false;
+    std::string label;
+    double connect_rate = 0;  // connections per second, 0: unpaced
+    std::vector<int> proxy_pids;
+    // verify only
+    uint64_t bytes_per_connection = 4 << 20;
+    uint64_t seed = 1;
+    bool half_close = true;
+    absl::Duration timeout = absl::Seconds(120);
+};
+
+struct IdleOptions {
+    sockaddr_in target{};
+    uint32_t connections = 10000;
+    absl::Duration hold = absl::Seconds(10);
+    uint64_t send_first = 0;
+    bool json = false;
+    std::string label;
+    double connect_rate = 0;
+    std::vector<int> proxy_pids;
+};
+
+}  // namespace ferry::bench

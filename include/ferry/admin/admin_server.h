@@ -1,0 +1,56 @@
+// Admin HTTP port, served by shard 0's own ring: GET /health, /ready, /metrics (Prometheus text).
+// Answers are small and built per request (the admin port is not the data path); every
+// connection closes after one response, and a bounded number are served at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ferry/base/object_pool.h"
+#include "ferry/io/acceptor.h"
+#include "ferry/io/socket.h"
+#include "ferry/shard/runtime.h"
+#include "ferry/shard/service.h"
+#include "ferry/tunnel/context.h"
+
+namespace ferry::admin {
+
+class AdminConnection;
+
+struct AdminConfig {
+    io::SocketAddress listen;
+    std::string role;  // "initiator" or "terminator", shown in /metrics
+    std::string node_name;
+    uint32_t max_connections = 64;
+};
+
+class AdminServer final : public shard::Service, private io::AcceptHandler {
+public:
+    AdminServer(tunnel::Context& ctx, const shard::Runtime& runtime, AdminConfig config) noexcept;
+    ~AdminServer() override;
+
+    [[nodiscard]] bool start() noexcept override;
+    void drain() noexcept override;
+    [[nodiscard]] bool idle() const noexcept override;
+    void tick(uint64_t) noexcept override {}
+
+    // Routes one parsed request; returns the full HTTP response.
+    [[nodiscard]] std::string respond(std::string_view method, std::string_view path) const;
+
+private:
+    friend class AdminConnection;
+    void on_accepted(int fd) noexcept override;
+
+    tunnel::Context& ctx_;
+    const shard::Runtime& runtime_;
+    AdminConfig config_;
+    io::Acceptor acceptor_;
+    std::unique_ptr<base::ObjectPool<AdminConnection>> connections_;
+};
+
+// Prometheus text exposition of every shard's metrics.
+[[nodiscard]] std::string render_metrics(const shard::Runtime& runtime, std::string_view role,
+                                         std::string_view node_name);
+
+}  // namespace ferry::admin

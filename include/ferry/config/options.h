@@ -1,0 +1,75 @@
+// Options: the validated run-time configuration of one ferry process, built from CLI flags.
+// Validation lives here (not in flag parsing) so it is unit-tested and every error is one line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ferry/io/socket.h"
+#include "ferry/shard/runtime.h"
+
+namespace ferry::config {
+
+enum class Role : uint8_t { Initiator, Terminator };
+
+// Raw values as the user gave them (flags), before validation.
+struct RawOptions {
+    std::string role;
+    int shards = 0;
+    std::string cpus;  // "auto", "none" or a list like "0,2-3"
+    uint32_t ring_entries = 4096;
+    bool sqpoll = false;
+    uint32_t buffer_size = 16384;
+    uint32_t buffer_count = 2048;
+    uint32_t zerocopy_threshold = 65536;
+    uint32_t max_frame_size = 16384;
+    uint32_t stream_window = 256 * 1024;
+    uint32_t connection_window = 16 * 1024 * 1024;
+    uint32_t max_connections = 65536;
+    uint32_t max_streams = 16384;
+    absl::Duration connect_timeout = absl::Seconds(5);
+    absl::Duration drain_timeout = absl::Seconds(10);
+    absl::Duration ping_interval = absl::Seconds(10);
+    absl::Duration ping_timeout = absl::Seconds(30);
+    std::string log_level = "info";
+    std::string listen;
+    std::string peer;
+    std::string listen_tunnel;
+    std::string upstream;
+    std::string admin;
+    std::string node_name;
+    std::string tunnel_transport = "plain";
+};
+
+struct Options {
+    Role role = Role::Initiator;
+    shard::RuntimeOptions runtime;
+    io::SocketAddress listen;         // initiator
+    io::SocketAddress peer;           // initiator
+    io::SocketAddress listen_tunnel;  // terminator
+    io::SocketAddress upstream;       // terminator
+    bool has_admin = false;
+    io::SocketAddress admin;
+    uint32_t max_connections = 0;
+    std::string node_name;
+};
+
+// Checks every value and resolves addresses; the error names the flag and what is wrong.
+// `allowed_cpus` is the process's affinity mask (injected for tests).
+[[nodiscard]] absl::StatusOr<Options> validate(const RawOptions& raw,
+                                               const std::vector<int>& allowed_cpus);
+
+// "0,2-3" -> {0,2,3}; error on syntax, duplicates or CPUs outside `allowed`.
+[[nodiscard]] absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,
+                                                             const std::vector<int>& allowed);
+
+// The CPUs this process may run on (sched_getaffinity).
+[[nodiscard]] std::vector<int> affinity_cpus();
+
+// POD_NAME, else the host name.
+[[nodiscard]] std::string default_node_name();
+
+}  // namespace ferry::config

@@ -1,0 +1,64 @@
+// io::Ring: one shard's io_uring, with the kernel features it found and the dispatch loop step.
+//
+// Setup tries SINGLE_ISSUER|DEFER_TASKRUN (completions run only when the shard asks, no IPIs),
+// then COOP_TASKRUN, then plain; SQPOLL when asked. Used by exactly one thread.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "ferry/io/op.h"
+
+namespace ferry::io {
+
+struct RingOptions {
+    uint32_t entries = 4096;
+    bool sqpoll = false;
+    uint32_t sqpoll_idle_ms = 50;
+    int sqpoll_cpu = -1;
+};
+
+struct RingFeatures {
+    bool defer_taskrun = false;
+    bool coop_taskrun = false;
+    bool sqpoll = false;
+    bool msg_ring = false;
+    bool send_zc = false;
+    bool recv_multishot = false;
+    bool accept_multishot = false;
+};
+
+class Ring final {
+public:
+    [[nodiscard]] static absl::StatusOr<std::unique_ptr<Ring>> create(const RingOptions& options);
+    ~Ring();
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+
+    // A fresh SQE; when the SQ is full it submits first, so it never returns null (a kernel that
+    // cannot take submissions at all is fatal).
+    [[nodiscard]] io_uring_sqe* sqe() noexcept;
+    [[nodiscard]] io_uring_sqe* sqe(Op* op) noexcept {
+        io_uring_sqe* s = sqe();
+        io_uring_sqe_set_data(s, op);
+        return s;
+    }
+    // Submits pending SQEs and waits until at least `wait_nr` CQEs are ready.
+    void submit_and_wait(unsigned wait_nr) noexcept;
+    // Dispatches every ready CQE to its Op (user_data 0 is ignored). Returns how many.
+    unsigned dispatch() noexcept;
+
+    [[nodiscard]] io_uring* raw() noexcept { return &ring_; }
+    [[nodiscard]] int fd() const noexcept { return ring_.ring_fd; }
+    [[nodiscard]] const RingFeatures& features() const noexcept { return features_; }
+
+private:
+    Ring() = default;
+    io_uring ring_{};
+    RingFeatures features_;
+};
+
+}  // namespace ferry::io

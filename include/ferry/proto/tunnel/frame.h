@@ -1,0 +1,205 @@
+// Tunnel protocol v1 vocabulary: wire constants, frame types, settings, error codes and the event
+// structs FrameDecoder hands to the session. The normative spec is docs/tunnel-protocol.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <string_view>
+#include <utility>
+
+namespace ferry::proto::tunnel {
+
+inline constexpr size_t kFrameHeaderSize = 12;
+inline constexpr size_t kPrefaceSize = 8;
+// 0x89 is not ASCII, not a TLS record type and not a UTF-8 lead byte, so text protocols and TLS
+// fail on the first byte; the trailing CRLF catches line-ending rewriting (PNG's trick).
+inline constexpr std::byte kPreface[kPrefaceSize] = {
+    std::byte{0x89}, std::byte{'F'}, std::byte{'E'},  std::byte{'R'},
+    std::byte{'R'},  std::byte{'Y'}, std::byte{'\r'}, std::byte{'\n'},
+};
+
+inline constexpr uint16_t kProtocolVersion = 1;
+// Every peer accepts frames of this size before HELLO; it is also the floor of MaxFrameSize.
+inline constexpr uint32_t kDefaultMaxFrameSize = 16 * 1024;
+inline constexpr uint32_t kMaxFrameSizeLimit = 16 * 1024 * 1024;
+inline constexpr uint32_t kMaxWindowSize = 0x7fff'ffff;
+inline constexpr uint32_t kMaxStreamId = 0x7fff'ffff;
+inline constexpr uint32_t kDefaultInitialStreamWindow = 256 * 1024;
+inline constexpr uint32_t kDefaultConnectionWindow = 16 * 1024 * 1024;
+inline constexpr uint32_t kDefaultMaxStreams = 1024;
+inline constexpr size_t kMaxNodeNameSize = 255;
+
+enum class FrameType : uint8_t {
+    Hello = 0x0,
+    Open = 0x1,
+    Data = 0x2,
+    Window = 0x3,
+    Reset = 0x4,
+    Ping = 0x5,
+    GoAway = 0x6,
+};
+
+inline constexpr uint8_t kFlagFin = 0x1;  // DATA: the sender half-closes after this payload
+inline constexpr uint8_t kFlagAck = 0x1;  // PING: this is the reply
+
+enum class SettingId : uint16_t {
+    MaxFrameSize = 1,
+    InitialStreamWindow = 2,
+    ConnectionWindow = 3,
+    MaxStreams = 4,
+    Capabilities = 5,
+    NodeName = 6,
+};
+
+// Bits of the Capabilities setting.
+inline constexpr uint32_t kCapabilityKeyUpdate = 1U << 0;  // TLS stack can take a TLS 1.3 KeyUpdate
+
+enum class StreamProtocol : uint8_t { Tcp = 0, WebSocket = 1, Grpc = 2 };
+
+// Carried in RESET and GOAWAY. Values outside the list are legal on the wire and must be treated
+// like InternalError by policy, never rejected (RFC 9113 §7 has the same rule).
+enum class ErrorCode : uint32_t {
+    NoError = 0,
+    ProtocolError = 1,
+    InternalError = 2,
+    FlowControlError = 3,
+    RefusedStream = 4,
+    Cancel = 5,
+    ConnectRefused = 6,
+    UpstreamReset = 7,
+    FrameSizeError = 8,
+    Timeout = 9,
+    Shutdown = 10,
+    BadPreface = 11,
+    VersionMismatch = 12,
+};
+
+// Stable name for logs and metrics labels; "Unknown" for codes this version does not define.
+[[nodiscard]] constexpr const char* error_code_name(ErrorCode code) noexcept {
+    constexpr const char* kNames[] = {
+        "NoError",  "ProtocolError",  "InternalError",   "FlowControlError", "RefusedStream",
+        "Cancel",   "ConnectRefused", "UpstreamReset",   "FrameSizeError",   "Timeout",
+        "Shutdown", "BadPreface",     "VersionMismatch",
+    };
+    const auto index = static_cast<uint32_t>(code);
+    return index < std::size(kNames) ? kNames[index] : "Unknown";
+}
+
+// Outcome of FrameDecoder::feed. Ok: all input consumed (a partial frame may be buffered).
+// Stopped: the sink returned false; `consumed` ends right after the delivered frame or DATA
+// piece, and the caller feeds the rest later. Error: the connection is dead; `code` goes into the
+// GOAWAY and `detail` (static or decoder-owned, valid while the decoder lives) into the log.
+enum class DecodeStatus : uint8_t { Ok, Error, Stopped };
+
+struct DecodeResult {
+    size_t consumed;
+    DecodeStatus status;
+    ErrorCode code;
+    const char* detail;
+};
+
+// HELLO settings; the defaults are what a peer assumes for a setting that is absent.
+struct HelloSettings {
+    uint32_t max_frame_size = kDefaultMaxFrameSize;
+    uint32_t initial_stream_window = kDefaultInitialStreamWindow;
+    uint32_t connection_window = kDefaultConnectionWindow;
+    uint32_t max_streams = kDefaultMaxStreams;
+    uint32_t capabilities = 0;
+    std::string_view node_name;  // pod name for the trail, at most kMaxNodeNameSize bytes
+};
+
+// A decoded HELLO; string views point into decoder or input storage, valid during on_hello only.
+struct Hello {
+    uint16_t version;  // negotiated: always kProtocolVersion
+    uint16_t peer_version_min;
+    uint16_t peer_version_max;
+    HelloSettings settings;
+};
+
+namespace wire {
+
+[[nodiscard]] inline uint16_t load_u16(const std::byte* p) noexcept {
+    return static_cast<uint16_t>((std::to_integer<uint32_t>(p[0]) << 8) |
+                                 std::to_integer<uint32_t>(p[1]));
+}
+[[nodiscard]] inline uint32_t load_u32(const std::byte* p) noexcept {
+    return (std::to_integer<uint32_t>(p[0]) << 24) | (std::to_integer<uint32_t>(p[1]) << 16) |
+           (std::to_integer<uint32_t>(p[2]) << 8) | std::to_integer<uint32_t>(p[3]);
+}
+[[nodiscard]] inline uint64_t load_u64(const std::byte* p) noexcept {
+    return (static_cast<uint64_t>(load_u32(p)) << 32) | load_u32(p + 4);
+}
+[[nodiscard]] inline std::string_view as_text(const std::byte* p, size_t n) noexcept {
+    return {reinterpret_cast<const char*>(p), n};
+}
+
+}  // namespace wire
+
+using MetadataEntry = std::pair<std::string_view, std::string_view>;
+
+// Read-only view over the metadata entries of an already validated OPEN payload. Iteration
+// yields (name, value) views into the same storage as the view itself: valid during on_open only.
+class MetadataView final {
+  public:
+    class Iterator final {
+      public:
+        using iterator_category = std::forward_iterator_tag;
+        using value_type = MetadataEntry;
+        using difference_type = std::ptrdiff_t;
+        using pointer = void;
+        using reference = MetadataEntry;
+
+        Iterator() noexcept = default;
+        Iterator(const std::byte* pos, uint16_t left) noexcept : pos_(pos), left_(left) {}
+
+        [[nodiscard]] MetadataEntry operator*() const noexcept {
+            const uint16_t name_len = wire::load_u16(pos_);
+            const std::byte* value = pos_ + 2 + name_len;
+            return {wire::as_text(pos_ + 2, name_len),
+                    wire::as_text(value + 2, wire::load_u16(value))};
+        }
+        Iterator& operator++() noexcept {
+            const std::byte* value = pos_ + 2 + wire::load_u16(pos_);
+            pos_ = value + 2 + wire::load_u16(value);
+            --left_;
+            return *this;
+        }
+        Iterator operator++(int) noexcept {
+            Iterator before = *this;
+            ++*this;
+            return before;
+        }
+        // Entries are visited in order, so the count left identifies the position.
+        [[nodiscard]] bool operator==(const Iterator& other) const noexcept {
+            return left_ == other.left_;
+        }
+
+      private:
+        const std::byte* pos_ = nullptr;
+        uint16_t left_ = 0;
+    };
+
+    MetadataView() noexcept = default;
+    // `entries` must hold `count` well-formed entries; the decoder checks this before on_open.
+    MetadataView(const std::byte* entries, uint16_t count) noexcept
+        : entries_(entries), count_(count) {}
+
+    [[nodiscard]] uint16_t size() const noexcept { return count_; }
+    [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+    [[nodiscard]] Iterator begin() const noexcept { return {entries_, count_}; }
+    [[nodiscard]] Iterator end() const noexcept { return {nullptr, 0}; }
+
+  private:
+    const std::byte* entries_ = nullptr;
+    uint16_t count_ = 0;
+};
+
+// A decoded OPEN; views are valid during on_open only (copy what the stream keeps).
+struct Open {
+    StreamProtocol protocol;
+    std::string_view routing_key;
+    MetadataView metadata;
+};
+
+}  // namespace ferry::proto::tunnel

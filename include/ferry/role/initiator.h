@@ -1,0 +1,77 @@
+// Initiator (cluster A gateway), one per shard: accepts TCP clients on --listen and carries each
+// as a stream over this shard's persistent tunnel connection to --peer, reconnecting with
+// exponential backoff and jitter. When the terminator drains (GOAWAY), a new tunnel connection
+// is made before the old one finishes (make-before-break).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ferry/base/object_pool.h"
+#include "ferry/io/acceptor.h"
+#include "ferry/io/socket.h"
+#include "ferry/role/tcp_leg.h"
+#include "ferry/shard/service.h"
+#include "ferry/tunnel/session.h"
+
+namespace ferry::role {
+
+struct InitiatorConfig {
+    io::SocketAddress listen;
+    io::SocketAddress peer;
+    uint32_t max_connections = 0;  // this shard's share of --max-connections
+    std::string node_name;
+    uint64_t seed = 1;  // backoff jitter
+};
+
+class Initiator final : public shard::Service,
+                        private tunnel::SessionOwner,
+                        private io::AcceptHandler {
+public:
+    Initiator(tunnel::Context& ctx, InitiatorConfig config) noexcept;
+    ~Initiator() override;
+
+    [[nodiscard]] bool start() noexcept override;
+    void drain() noexcept override;
+    [[nodiscard]] bool idle() const noexcept override;
+    void tick(uint64_t now_ns) noexcept override;
+    void housekeeping() noexcept override;
+
+private:
+    void on_accepted(int fd) noexcept override;
+    void on_session_ready(tunnel::Session& session) noexcept override;
+    tunnel::StreamHandler* on_stream_open(tunnel::Session& session, tunnel::Stream& stream,
+                                          const proto::tunnel::Open& open) noexcept override;
+    void on_session_draining(tunnel::Session& session) noexcept override;
+    void on_session_closed(tunnel::Session& session) noexcept override;
+
+    void connect_tunnel() noexcept;
+    void on_connect(int32_t res, uint32_t flags) noexcept;
+    void on_connect_timeout(int32_t, uint32_t) noexcept { --connect_ops_; }
+    void schedule_reconnect() noexcept;
+    void update_ready() noexcept;
+
+    tunnel::Context& ctx_;
+    InitiatorConfig config_;
+    io::Acceptor acceptor_;
+    base::ObjectPool<TcpLeg> legs_;
+    std::vector<std::unique_ptr<tunnel::Session>> sessions_;
+    std::vector<std::unique_ptr<tunnel::Session>> closed_;
+    tunnel::Session* active_ = nullptr;  // where new streams go
+
+    io::MemberOp<Initiator, &Initiator::on_connect> connect_op_{this};
+    io::MemberOp<Initiator, &Initiator::on_connect_timeout> timeout_op_{this};
+    __kernel_timespec connect_timeout_{};
+    int connect_fd_ = -1;
+    int connect_ops_ = 0;
+    bool connecting_ = false;
+    uint32_t failures_ = 0;
+    uint64_t reconnect_at_ns_ = 0;
+    bool reconnect_pending_ = false;
+    bool draining_ = false;
+    uint64_t rng_;
+};
+
+}  // namespace ferry::role

@@ -1,0 +1,71 @@
+// TcpLeg: the local TCP socket of one tunnel stream — an accepted client at the initiator, an
+// upstream connection at the terminator — pumping bytes between the socket and the Stream.
+//
+// Socket -> tunnel: each received buffer goes to Stream::write as is; when a stream window's
+// worth is queued the leg stops reading until on_stream_writable (backpressure, bounded memory).
+// Tunnel -> socket: slices of tunnel receive buffers are queued and written with sendmsg;
+// credit returns to the peer as the kernel takes them. Half-close travels both ways.
+#pragma once
+
+#include <sys/uio.h>
+
+#include "ferry/base/object_pool.h"
+#include "ferry/io/socket.h"
+#include "ferry/tunnel/socket_io.h"
+#include "ferry/tunnel/stream.h"
+
+namespace ferry::role {
+
+class TcpLeg final : public tunnel::StreamHandler,
+                     private tunnel::SocketEvents,
+                     public tunnel::Retirable {
+public:
+    TcpLeg(tunnel::Context& ctx, base::ObjectPool<TcpLeg>* pool) noexcept;
+
+    // An accepted client socket carried by `stream`.
+    void start_accepted(int fd, tunnel::Stream* stream) noexcept;
+    // Connects to `upstream` for `stream`; peer data queues until connected. Resets the stream
+    // with ConnectRefused when the connect fails.
+    void start_connect(const io::SocketAddress& upstream, tunnel::Stream* stream) noexcept;
+    // Closes a socket that never got a stream (no tunnel, over the limit).
+    void reject(int fd) noexcept;
+
+    // StreamHandler
+    void on_stream_data(buf::Chunk&& data) noexcept override;
+    void on_stream_fin() noexcept override;
+    void on_stream_reset(proto::tunnel::ErrorCode code) noexcept override;
+    void on_stream_writable() noexcept override;
+
+    void retire() noexcept override;
+
+private:
+    // SocketEvents
+    void on_socket_data(buf::Chunk&& bytes) noexcept override;
+    void on_socket_eof() noexcept override;
+    void on_socket_error(const char* what, int err) noexcept override;
+    void on_socket_sent() noexcept override;
+    void on_socket_connected(int res) noexcept override;
+    void on_socket_closed() noexcept override;
+
+    void send_more() noexcept;
+    void maybe_done() noexcept;
+    void close() noexcept;
+
+    static constexpr uint32_t kMaxIov = 8;
+
+    tunnel::Context& ctx_;
+    base::ObjectPool<TcpLeg>* pool_;
+    tunnel::SocketIo io_;
+    tunnel::Stream* stream_ = nullptr;
+    buf::ChunkQueue out_;  // peer bytes waiting for the socket
+    iovec iov_[kMaxIov];
+    uint32_t sending_bytes_ = 0;
+    bool connected_ = false;
+    bool eof_read_ = false;     // local side half-closed; FIN queued on the stream
+    bool fin_from_peer_ = false;
+    bool shut_wr_ = false;
+    bool deliver_then_close_ = false;  // stream gone after its FIN: flush out_, then close
+    bool closing_ = false;
+};
+
+}  // namespace ferry::role

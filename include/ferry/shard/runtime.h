@@ -1,0 +1,54 @@
+// Runtime: starts N shards, relays SIGTERM/SIGINT to them as a drain, and exposes each shard's
+// metrics to the admin endpoint.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "ferry/io/ring.h"
+#include "ferry/shard/shard.h"
+#include "ferry/tunnel/metrics.h"
+
+namespace ferry::shard {
+
+struct RuntimeOptions {
+    int shards = 1;
+    std::vector<int> cpus;  // one per shard, or empty for no pinning
+    ShardOptions shard;
+    uint64_t drain_timeout_ns = 10'000'000'000;
+};
+
+class Runtime final {
+public:
+    Runtime(RuntimeOptions options, ServiceFactory factory);
+    ~Runtime();
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
+
+    // Starts every shard and waits until all run, or returns the first failure.
+    [[nodiscard]] absl::Status start();
+    // Blocks the calling (main) thread until SIGTERM/SIGINT, then drains: shards stop accepting,
+    // finish their streams and exit; after --drain-timeout they are stopped. Returns true when
+    // every shard drained in time.
+    [[nodiscard]] bool run_until_signal();
+    // Drain without a signal (tests, auto-exit).
+    void request_drain() noexcept;
+
+    [[nodiscard]] size_t shard_count() const noexcept { return shards_.size(); }
+    [[nodiscard]] const tunnel::Metrics& metrics(size_t shard) const noexcept {
+        return *metrics_[shard];
+    }
+
+private:
+    [[nodiscard]] bool wait_exited(uint64_t deadline_ns);
+
+    RuntimeOptions options_;
+    ServiceFactory factory_;
+    std::vector<std::unique_ptr<tunnel::Metrics>> metrics_;
+    std::vector<std::unique_ptr<Shard>> shards_;
+    std::unique_ptr<io::Ring> control_ring_;  // the main thread's, for MSG_RING posts
+};
+
+}  // namespace ferry::shard

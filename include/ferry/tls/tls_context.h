@@ -1,0 +1,75 @@
+// TLS 1.3 mutual-auth configuration for one end of the tunnel: certificate, key, trusted CA and
+// the peer identities to accept. Every Handshake starts from the newest context of its shard.
+#pragma once
+
+#include <openssl/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ferry::tls {
+
+inline constexpr const char* kDefaultCiphersuites =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+struct TlsConfig {
+    bool is_server = false;
+    std::string cert_file;  // PEM chain, leaf first
+    std::string key_file;   // PEM private key of the leaf
+    std::string ca_file;    // PEM CA(s) the peer's certificate must chain to
+    // Client only, required: the server's expected DNS SAN (X509_VERIFY_PARAM_set1_host), also
+    // sent as SNI.
+    std::string peer_name;
+    // Server only: client identities accepted, matched exactly (case-insensitive) against the
+    // client certificate's DNS SANs and subject CN. Empty accepts any certificate from the CA.
+    std::vector<std::string> allowed_peer_names;
+    // TLS 1.3 suite names, colon separated, in preference order.
+    std::string ciphersuites = kDefaultCiphersuites;
+};
+
+// Owns the OpenSSL SSL_CTX built from a TlsConfig: TLS 1.3 only, peer certificate required in both
+// directions, no session tickets and no session cache, so that after the handshake the only
+// records other than application data are KeyUpdate and alerts.
+//
+// Shard-local: create(), reload() and Handshake construction run on the owning thread. Handshakes
+// hold their own reference to the SSL_CTX they started with, so reload() never disturbs one in
+// flight.
+class TlsContext final {
+    struct Key {
+        explicit Key() = default;
+    };
+
+  public:
+    // Loads and checks the files. Errors name the file and carry OpenSSL's reason, e.g.
+    // "loading certificate chain /etc/ferry/tls.crt: no start line (PEM routines)".
+    [[nodiscard]] static absl::StatusOr<std::unique_ptr<TlsContext>> create(
+        const TlsConfig& config);
+
+    ~TlsContext();
+    TlsContext(const TlsContext&) = delete;
+    TlsContext& operator=(const TlsContext&) = delete;
+
+    // Re-reads certificate, key and CA into a fresh SSL_CTX (rotated certificates on disk). New
+    // handshakes use it; on error the current context stays in use and the error is returned.
+    [[nodiscard]] absl::Status reload();
+
+    [[nodiscard]] const TlsConfig& config() const noexcept { return config_; }
+    // The newest SSL_CTX. Borrowed: valid until the next reload() or destruction.
+    [[nodiscard]] SSL_CTX* ssl_ctx() const noexcept { return ctx_; }
+    // Number of successful reloads, for logs and metrics.
+    [[nodiscard]] uint64_t generation() const noexcept { return generation_; }
+
+    // For create() only (the Key is private); takes ownership of ctx.
+    TlsContext(Key, const TlsConfig& config, SSL_CTX* ctx) : config_(config), ctx_(ctx) {}
+
+  private:
+    TlsConfig config_;
+    SSL_CTX* ctx_;
+    uint64_t generation_ = 0;
+};
+
+}  // namespace ferry::tls

@@ -1,0 +1,103 @@
+// SocketIo: the ring operations of one TCP socket — multishot recv into provided buffers,
+// gathered sends (SEND_ZC above the threshold), half-close, and cancel-then-close teardown.
+//
+// Shared by the tunnel's PlainLink and by the client/upstream legs, so each socket of a shard
+// has exactly one implementation of partial sends, buffer starvation and op draining.
+// Events go to SocketEvents from CQE dispatch, never synchronously from a SocketIo call.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+
+#include <liburing.h>
+
+#include "ferry/io/op.h"
+#include "ferry/tunnel/context.h"
+
+namespace ferry::tunnel {
+
+class SocketEvents {
+public:
+    // Bytes read, in order (may be called many times per CQE batch).
+    virtual void on_socket_data(buf::Chunk&& bytes) noexcept = 0;
+    // The peer half-closed (recv returned 0). Reading stops.
+    virtual void on_socket_eof() noexcept = 0;
+    // A recv or send failed; `what` is static text. Reading and sending stop.
+    virtual void on_socket_error(const char* what, int err) noexcept = 0;
+    // The iovecs given to send() are fully written (and, for SEND_ZC, released by the kernel).
+    virtual void on_socket_sent() noexcept = 0;
+    // Asynchronous connect() finished: 0 or a negative errno.
+    virtual void on_socket_connected(int res) noexcept = 0;
+    // After close(): every op has completed and the fd is closed. The owner may now free.
+    virtual void on_socket_closed() noexcept = 0;
+
+protected:
+    ~SocketEvents() = default;
+};
+
+class SocketIo final : public Rearmable {
+public:
+    SocketIo(Context& ctx, SocketEvents* events) noexcept;
+    SocketIo(const SocketIo&) = delete;
+    SocketIo& operator=(const SocketIo&) = delete;
+    ~SocketIo() = default;
+
+    void attach(int fd) noexcept { fd_ = fd; }
+    [[nodiscard]] int fd() const noexcept { return fd_; }
+
+    // Starts an async connect (with the connect timeout linked); result in on_socket_connected.
+    void connect(const sockaddr* addr, socklen_t len) noexcept;
+    // Arms multishot recv (idempotent). Idle sockets hold no buffer until bytes arrive.
+    void start_reading() noexcept;
+    // Stops reading (backpressure): cancels the multishot recv; data already in flight may still
+    // be delivered. start_reading() resumes.
+    void pause_reading() noexcept;
+    // Writes all of iov[0..count) (`bytes` total). One send at a time; the caller keeps the iovec
+    // array and the memory it names untouched until on_socket_sent().
+    void send(iovec* iov, uint32_t count, uint64_t bytes) noexcept;
+    // Sends FIN once (after the caller's last send completed).
+    void shutdown_write() noexcept;
+    // Cancels everything and closes the fd; ends with on_socket_closed().
+    void close() noexcept;
+
+    [[nodiscard]] bool reading() const noexcept { return want_read_; }
+    [[nodiscard]] bool sending() const noexcept { return send_inflight_ || zc_notifs_ > 0; }
+    [[nodiscard]] bool closing() const noexcept { return closing_; }
+
+    void rearm_recv() noexcept override;
+
+private:
+    void on_recv(int32_t res, uint32_t flags) noexcept;
+    void on_send(int32_t res, uint32_t flags) noexcept;
+    void on_connect(int32_t res, uint32_t flags) noexcept;
+    void on_aux(int32_t res, uint32_t flags) noexcept;
+    void submit_recv() noexcept;
+    void submit_send() noexcept;
+    void finish_op() noexcept;
+    void fail(const char* what, int err) noexcept;
+
+    Context& ctx_;
+    SocketEvents* events_;
+    int fd_ = -1;
+    io::MemberOp<SocketIo, &SocketIo::on_recv> recv_op_{this};
+    io::MemberOp<SocketIo, &SocketIo::on_send> send_op_{this};
+    io::MemberOp<SocketIo, &SocketIo::on_connect> connect_op_{this};
+    io::MemberOp<SocketIo, &SocketIo::on_aux> aux_op_{this};  // cancel, shutdown, timeouts
+    msghdr msg_{};
+    __kernel_timespec connect_timeout_{};
+    iovec* iov_ = nullptr;
+    uint32_t iov_count_ = 0;
+    uint64_t send_left_ = 0;
+    uint32_t ops_ = 0;  // SQEs whose final CQE has not arrived
+    uint32_t zc_notifs_ = 0;
+    bool want_read_ = false;
+    bool recv_armed_ = false;
+    bool send_inflight_ = false;
+    bool failed_ = false;
+    bool closing_ = false;
+    bool closed_ = false;
+};
+
+}  // namespace ferry::tunnel

@@ -1,0 +1,77 @@
+#include <string>
+
+#include "absl/strings/str_format.h"
+#include "ferry/admin/admin_server.h"
+
+namespace ferry::admin {
+namespace {
+
+struct MetricDef {
+    const char* name;
+    const char* type;
+    const char* help;
+    int64_t (*read)(const tunnel::Metrics&);
+};
+
+#define FERRY_COUNTER(field, help) \
+    {"ferry_" #field "_total", "counter", help, [](const tunnel::Metrics& m) { return static_cast<int64_t>(m.field.value()); }}
+#define FERRY_GAUGE(field, help) \
+    {"ferry_" #field, "gauge", help, [](const tunnel::Metrics& m) { return m.field.value(); }}
+
+// One table drives the whole exposition, so a metric added to Metrics needs one line here.
+const MetricDef kMetrics[] = {
+    FERRY_GAUGE(ready, "1 when this shard can carry traffic"),
+    FERRY_COUNTER(connections_accepted, "Local TCP connections accepted (clients or upstreams opened)"),
+    FERRY_COUNTER(connections_rejected, "Connections refused: limit reached or no tunnel"),
+    FERRY_GAUGE(connections_active, "Local TCP connections open"),
+    FERRY_COUNTER(upstream_connect_errors, "Upstream connects that failed"),
+    FERRY_COUNTER(bytes_from_local, "Bytes read from local sockets"),
+    FERRY_COUNTER(bytes_to_local, "Bytes written to local sockets"),
+    FERRY_GAUGE(tunnel_up, "Established tunnel connections"),
+    FERRY_COUNTER(tunnel_connects, "Tunnel connections made or accepted"),
+    FERRY_COUNTER(tunnel_connect_failures, "Tunnel connect attempts that failed"),
+    FERRY_COUNTER(tunnel_disconnects, "Tunnel connections closed"),
+    FERRY_COUNTER(tunnel_protocol_errors, "Tunnel connections closed for a protocol error"),
+    FERRY_COUNTER(tunnel_bytes_in, "Bytes received on tunnel connections"),
+    FERRY_COUNTER(tunnel_bytes_out, "Bytes sent on tunnel connections"),
+    FERRY_COUNTER(frames_in, "Tunnel frames received"),
+    FERRY_COUNTER(frames_out, "Tunnel frames sent"),
+    FERRY_GAUGE(rtt_us, "Last tunnel PING round-trip time in microseconds"),
+    FERRY_COUNTER(streams_opened, "Streams opened"),
+    FERRY_GAUGE(streams_active, "Streams open"),
+    FERRY_COUNTER(streams_refused, "Streams refused (limit or no handler)"),
+    FERRY_COUNTER(resets_sent, "RESET frames sent"),
+    FERRY_COUNTER(resets_received, "RESET frames received"),
+    FERRY_COUNTER(flow_paused, "Times a local reader paused for lack of credit"),
+    FERRY_COUNTER(bytes_copied, "Payload bytes copied in user space by the data path"),
+    FERRY_COUNTER(send_zc, "Zero-copy sends issued"),
+    FERRY_COUNTER(recv_no_buffers, "Receives that found the buffer ring empty"),
+    FERRY_GAUGE(buffers_in_use, "Pool buffers held by the data path"),
+};
+
+#undef FERRY_COUNTER
+#undef FERRY_GAUGE
+
+}  // namespace
+
+std::string render_metrics(const shard::Runtime& runtime, std::string_view role,
+                           std::string_view node_name) {
+    std::string out;
+    out.reserve(16384);
+    absl::StrAppendFormat(&out,
+                          "# HELP ferry_info Build and role of this process\n"
+                          "# TYPE ferry_info gauge\n"
+                          "ferry_info{role=\"%s\",node=\"%s\",shards=\"%u\"} 1\n",
+                          role, node_name, runtime.shard_count());
+    for (const MetricDef& def : kMetrics) {
+        absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s %s\n", def.name, def.help, def.name,
+                              def.type);
+        for (size_t i = 0; i < runtime.shard_count(); ++i) {
+            absl::StrAppendFormat(&out, "%s{shard=\"%u\"} %d\n", def.name, i,
+                                  def.read(runtime.metrics(i)));
+        }
+    }
+    return out;
+}
+
+}  // namespace ferry::admin

@@ -1,0 +1,229 @@
+// ferry: command line entry. `ferry initiator|terminator [flags]`; `ferry --help`.
+//
+// Flags are Abseil flags. Parsing walks argv itself through absl's flag reflection so every bad
+// value ends in one line on stderr and exit code 2 (absl's own parser exits 1).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "ferry/admin/admin_server.h"
+#include "ferry/base/log.h"
+#include "ferry/config/options.h"
+#include "ferry/role/initiator.h"
+#include "ferry/role/terminator.h"
+#include "ferry/shard/runtime.h"
+
+// clang-format off
+ABSL_FLAG(int, shards, 0, "Shards (pinned threads, one io_uring each); 0 = one per CPU in --cpus");
+ABSL_FLAG(std::string, cpus, "auto", "CPUs to pin shards to: auto (the affinity mask), none, or a list like 0,2-3");
+ABSL_FLAG(uint32_t, ring_entries, 4096, "io_uring submission queue entries per shard (power of two)");
+ABSL_FLAG(bool, sqpoll, false, "Use an SQPOLL kernel thread per shard (trades a busy core for fewer syscalls)");
+ABSL_FLAG(uint32_t, buffer_size, 16384, "Bytes per pooled buffer (one receive lands in one buffer)");
+ABSL_FLAG(uint32_t, buffer_count, 2048, "Pooled buffers per shard (memory bound: size x count; untouched ones cost nothing)");
+ABSL_FLAG(uint32_t, zerocopy_threshold, 65536, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
+ABSL_FLAG(uint32_t, max_frame_size, 16384, "Largest tunnel frame payload this side accepts");
+ABSL_FLAG(uint32_t, stream_window, 262144, "Per-stream flow-control window in bytes");
+ABSL_FLAG(uint32_t, connection_window, 16777216, "Per-tunnel-connection flow-control window in bytes");
+ABSL_FLAG(uint32_t, max_connections, 65536, "Most local TCP connections per process (clients or upstreams)");
+ABSL_FLAG(uint32_t, max_streams, 16384, "Most concurrent streams per tunnel connection");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5), "Timeout of tunnel and upstream connects");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10), "On SIGTERM/SIGINT, how long streams may take to finish");
+ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(10), "Tunnel PING interval (RTT and liveness)");
+ABSL_FLAG(absl::Duration, ping_timeout, absl::Seconds(30), "Close a tunnel connection whose PING is unanswered this long");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
+ABSL_FLAG(std::string, listen, "", "initiator: address clients connect to (host:port)");
+ABSL_FLAG(std::string, peer, "", "initiator: the terminator's tunnel address (its LoadBalancer IP:port)");
+ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listens on (host:port)");
+ABSL_FLAG(std::string, upstream, "", "terminator: the service each stream is forwarded to (host:port)");
+ABSL_FLAG(std::string, admin, "", "Admin HTTP address for /health, /ready, /metrics (empty = off)");
+ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (default: $POD_NAME, else the host name)");
+ABSL_FLAG(std::string, tunnel_transport, "plain", "Tunnel transport: plain");
+// clang-format on
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: ferry <initiator|terminator> [flags]\n"
+    "\n"
+    "  ferry terminator --listen-tunnel 0.0.0.0:7443 --upstream 127.0.0.1:8080 --admin :9901\n"
+    "  ferry initiator  --listen 0.0.0.0:9000 --peer 203.0.113.7:7443 --admin :9900\n"
+    "\n"
+    "Flags (--name=value or --name value; booleans also --name / --noname):\n";
+
+void print_help() {
+    std::fputs(kUsage, stdout);
+    std::vector<const absl::CommandLineFlag*> flags;
+    for (const auto& [name, flag] : absl::GetAllFlags()) {
+        if (std::string_view(flag->Filename()).find("src/cli/") != std::string_view::npos) {
+            flags.push_back(flag);
+        }
+    }
+    std::sort(flags.begin(), flags.end(),
+              [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
+    for (const absl::CommandLineFlag* f : flags) {
+        std::string name(f->Name());
+        std::replace(name.begin(), name.end(), '_', '-');
+        std::printf("  --%-20s %s (default: %s)\n", name.c_str(), f->Help().c_str(),
+                    f->DefaultValue().empty() ? "\"\"" : f->DefaultValue().c_str());
+    }
+}
+
+[[noreturn]] void usage_error(const std::string& message) {
+    std::fprintf(stderr, "ferry: %s (see ferry --help)\n", message.c_str());
+    std::exit(2);
+}
+
+// Parses argv[first..] as flags; returns positional arguments.
+std::vector<std::string> parse_flags(int argc, char** argv, int first) {
+    std::vector<std::string> positional;
+    for (int i = first; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "--help" || arg == "-h" || arg == "help") {
+            print_help();
+            std::exit(0);
+        }
+        if (arg.size() < 3 || arg.substr(0, 2) != "--") {
+            positional.emplace_back(arg);
+            continue;
+        }
+        arg.remove_prefix(2);
+        std::string name;
+        std::string value;
+        bool has_value = false;
+        if (size_t eq = arg.find('='); eq != std::string_view::npos) {
+            name = std::string(arg.substr(0, eq));
+            value = std::string(arg.substr(eq + 1));
+            has_value = true;
+        } else {
+            name = std::string(arg);
+        }
+        std::replace(name.begin(), name.end(), '-', '_');
+        absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+        bool negated = false;
+        if (flag == nullptr && name.rfind("no", 0) == 0) {
+            flag = absl::FindCommandLineFlag(name.substr(2));
+            negated = flag != nullptr;
+        }
+        if (flag == nullptr) {
+            usage_error(absl::StrFormat("unknown flag --%s", arg.substr(0, arg.find('='))));
+        }
+        bool is_bool = flag->IsOfType<bool>();
+        if (!has_value) {
+            if (is_bool) {
+                value = negated ? "false" : "true";
+            } else if (i + 1 < argc) {
+                value = argv[++i];
+            } else {
+                usage_error(absl::StrFormat("--%s needs a value", arg));
+            }
+        }
+        std::string error;
+        if (!flag->ParseFrom(value, &error)) {
+            usage_error(absl::StrFormat("invalid value '%s' for --%s: %s", value, arg.substr(0, arg.find('=')), error));
+        }
+    }
+    return positional;
+}
+
+ferry::config::RawOptions raw_from_flags(std::string role) {
+    ferry::config::RawOptions r;
+    r.role = std::move(role);
+    r.shards = absl::GetFlag(FLAGS_shards);
+    r.cpus = absl::GetFlag(FLAGS_cpus);
+    r.ring_entries = absl::GetFlag(FLAGS_ring_entries);
+    r.sqpoll = absl::GetFlag(FLAGS_sqpoll);
+    r.buffer_size = absl::GetFlag(FLAGS_buffer_size);
+    r.buffer_count = absl::GetFlag(FLAGS_buffer_count);
+    r.zerocopy_threshold = absl::GetFlag(FLAGS_zerocopy_threshold);
+    r.max_frame_size = absl::GetFlag(FLAGS_max_frame_size);
+    r.stream_window = absl::GetFlag(FLAGS_stream_window);
+    r.connection_window = absl::GetFlag(FLAGS_connection_window);
+    r.max_connections = absl::GetFlag(FLAGS_max_connections);
+    r.max_streams = absl::GetFlag(FLAGS_max_streams);
+    r.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+    r.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+    r.ping_interval = absl::GetFlag(FLAGS_ping_interval);
+    r.ping_timeout = absl::GetFlag(FLAGS_ping_timeout);
+    r.log_level = absl::GetFlag(FLAGS_log_level);
+    r.listen = absl::GetFlag(FLAGS_listen);
+    r.peer = absl::GetFlag(FLAGS_peer);
+    r.listen_tunnel = absl::GetFlag(FLAGS_listen_tunnel);
+    r.upstream = absl::GetFlag(FLAGS_upstream);
+    r.admin = absl::GetFlag(FLAGS_admin);
+    r.node_name = absl::GetFlag(FLAGS_node_name);
+    r.tunnel_transport = absl::GetFlag(FLAGS_tunnel_transport);
+    return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> positional = parse_flags(argc, argv, 1);
+    if (positional.size() != 1) {
+        usage_error(positional.empty() ? "missing role (initiator or terminator)"
+                                       : "expected exactly one role");
+    }
+    absl::StatusOr<ferry::config::Options> options =
+        ferry::config::validate(raw_from_flags(positional[0]), ferry::config::affinity_cpus());
+    if (!options.ok()) {
+        usage_error(std::string(options.status().message()));
+    }
+    ferry::base::LogLevel level = ferry::base::LogLevel::Info;
+    (void)ferry::base::parse_log_level(absl::GetFlag(FLAGS_log_level), &level);
+    ferry::base::g_log_level.store(static_cast<int>(level));
+
+    const ferry::config::Options& o = *options;
+    bool initiator = o.role == ferry::config::Role::Initiator;
+    int shards = o.runtime.shards;
+    uint32_t per_shard_limit =
+        o.max_connections == 0 ? 0 : std::max<uint32_t>(1, o.max_connections / static_cast<uint32_t>(shards));
+    ferry::shard::Runtime* runtime_ptr = nullptr;
+    auto factory = [&](ferry::tunnel::Context& ctx, int index) {
+        std::vector<std::unique_ptr<ferry::shard::Service>> services;
+        if (initiator) {
+            ferry::role::InitiatorConfig c;
+            c.listen = o.listen;
+            c.peer = o.peer;
+            c.max_connections = per_shard_limit;
+            c.node_name = o.node_name;
+            c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
+            services.push_back(std::make_unique<ferry::role::Initiator>(ctx, std::move(c)));
+        } else {
+            ferry::role::TerminatorConfig c;
+            c.listen_tunnel = o.listen_tunnel;
+            c.upstream = o.upstream;
+            c.max_connections = per_shard_limit;
+            c.node_name = o.node_name;
+            services.push_back(std::make_unique<ferry::role::Terminator>(ctx, std::move(c)));
+        }
+        if (index == 0 && o.has_admin) {
+            ferry::admin::AdminConfig ac;
+            ac.listen = o.admin;
+            ac.role = initiator ? "initiator" : "terminator";
+            ac.node_name = o.node_name;
+            services.push_back(std::make_unique<ferry::admin::AdminServer>(ctx, *runtime_ptr, ac));
+        }
+        return services;
+    };
+    ferry::shard::Runtime runtime(o.runtime, factory);
+    runtime_ptr = &runtime;
+    if (absl::Status st = runtime.start(); !st.ok()) {
+        FERRY_LOG(Error, "%s", st.message());
+        return 1;
+    }
+    FERRY_LOG(Info, "%s '%s' running: %d shard(s), %s %s", initiator ? "initiator" : "terminator",
+              o.node_name, shards, initiator ? "listening on" : "tunnel on",
+              initiator ? o.listen.to_string() + " -> peer " + o.peer.to_string()
+                        : o.listen_tunnel.to_string() + " -> upstream " + o.upstream.to_string());
+    bool clean = runtime.run_until_signal();
+    FERRY_LOG(Info, "exiting");
+    return clean ? 0 : 1;
+}

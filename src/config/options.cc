@@ -1,0 +1,234 @@
+#include "ferry/config/options.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "ferry/base/log.h"
+
+namespace ferry::config {
+namespace {
+
+absl::Status bad(std::string_view flag, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrFormat("--%s: %s", flag, why));
+}
+
+bool power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+absl::Status in_range(std::string_view flag, uint64_t v, uint64_t lo, uint64_t hi) {
+    if (v < lo || v > hi) {
+        return bad(flag, absl::StrFormat("%u is out of range [%u, %u]", v, lo, hi));
+    }
+    return absl::OkStatus();
+}
+
+absl::Status positive(std::string_view flag, absl::Duration d) {
+    if (d <= absl::ZeroDuration()) {
+        return bad(flag, "must be a positive duration like 500ms or 10s");
+    }
+    return absl::OkStatus();
+}
+
+absl::StatusOr<io::SocketAddress> address(std::string_view flag, const std::string& value) {
+    if (value.empty()) {
+        return bad(flag, "is required for this role");
+    }
+    absl::StatusOr<io::SocketAddress> a = io::parse_address(value);
+    if (!a.ok()) {
+        return bad(flag, a.status().message());
+    }
+    return a;
+}
+
+uint64_t to_ns(absl::Duration d) { return static_cast<uint64_t>(absl::ToInt64Nanoseconds(d)); }
+
+}  // namespace
+
+std::vector<int> affinity_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<int> cpus;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        for (int i = 0; i < CPU_SETSIZE; ++i) {
+            if (CPU_ISSET(static_cast<size_t>(i), &set)) {
+                cpus.push_back(i);
+            }
+        }
+    }
+    if (cpus.empty()) {
+        cpus.push_back(0);
+    }
+    return cpus;
+}
+
+std::string default_node_name() {
+    if (const char* pod = std::getenv("POD_NAME"); pod != nullptr && *pod != '\0') {
+        return pod;
+    }
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') {
+        return host;
+    }
+    return "ferry";
+}
+
+absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,
+                                                const std::vector<int>& allowed) {
+    std::vector<int> cpus;
+    for (absl::string_view part : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
+        std::pair<absl::string_view, absl::string_view> range = absl::StrSplit(part, '-');
+        int lo = 0;
+        int hi = 0;
+        if (!absl::SimpleAtoi(range.first, &lo) ||
+            !absl::SimpleAtoi(range.second.empty() ? range.first : range.second, &hi) || lo < 0 ||
+            hi < lo) {
+            return bad("cpus", absl::StrFormat("'%s' is not a CPU list like 0,2-3", text));
+        }
+        for (int c = lo; c <= hi; ++c) {
+            if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) {
+                return bad("cpus", absl::StrFormat("CPU %d is not in this process's affinity mask", c));
+            }
+            if (std::find(cpus.begin(), cpus.end(), c) != cpus.end()) {
+                return bad("cpus", absl::StrFormat("CPU %d is listed twice", c));
+            }
+            cpus.push_back(c);
+        }
+    }
+    return cpus;
+}
+
+absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& allowed_cpus) {
+    Options o;
+    if (raw.role == "initiator") {
+        o.role = Role::Initiator;
+    } else if (raw.role == "terminator") {
+        o.role = Role::Terminator;
+    } else {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("unknown role '%s' (expected initiator or terminator)", raw.role));
+    }
+    base::LogLevel level;
+    if (!base::parse_log_level(raw.log_level, &level)) {
+        return bad("log-level", "expected debug, info, warn, error or off");
+    }
+    if (raw.shards < 0 || raw.shards > 1024) {
+        return bad("shards", "must be 0 (one per CPU) to 1024");
+    }
+    std::vector<int> pin;
+    if (raw.cpus == "auto" || raw.cpus.empty()) {
+        pin = allowed_cpus;
+    } else if (raw.cpus != "none") {
+        absl::StatusOr<std::vector<int>> list = parse_cpu_list(raw.cpus, allowed_cpus);
+        if (!list.ok()) {
+            return list.status();
+        }
+        pin = *std::move(list);
+    }
+    int shards = raw.shards;
+    if (shards == 0) {
+        shards = static_cast<int>(pin.empty() ? allowed_cpus.size() : pin.size());
+    }
+    if (!power_of_two(raw.ring_entries) || raw.ring_entries < 64 || raw.ring_entries > 32768) {
+        return bad("ring-entries", "must be a power of two in [64, 32768]");
+    }
+    if (absl::Status st = in_range("buffer-size", raw.buffer_size, 4096, 1 << 20); !st.ok()) {
+        return st;
+    }
+    if (absl::Status st = in_range("buffer-count", raw.buffer_count, 64, 65536); !st.ok()) {
+        return st;
+    }
+    if (absl::Status st = in_range("max-frame-size", raw.max_frame_size, 1024, 16 << 20); !st.ok()) {
+        return st;
+    }
+    if (absl::Status st = in_range("stream-window", raw.stream_window, 1024, 0x7fff'ffff); !st.ok()) {
+        return st;
+    }
+    if (absl::Status st = in_range("connection-window", raw.connection_window, raw.stream_window,
+                                   0x7fff'ffff);
+        !st.ok()) {
+        return bad("connection-window", "must be at least --stream-window and below 2^31");
+    }
+    if (absl::Status st = in_range("max-streams", raw.max_streams, 1, 1 << 20); !st.ok()) {
+        return st;
+    }
+    for (auto [flag, d] : {std::pair{"connect-timeout", raw.connect_timeout},
+                           std::pair{"drain-timeout", raw.drain_timeout},
+                           std::pair{"ping-interval", raw.ping_interval},
+                           std::pair{"ping-timeout", raw.ping_timeout}}) {
+        if (absl::Status st = positive(flag, d); !st.ok()) {
+            return st;
+        }
+    }
+    if (raw.tunnel_transport != "plain") {
+        return bad("tunnel-transport", "expected plain");
+    }
+
+    shard::RuntimeOptions& rt = o.runtime;
+    rt.shards = shards;
+    rt.cpus = pin;
+    rt.drain_timeout_ns = to_ns(raw.drain_timeout);
+    shard::ShardOptions& so = rt.shard;
+    so.ring.entries = raw.ring_entries;
+    so.ring.sqpoll = raw.sqpoll;
+    so.buffer_size = raw.buffer_size;
+    so.buffer_count = raw.buffer_count;
+    // Half the pool is lent to the kernel for receives; the rest backs sends and control frames.
+    uint32_t entries = 1;
+    while (entries * 2 <= raw.buffer_count / 2 && entries * 2 <= 32768) {
+        entries *= 2;
+    }
+    so.buffer_ring_entries = entries;
+    so.tuning.max_frame_size = raw.max_frame_size;
+    so.tuning.stream_window = raw.stream_window;
+    so.tuning.connection_window = raw.connection_window;
+    so.tuning.max_streams = raw.max_streams;
+    so.tuning.zerocopy_threshold = raw.zerocopy_threshold == 0 ? UINT32_MAX : raw.zerocopy_threshold;
+    so.tuning.connect_timeout_ns = to_ns(raw.connect_timeout);
+    so.tuning.ping_interval_ns = to_ns(raw.ping_interval);
+    so.tuning.ping_timeout_ns = to_ns(raw.ping_timeout);
+    o.max_connections = raw.max_connections;
+    o.node_name = raw.node_name.empty() ? default_node_name() : raw.node_name;
+    if (o.node_name.size() > 255) {
+        return bad("node-name", "at most 255 bytes");
+    }
+
+    if (o.role == Role::Initiator) {
+        absl::StatusOr<io::SocketAddress> listen = address("listen", raw.listen);
+        if (!listen.ok()) {
+            return listen.status();
+        }
+        absl::StatusOr<io::SocketAddress> peer = address("peer", raw.peer);
+        if (!peer.ok()) {
+            return peer.status();
+        }
+        o.listen = *listen;
+        o.peer = *peer;
+    } else {
+        absl::StatusOr<io::SocketAddress> lt = address("listen-tunnel", raw.listen_tunnel);
+        if (!lt.ok()) {
+            return lt.status();
+        }
+        absl::StatusOr<io::SocketAddress> up = address("upstream", raw.upstream);
+        if (!up.ok()) {
+            return up.status();
+        }
+        o.listen_tunnel = *lt;
+        o.upstream = *up;
+    }
+    if (!raw.admin.empty()) {
+        absl::StatusOr<io::SocketAddress> admin = address("admin", raw.admin);
+        if (!admin.ok()) {
+            return admin.status();
+        }
+        o.has_admin = true;
+        o.admin = *admin;
+    }
+    return o;
+}
+
+}  // namespace ferry::config

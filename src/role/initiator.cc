@@ -1,0 +1,193 @@
+#include "ferry/role/initiator.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "ferry/base/log.h"
+#include "ferry/tunnel/plain_link.h"
+
+namespace ferry::role {
+
+namespace pt = proto::tunnel;
+
+Initiator::Initiator(tunnel::Context& ctx, InitiatorConfig config) noexcept
+    : ctx_(ctx), config_(std::move(config)), acceptor_(ctx.ring, this), rng_(config_.seed | 1) {}
+
+Initiator::~Initiator() {
+    for (auto& s : sessions_) {
+        s->abort("shutting down");
+    }
+    if (connect_fd_ >= 0) {
+        ::close(connect_fd_);
+    }
+}
+
+bool Initiator::start() noexcept {
+    if (absl::Status st = acceptor_.listen(config_.listen); !st.ok()) {
+        FERRY_LOG(Error, "initiator: %s", st.message());
+        return false;
+    }
+    acceptor_.start();
+    connect_tunnel();
+    return true;
+}
+
+void Initiator::connect_tunnel() noexcept {
+    if (connecting_ || draining_) {
+        return;
+    }
+    reconnect_pending_ = false;
+    connect_fd_ = io::new_tcp_socket(config_.peer.family());
+    if (connect_fd_ < 0) {
+        FERRY_LOG(Error, "tunnel socket: %s", strerror(errno));
+        schedule_reconnect();
+        return;
+    }
+    connecting_ = true;
+    io_uring_sqe* sqe = ctx_.ring.sqe(&connect_op_);
+    io_uring_prep_connect(sqe, connect_fd_, config_.peer.get(), config_.peer.length);
+    sqe->flags |= IOSQE_IO_LINK;
+    uint64_t ns = ctx_.tuning.connect_timeout_ns;
+    connect_timeout_.tv_sec = static_cast<int64_t>(ns / 1'000'000'000);
+    connect_timeout_.tv_nsec = static_cast<long long>(ns % 1'000'000'000);
+    io_uring_prep_link_timeout(ctx_.ring.sqe(&timeout_op_), &connect_timeout_, 0);
+    connect_ops_ += 2;
+}
+
+void Initiator::on_connect(int32_t res, uint32_t) noexcept {
+    --connect_ops_;
+    connecting_ = false;
+    int fd = connect_fd_;
+    connect_fd_ = -1;
+    if (res < 0 || draining_) {
+        ::close(fd);
+        if (!draining_) {
+            ctx_.metrics.tunnel_connect_failures.add();
+            int err = res == -ECANCELED ? ETIMEDOUT : -res;
+            // Log the first failure and then every tenth, so a long outage stays readable.
+            if (failures_ % 10 == 0) {
+                FERRY_LOG(Warn, "tunnel connect to %s failed: %s (attempt %u)",
+                          config_.peer.to_string(), strerror(err), failures_ + 1);
+            }
+            schedule_reconnect();
+        }
+        return;
+    }
+    ctx_.metrics.tunnel_connects.add();
+    auto session = std::make_unique<tunnel::Session>(
+        ctx_, static_cast<tunnel::SessionOwner*>(this), std::make_unique<tunnel::PlainLink>(ctx_, fd), tunnel::Session::Role::Initiator,
+        config_.node_name);
+    tunnel::Session* s = session.get();
+    sessions_.push_back(std::move(session));
+    s->start();
+}
+
+void Initiator::schedule_reconnect() noexcept {
+    // Exponential backoff from 100 ms to 5 s with +-25% jitter, so a fleet of shards and nodes
+    // does not reconnect in lockstep after a terminator restart.
+    uint64_t base_ms = std::min<uint64_t>(5000, 100ULL << std::min<uint32_t>(failures_, 6));
+    ++failures_;
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    uint64_t jitter = rng_ % (base_ms / 2 + 1);
+    uint64_t delay_ms = base_ms - base_ms / 4 + jitter;
+    reconnect_at_ns_ = ctx_.now_ns + delay_ms * 1'000'000;
+    reconnect_pending_ = true;
+}
+
+void Initiator::on_accepted(int fd) noexcept {
+    TcpLeg* leg = legs_.create(ctx_, &legs_);
+    tunnel::Stream* stream = nullptr;
+    if (active_ != nullptr && active_->usable() &&
+        (config_.max_connections == 0 || legs_.live() <= config_.max_connections)) {
+        stream = active_->open_stream(pt::StreamProtocol::Tcp, {}, leg);
+    }
+    if (stream == nullptr) {
+        ctx_.metrics.connections_rejected.add();
+        FERRY_LOG(Debug, "client rejected: %s",
+                  active_ == nullptr ? "tunnel not established" : "connection or stream limit");
+        leg->reject(fd);
+        return;
+    }
+    ctx_.metrics.connections_accepted.add();
+    leg->start_accepted(fd, stream);
+}
+
+void Initiator::on_session_ready(tunnel::Session& session) noexcept {
+    failures_ = 0;
+    if (active_ != nullptr && active_ != &session) {
+        // A replacement came up while the old connection drains: move new streams over.
+        active_->drain();
+    }
+    active_ = &session;
+    update_ready();
+}
+
+tunnel::StreamHandler* Initiator::on_stream_open(tunnel::Session&, tunnel::Stream&,
+                                                 const pt::Open&) noexcept {
+    // The TCP role takes no streams opened from the terminator side.
+    return nullptr;
+}
+
+void Initiator::on_session_draining(tunnel::Session& session) noexcept {
+    if (&session == active_) {
+        active_ = nullptr;
+        update_ready();
+        connect_tunnel();
+    }
+}
+
+void Initiator::on_session_closed(tunnel::Session& session) noexcept {
+    ctx_.metrics.tunnel_disconnects.add();
+    bool was_active = &session == active_;
+    if (was_active) {
+        active_ = nullptr;
+    }
+    auto it = std::find_if(sessions_.begin(), sessions_.end(),
+                           [&](const auto& p) { return p.get() == &session; });
+    if (it != sessions_.end()) {
+        closed_.push_back(std::move(*it));
+        sessions_.erase(it);
+    }
+    update_ready();
+    if (active_ == nullptr && !connecting_ && !draining_) {
+        schedule_reconnect();
+    }
+}
+
+void Initiator::update_ready() noexcept {
+    bool up = active_ != nullptr && active_->usable();
+    ctx_.metrics.tunnel_up.set(up ? 1 : 0);
+    ctx_.metrics.ready.set(up ? 1 : 0);
+}
+
+void Initiator::tick(uint64_t now_ns) noexcept {
+    for (auto& s : sessions_) {
+        s->tick(now_ns);
+    }
+    if (reconnect_pending_ && now_ns >= reconnect_at_ns_) {
+        connect_tunnel();
+    }
+}
+
+void Initiator::housekeeping() noexcept { closed_.clear(); }
+
+void Initiator::drain() noexcept {
+    draining_ = true;
+    reconnect_pending_ = false;
+    acceptor_.stop();
+    for (auto& s : sessions_) {
+        s->drain();
+    }
+}
+
+bool Initiator::idle() const noexcept {
+    return draining_ && sessions_.empty() && legs_.live() == 0 && acceptor_.idle() &&
+           connect_ops_ == 0;
+}
+
+}  // namespace ferry::role

@@ -1,0 +1,196 @@
+#include "ferry/role/tcp_leg.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "ferry/base/log.h"
+
+namespace ferry::role {
+
+namespace pt = proto::tunnel;
+
+TcpLeg::TcpLeg(tunnel::Context& ctx, base::ObjectPool<TcpLeg>* pool) noexcept
+    : ctx_(ctx), pool_(pool), io_(ctx, this) {
+    ctx_.metrics.connections_active.add(1);
+}
+
+void TcpLeg::start_accepted(int fd, tunnel::Stream* stream) noexcept {
+    io_.attach(fd);
+    stream_ = stream;
+    connected_ = true;
+    io_.start_reading();
+}
+
+void TcpLeg::start_connect(const io::SocketAddress& upstream, tunnel::Stream* stream) noexcept {
+    stream_ = stream;
+    int fd = io::new_tcp_socket(upstream.family());
+    if (fd < 0) {
+        ctx_.metrics.upstream_connect_errors.add();
+        FERRY_LOG(Warn, "upstream socket: %s", strerror(errno));
+        close();
+        return;
+    }
+    io_.attach(fd);
+    io_.connect(upstream.get(), upstream.length);
+}
+
+void TcpLeg::reject(int fd) noexcept {
+    io_.attach(fd);
+    close();
+}
+
+void TcpLeg::on_socket_connected(int res) noexcept {
+    if (res < 0) {
+        ctx_.metrics.upstream_connect_errors.add();
+        FERRY_LOG(Warn, "upstream connect failed: %s; resetting stream", strerror(-res));
+        if (stream_ != nullptr) {
+            tunnel::Stream* s = stream_;
+            stream_ = nullptr;
+            s->reset(pt::ErrorCode::ConnectRefused);
+        }
+        close();
+        return;
+    }
+    connected_ = true;
+    io_.start_reading();
+    send_more();
+}
+
+// ---- socket -> tunnel -------------------------------------------------------------------------
+
+void TcpLeg::on_socket_data(buf::Chunk&& bytes) noexcept {
+    ctx_.metrics.bytes_from_local.add(bytes.size());
+    if (stream_ == nullptr) {
+        return;
+    }
+    stream_->write(std::move(bytes));
+    if (stream_->should_pause() && io_.reading()) {
+        ctx_.metrics.flow_paused.add();
+        io_.pause_reading();
+    }
+}
+
+void TcpLeg::on_stream_writable() noexcept {
+    if (!eof_read_ && !closing_) {
+        io_.start_reading();
+    }
+}
+
+void TcpLeg::on_socket_eof() noexcept {
+    eof_read_ = true;
+    if (stream_ != nullptr) {
+        stream_->finish();
+    }
+    maybe_done();
+}
+
+void TcpLeg::on_socket_error(const char* what, int err) noexcept {
+    FERRY_LOG(Debug, "local socket: %s: %s", what, strerror(err));
+    if (stream_ != nullptr) {
+        tunnel::Stream* s = stream_;
+        stream_ = nullptr;
+        s->reset(pt::ErrorCode::UpstreamReset);
+    }
+    close();
+}
+
+// ---- tunnel -> socket -------------------------------------------------------------------------
+
+void TcpLeg::on_stream_data(buf::Chunk&& data) noexcept {
+    out_.push(ctx_.nodes, std::move(data));
+    send_more();
+}
+
+void TcpLeg::on_stream_fin() noexcept {
+    fin_from_peer_ = true;
+    send_more();
+}
+
+void TcpLeg::on_stream_reset(pt::ErrorCode code) noexcept {
+    FERRY_LOG(Debug, "stream reset: %s", pt::error_code_name(code));
+    stream_ = nullptr;
+    if (fin_from_peer_) {
+        // Everything the peer sent has arrived (the tunnel went away after the FIN): deliver it,
+        // then close, instead of dropping bytes the client is owed.
+        deliver_then_close_ = true;
+        io_.pause_reading();
+        send_more();
+        return;
+    }
+    close();
+}
+
+void TcpLeg::send_more() noexcept {
+    if (!connected_ || closing_ || io_.sending()) {
+        return;
+    }
+    if (out_.empty()) {
+        if (fin_from_peer_ && !shut_wr_) {
+            shut_wr_ = true;
+            io_.shutdown_write();
+        }
+        maybe_done();
+        return;
+    }
+    uint32_t n = 0;
+    uint64_t bytes = 0;
+    for (buf::ChunkNode* node = out_.head(); node != nullptr && n < kMaxIov; node = node->next) {
+        iov_[n].iov_base = node->chunk.data();
+        iov_[n].iov_len = node->chunk.size();
+        bytes += node->chunk.size();
+        ++n;
+    }
+    sending_bytes_ = static_cast<uint32_t>(bytes);
+    io_.send(iov_, n, bytes);
+}
+
+void TcpLeg::on_socket_sent() noexcept {
+    uint32_t sent = sending_bytes_;
+    sending_bytes_ = 0;
+    out_.consume(ctx_.nodes, sent);
+    ctx_.metrics.bytes_to_local.add(sent);
+    if (stream_ != nullptr) {
+        stream_->consumed(sent);
+    }
+    send_more();
+}
+
+// ---- lifetime ---------------------------------------------------------------------------------
+
+void TcpLeg::maybe_done() noexcept {
+    // Both directions finished: the client/upstream sent EOF and everything the peer sent
+    // (up to its FIN) was written and the write side shut down.
+    bool delivered = fin_from_peer_ && shut_wr_ && out_.empty() && !io_.sending();
+    if (delivered && deliver_then_close_) {
+        close();
+        return;
+    }
+    if (eof_read_ && delivered) {
+        if (stream_ != nullptr) {
+            tunnel::Stream* s = stream_;
+            stream_ = nullptr;
+            s->detach();
+        }
+        close();
+    }
+}
+
+void TcpLeg::close() noexcept {
+    if (closing_) {
+        return;
+    }
+    closing_ = true;
+    out_.clear(ctx_.nodes);
+    io_.close();
+}
+
+void TcpLeg::on_socket_closed() noexcept { ctx_.defer_retire(this); }
+
+void TcpLeg::retire() noexcept {
+    ctx_.metrics.connections_active.add(-1);
+    pool_->destroy(this);
+}
+
+}  // namespace ferry::role

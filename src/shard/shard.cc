@@ -1,0 +1,175 @@
+#include "ferry/shard/shard.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include "ferry/base/clock.h"
+#include "ferry/base/log.h"
+#include "ferry/buf/chunk_queue.h"
+#include "ferry/buf/pool.h"
+#include "ferry/io/buf_ring.h"
+#include "ferry/tunnel/session.h"
+
+namespace ferry::shard {
+
+Shard::Shard(int index, ShardOptions options, ServiceFactory factory, tunnel::Metrics* metrics)
+    : index_(index), options_(std::move(options)), factory_(std::move(factory)), metrics_(metrics) {}
+
+Shard::~Shard() { join(); }
+
+void Shard::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void Shard::join() {
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+void Shard::run() {
+    base::set_thread_shard(index_);
+    if (options_.cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(static_cast<size_t>(options_.cpu), &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+            FERRY_LOG(Warn, "cannot pin shard %d to CPU %d", index_, options_.cpu);
+        }
+    }
+    absl::StatusOr<std::unique_ptr<io::Ring>> ring = io::Ring::create(options_.ring);
+    if (!ring.ok()) {
+        FERRY_LOG(Error, "%s", ring.status().message());
+        status_.store(Status::Failed, std::memory_order_release);
+        return;
+    }
+    ring_ = ring->get();
+    buf::Pool pool(options_.buffer_size, options_.buffer_count);
+    buf::NodePool nodes;
+    io::BufRing bufs(**ring, pool, /*group=*/0, options_.buffer_ring_entries);
+    if (absl::Status st = bufs.init(); !st.ok()) {
+        FERRY_LOG(Error, "%s", st.message());
+        status_.store(Status::Failed, std::memory_order_release);
+        return;
+    }
+    tunnel::Context ctx{**ring, pool, nodes, bufs, *metrics_, options_.tuning};
+    ctx.now_ns = base::mono_ns();
+    std::vector<std::unique_ptr<Service>> services = factory_(ctx, index_);
+    for (auto& s : services) {
+        services_view_.push_back(s.get());
+        if (!s->start()) {
+            status_.store(Status::Failed, std::memory_order_release);
+            return;
+        }
+    }
+    const io::RingFeatures& f = ring_->features();
+    FERRY_LOG(Debug, "shard up: cpu %d, defer_taskrun %d, msg_ring %d, send_zc %d", options_.cpu,
+              f.defer_taskrun, f.msg_ring, f.send_zc);
+    mailbox_.attach(ring_, &mail_op_);
+    arm_tick();
+    status_.store(Status::Running, std::memory_order_release);
+    loop(ctx, services);
+    // Services go first (their teardown may still queue cancellations on the ring); what they
+    // parked on the context dies with them.
+    services_view_.clear();
+    services.clear();
+    ctx.dirty_head = nullptr;
+    ctx.retired_head = nullptr;
+    ctx.starved_head = nullptr;
+    status_.store(Status::Exited, std::memory_order_release);
+}
+
+void Shard::loop(tunnel::Context& ctx, std::vector<std::unique_ptr<Service>>& services) {
+    while (!stop_) {
+        ring_->submit_and_wait(1);
+        ctx.now_ns = base::mono_ns();
+        ring_->dispatch();
+        if (tick_due_) {
+            tick_due_ = false;
+            for (Service* s : services_view_) {
+                s->tick(ctx.now_ns);
+            }
+            arm_tick();
+        }
+        housekeeping(ctx, services);
+        if (draining_) {
+            bool idle = true;
+            for (Service* s : services_view_) {
+                idle = idle && s->idle();
+            }
+            if (idle) {
+                FERRY_LOG(Info, "drained");
+                break;
+            }
+        }
+    }
+}
+
+void Shard::housekeeping(tunnel::Context& ctx,
+                         std::vector<std::unique_ptr<Service>>& services) noexcept {
+    // Flushing may queue more frames (a stream finishing sends its RESET or FIN), so loop.
+    while (ctx.dirty_head != nullptr) {
+        tunnel::Session* s = ctx.dirty_head;
+        ctx.dirty_head = s->next_dirty;
+        s->next_dirty = nullptr;
+        if (s->dirty) {
+            s->flush();
+        }
+    }
+    ctx.bufs.refill();
+    if (ctx.bufs.lent() > 0) {
+        tunnel::Rearmable* r = ctx.starved_head;
+        ctx.starved_head = nullptr;
+        while (r != nullptr) {
+            tunnel::Rearmable* next = r->next_starved;
+            r->starved = false;
+            r->next_starved = nullptr;
+            r->rearm_recv();
+            r = next;
+        }
+    }
+    while (ctx.retired_head != nullptr) {
+        tunnel::Retirable* r = ctx.retired_head;
+        ctx.retired_head = r->next_retired;
+        r->retire();
+    }
+    for (auto& s : services) {
+        s->housekeeping();
+    }
+    metrics_->buffers_in_use.set(ctx.pool.in_use().value());
+}
+
+void Shard::on_mail(int32_t res, uint32_t) noexcept {
+    // res 8: the eventfd doorbell (re-arm it); res 0: a MSG_RING wake-up.
+    if (res == sizeof(uint64_t)) {
+        mailbox_.rearm();
+    }
+    std::vector<Message> messages;
+    mailbox_.take(&messages);
+    for (const Message& m : messages) {
+        switch (m.type) {
+            case MessageType::Drain:
+                if (!draining_) {
+                    FERRY_LOG(Info, "draining");
+                    draining_ = true;
+                    for (Service* s : services_view_) {
+                        s->drain();
+                    }
+                }
+                break;
+            case MessageType::Stop:
+                stop_ = true;
+                break;
+        }
+    }
+}
+
+void Shard::arm_tick() noexcept {
+    tick_ts_.tv_sec = static_cast<int64_t>(options_.tick_ns / 1'000'000'000);
+    tick_ts_.tv_nsec = static_cast<long long>(options_.tick_ns % 1'000'000'000);
+    io_uring_prep_timeout(ring_->sqe(&tick_op_), &tick_ts_, 0, 0);
+}
+
+void Shard::on_tick(int32_t, uint32_t) noexcept { tick_due_ = true; }
+
+}  // namespace ferry::shard

@@ -1,0 +1,123 @@
+#include "ferry/tls/tls_context.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "internal/ssl_hooks.h"
+
+namespace ferry::tls {
+namespace {
+
+struct CtxDeleter {
+    void operator()(SSL_CTX* ctx) const noexcept { SSL_CTX_free(ctx); }
+};
+using CtxPtr = std::unique_ptr<SSL_CTX, CtxDeleter>;
+
+absl::Status load_error(const std::string& what, const std::string& file) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " ", file, ": ", internal::drain_openssl_errors("unknown error")));
+}
+
+absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
+    if (config.cert_file.empty() || config.key_file.empty() || config.ca_file.empty()) {
+        return absl::InvalidArgumentError("TLS needs cert_file, key_file and ca_file");
+    }
+    if (!config.is_server && config.peer_name.empty()) {
+        // Without it any certificate from the CA would do, including another client's.
+        return absl::InvalidArgumentError("TLS client needs peer_name (the server's DNS SAN)");
+    }
+    for (absl::string_view suite : absl::StrSplit(config.ciphersuites, ':')) {
+        // The record layer implements these three; OpenSSL would also accept the CCM suites.
+        if (suite != "TLS_AES_128_GCM_SHA256" && suite != "TLS_AES_256_GCM_SHA384" &&
+            suite != "TLS_CHACHA20_POLY1305_SHA256") {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "ciphersuite '", suite, "' is not supported (use ", kDefaultCiphersuites, ")"));
+        }
+    }
+    ERR_clear_error();
+    CtxPtr ctx(SSL_CTX_new(config.is_server ? TLS_server_method() : TLS_client_method()));
+    if (ctx == nullptr) {
+        return absl::InternalError(
+            absl::StrCat("SSL_CTX_new: ", internal::drain_openssl_errors("out of memory")));
+    }
+    SSL_CTX* c = ctx.get();
+    if (SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) != 1) {
+        return absl::InternalError("OpenSSL refuses TLS 1.3 only");
+    }
+    if (SSL_CTX_set_ciphersuites(c, config.ciphersuites.c_str()) != 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ciphersuites '", config.ciphersuites,
+                         "': ", internal::drain_openssl_errors("no usable TLS 1.3 ciphersuite")));
+    }
+    if (SSL_CTX_use_certificate_chain_file(c, config.cert_file.c_str()) != 1) {
+        return load_error("loading certificate chain", config.cert_file);
+    }
+    if (SSL_CTX_use_PrivateKey_file(c, config.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+        return load_error("loading private key", config.key_file);
+    }
+    if (SSL_CTX_check_private_key(c) != 1) {
+        return load_error(absl::StrCat("private key ", config.key_file, " does not match"),
+                          config.cert_file);
+    }
+    if (SSL_CTX_load_verify_locations(c, config.ca_file.c_str(), nullptr) != 1) {
+        return load_error("loading CA", config.ca_file);
+    }
+
+    // RFC 8446 §4.6.1: with no tickets and no cache nothing but KeyUpdate and alerts can follow
+    // the handshake, which is what lets the record layer and kTLS take over the connection.
+    SSL_CTX_set_num_tickets(c, 0);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(c, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_keylog_callback(c, internal::on_keylog_line);
+
+    int mode = SSL_VERIFY_PEER;
+    if (config.is_server) {
+        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        SSL_CTX_set_client_hello_cb(c, internal::on_client_hello, nullptr);
+        // Lists the CA in CertificateRequest so a client with several certificates picks ours.
+        STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config.ca_file.c_str());
+        if (names == nullptr) {
+            return load_error("reading CA names from", config.ca_file);
+        }
+        SSL_CTX_set_client_CA_list(c, names);
+    } else {
+        X509_VERIFY_PARAM* param = SSL_CTX_get0_param(c);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (X509_VERIFY_PARAM_set1_host(param, config.peer_name.c_str(), 0) != 1) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("peer_name '", config.peer_name, "' is not a valid host name"));
+        }
+    }
+    SSL_CTX_set_verify(c, mode, internal::on_verify);
+    return ctx;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::create(const TlsConfig& config) {
+    absl::StatusOr<CtxPtr> ctx = build(config);
+    if (!ctx.ok()) {
+        return ctx.status();
+    }
+    return std::make_unique<TlsContext>(Key{}, config, ctx->release());
+}
+
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+absl::Status TlsContext::reload() {
+    absl::StatusOr<CtxPtr> fresh = build(config_);
+    if (!fresh.ok()) {
+        return fresh.status();
+    }
+    // SSL objects reference-count their SSL_CTX, so handshakes in flight keep the old one alive.
+    SSL_CTX_free(ctx_);
+    ctx_ = fresh->release();
+    ++generation_;
+    return absl::OkStatus();
+}
+
+}  // namespace ferry::tls

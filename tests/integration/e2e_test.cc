@@ -1,0 +1,429 @@
+// End-to-end tests: real ferry initiator and terminator processes on loopback, with ferry-load
+// (and in-test socket peers) as clients and upstreams. Every process is killed by PID when its
+// Process object goes away, so a failing test leaves nothing running.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "process.h"
+
+namespace ferry {
+namespace {
+
+using testlib::Process;
+
+std::string bin(const char* env, const char* fallback) {
+    const char* v = std::getenv(env);
+    return v != nullptr ? v : fallback;
+}
+std::string ferry_bin() { return bin("FERRY_BIN", "build/src/cli/ferry"); }
+std::string load_bin() { return bin("FERRY_LOAD_BIN", "build/bench/load/ferry-load"); }
+std::string addr(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
+
+// A blocking listener for in-test upstream peers.
+int listen_on(uint16_t* port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    listen(fd, 128);
+    socklen_t len = sizeof(a);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+// Accepts with a timeout so a test thread never blocks forever.
+int accept_within(int lfd, int timeout_ms) {
+    pollfd p{lfd, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) {
+        return -1;
+    }
+    return accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+}
+
+class Tunnel {
+public:
+    // Starts a terminator forwarding to `upstream_port` and an initiator in front of it.
+    Tunnel(const std::string& dir, uint16_t upstream_port, int shards = 2,
+           std::vector<std::string> extra = {})
+        : dir_(dir),
+          upstream_port_(upstream_port),
+          tunnel_port_(testlib::free_port()),
+          listen_port_(testlib::free_port()),
+          admin_i_(testlib::free_port()),
+          admin_t_(testlib::free_port()),
+          shards_(shards),
+          extra_(std::move(extra)) {
+        start_terminator();
+        start_initiator();
+    }
+
+    void start_terminator() {
+        std::vector<std::string> args = {ferry_bin(), "terminator", "--listen-tunnel", addr(tunnel_port_),
+                                         "--upstream", addr(upstream_port_), "--admin", addr(admin_t_),
+                                         "--shards", std::to_string(shards_), "--cpus", "none",
+                                         "--node-name", "cluster-b-0", "--connect-timeout", "2s"};
+        args.insert(args.end(), extra_.begin(), extra_.end());
+        terminator = std::make_unique<Process>(args, dir_ + "/terminator.log");
+    }
+    void start_initiator() {
+        std::vector<std::string> args = {ferry_bin(), "initiator", "--listen", addr(listen_port_),
+                                         "--peer", addr(tunnel_port_), "--admin", addr(admin_i_),
+                                         "--shards", std::to_string(shards_), "--cpus", "none",
+                                         "--node-name", "cluster-a-0", "--drain-timeout", "10s"};
+        args.insert(args.end(), extra_.begin(), extra_.end());
+        initiator = std::make_unique<Process>(args, dir_ + "/initiator.log");
+    }
+    [[nodiscard]] bool ready(int timeout_ms = 20000) const {
+        return testlib::wait_until(
+            [&] { return testlib::http_get(admin_i_, "/ready").status == 200; }, timeout_ms);
+    }
+    [[nodiscard]] int64_t initiator_metric(const std::string& name) const {
+        return testlib::metric_sum(testlib::http_get(admin_i_, "/metrics").body, name);
+    }
+    [[nodiscard]] int64_t terminator_metric(const std::string& name) const {
+        return testlib::metric_sum(testlib::http_get(admin_t_, "/metrics").body, name);
+    }
+
+    std::string dir_;
+    uint16_t upstream_port_;
+    uint16_t tunnel_port_;
+    uint16_t listen_port_;
+    uint16_t admin_i_;
+    uint16_t admin_t_;
+    int shards_;
+    std::vector<std::string> extra_;
+    std::unique_ptr<Process> terminator;
+    std::unique_ptr<Process> initiator;
+};
+
+class E2e : public ::testing::Test {
+protected:
+    void SetUp() override { dir_ = testlib::make_temp_dir(); }
+    void TearDown() override {
+        if (HasFailure()) {
+            // Keep the logs of a failure on the console: CI shows nothing else.
+            for (const char* name : {"initiator.log", "terminator.log", "echo.log", "load.log"}) {
+                Process cat({"/bin/sh", "-c", "tail -n 40 " + dir_ + "/" + name + " 1>&2"},
+                            dir_ + "/cat.log");
+                (void)cat.wait(5000);
+                std::fprintf(stderr, "---- %s\n%s\n", name, cat.log().c_str());
+            }
+        }
+        testlib::remove_tree(dir_);
+    }
+
+    std::unique_ptr<Process> start_echo(uint16_t port) {
+        auto p = std::make_unique<Process>(
+            std::vector<std::string>{load_bin(), "serve", "--listen", addr(port), "--mode", "echo"},
+            dir_ + "/echo.log");
+        EXPECT_TRUE(testlib::wait_until(
+            [&] {
+                int fd = testlib::connect_to(port);
+                if (fd >= 0) {
+                    close(fd);
+                }
+                return fd >= 0;
+            },
+            10000));
+        return p;
+    }
+    // ferry-load verify through the initiator: each connection's echo is checked with xxHash.
+    int verify(uint16_t port, int connections, const std::string& bytes_per_connection) {
+        Process load({load_bin(), "run", "--target", addr(port), "--mode", "verify", "--connections",
+                      std::to_string(connections), "--bytes-per-connection", bytes_per_connection,
+                      "--timeout", "240s"},
+                     dir_ + "/load.log");
+        std::optional<int> rc = load.wait(300000);
+        std::fprintf(stderr, "%s", load.log().c_str());
+        return rc.value_or(-1);
+    }
+
+    std::string dir_;
+};
+
+TEST_F(E2e, SixtyFourClientsPushQuarterGigabyteByteExact) {
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 2);
+    ASSERT_TRUE(t.ready());
+    // 64 x 4 MiB each way, with random write sizes, half-close and xxHash64 of every stream.
+    EXPECT_EQ(verify(t.listen_port_, 64, "4MiB"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_streams_opened_total"), 64);
+    EXPECT_GE(t.initiator_metric("ferry_bytes_from_local_total"), 64LL << 22);
+    // The plain tunnel path copies no payload byte in user space.
+    EXPECT_EQ(t.initiator_metric("ferry_bytes_copied_total"), 0);
+    EXPECT_EQ(t.terminator_metric("ferry_bytes_copied_total"), 0);
+    EXPECT_TRUE(testlib::wait_until([&] { return t.initiator_metric("ferry_streams_active") == 0; }, 10000));
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+}
+
+TEST_F(E2e, HalfCloseFromUpstreamKeepsTheClientDirectionOpen) {
+    uint16_t up_port = 0;
+    int lfd = listen_on(&up_port);
+    std::string received_by_upstream;
+    std::thread upstream([&] {
+        int fd = accept_within(lfd, 20000);
+        if (fd < 0) {
+            return;
+        }
+        const char hello[] = "hello from upstream";
+        (void)testlib::write_all(fd, hello, sizeof(hello) - 1);
+        shutdown(fd, SHUT_WR);  // upstream half-closes first
+        received_by_upstream = testlib::read_all(fd, 20000);
+        close(fd);
+    });
+    Tunnel t(dir_, up_port, 1);
+    ASSERT_TRUE(t.ready());
+    int c = testlib::connect_to(t.listen_port_);
+    ASSERT_GE(c, 0);
+    // The client sees the upstream's bytes and then EOF...
+    std::string got = testlib::read_all(c, 20000);
+    EXPECT_EQ(got, "hello from upstream");
+    // ...and can still send, which the upstream receives until the client's own FIN.
+    std::string late(300000, 'x');
+    EXPECT_TRUE(testlib::write_all(c, late.data(), late.size()));
+    shutdown(c, SHUT_WR);
+    upstream.join();
+    close(c);
+    close(lfd);
+    EXPECT_EQ(received_by_upstream.size(), late.size());
+    EXPECT_TRUE(received_by_upstream == late) << "upstream got different bytes";
+}
+
+TEST_F(E2e, RefusingUpstreamResetsOnlyItsStreamAndTheTunnelStaysUp) {
+    uint16_t closed_port = testlib::free_port();  // nothing listens here
+    Tunnel t(dir_, closed_port, 1);
+    ASSERT_TRUE(t.ready());
+    int c = testlib::connect_to(t.listen_port_);
+    ASSERT_GE(c, 0);
+    // The client gets a clean close, not a hang.
+    EXPECT_EQ(testlib::read_all(c, 20000), "");
+    close(c);
+    EXPECT_GE(t.terminator_metric("ferry_upstream_connect_errors_total"), 1);
+    EXPECT_GE(t.initiator_metric("ferry_resets_received_total"), 1);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+    // Once the upstream exists, the same tunnel carries traffic.
+    auto echo = start_echo(closed_port);
+    EXPECT_EQ(verify(t.listen_port_, 4, "256KiB"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_connects_total"), 1);
+}
+
+TEST_F(E2e, UpstreamDyingMidStreamResetsOnlyThatStream) {
+    uint16_t up_port = 0;
+    int lfd = listen_on(&up_port);
+    std::atomic<bool> stop{false};
+    // Echo upstream; a connection that starts with "DIE" is reset (RST) after its first read.
+    std::thread upstream([&] {
+        std::vector<std::thread> conns;
+        while (!stop) {
+            int fd = accept_within(lfd, 200);
+            if (fd < 0) {
+                continue;
+            }
+            conns.emplace_back([fd] {
+                char buf[65536];
+                bool first = true;
+                for (;;) {
+                    ssize_t n = read(fd, buf, sizeof(buf));
+                    if (n <= 0) {
+                        shutdown(fd, SHUT_WR);
+                        break;
+                    }
+                    if (first && n >= 3 && std::memcmp(buf, "DIE", 3) == 0) {
+                        linger l{1, 0};
+                        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+                        break;
+                    }
+                    first = false;
+                    if (!testlib::write_all(fd, buf, static_cast<size_t>(n))) {
+                        break;
+                    }
+                }
+                close(fd);
+            });
+        }
+        for (auto& th : conns) {
+            th.join();
+        }
+    });
+    Tunnel t(dir_, up_port, 1);
+    ASSERT_TRUE(t.ready());
+    int victim = testlib::connect_to(t.listen_port_);
+    ASSERT_GE(victim, 0);
+    // Healthy streams on the same tunnel run alongside.
+    std::thread healthy([&] { EXPECT_EQ(verify(t.listen_port_, 8, "2MiB"), 0); });
+    EXPECT_TRUE(testlib::write_all(victim, "DIE now", 7));
+    EXPECT_EQ(testlib::read_all(victim, 20000), "");  // closed, not hung
+    close(victim);
+    healthy.join();
+    stop = true;
+    upstream.join();
+    close(lfd);
+    EXPECT_GE(t.initiator_metric("ferry_resets_received_total"), 1);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+}
+
+// Sends `bytes` to the tunnel port as a rogue peer and returns whether ferry closed it.
+bool rogue_peer_is_dropped(uint16_t port, const std::string& bytes) {
+    int fd = testlib::connect_to(port);
+    if (fd < 0) {
+        return false;
+    }
+    (void)testlib::write_all(fd, bytes.data(), bytes.size());
+    std::string reply = testlib::read_all(fd, 20000);  // returns at EOF
+    close(fd);
+    return true;
+}
+
+TEST_F(E2e, RoguePeersAreDisconnectedWithAReasonWhileTheRealTunnelCarriesOn) {
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 1);
+    ASSERT_TRUE(t.ready());
+    EXPECT_TRUE(rogue_peer_is_dropped(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    // A valid preface and HELLO, then a frame header claiming a 64 MiB payload.
+    std::string oversized("\x89" "FERRY\r\n", 8);
+    const unsigned char hello[] = {0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1};
+    oversized.append(reinterpret_cast<const char*>(hello), sizeof(hello));
+    const unsigned char huge[] = {0x04, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 1};
+    oversized.append(reinterpret_cast<const char*>(huge), sizeof(huge));
+    EXPECT_TRUE(rogue_peer_is_dropped(t.tunnel_port_, oversized));
+    ASSERT_TRUE(testlib::wait_until(
+        [&] {
+            std::string log = t.terminator->log();
+            return log.find("bad preface") != std::string::npos &&
+                   log.find("FrameSizeError") != std::string::npos;
+        },
+        10000))
+        << t.terminator->log();
+    EXPECT_EQ(t.terminator_metric("ferry_tunnel_protocol_errors_total"), 2);
+    // The established tunnel never noticed.
+    EXPECT_EQ(verify(t.listen_port_, 8, "1MiB"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+}
+
+TEST_F(E2e, SigtermDrainsAnInFlightStreamAndExitsZero) {
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 1, {"--log-level", std::getenv("FERRY_TEST_LOG") ? std::getenv("FERRY_TEST_LOG") : "info"});
+    ASSERT_TRUE(t.ready());
+    int c = testlib::connect_to(t.listen_port_);
+    ASSERT_GE(c, 0);
+    std::string first(100000, 'a');
+    ASSERT_TRUE(testlib::write_all(c, first.data(), first.size()));
+    ASSERT_TRUE(testlib::wait_until([&] { return t.initiator_metric("ferry_streams_active") == 1; }, 10000));
+    t.initiator->signal(SIGTERM);
+    // New clients are no longer taken once the drain began...
+    ASSERT_TRUE(testlib::wait_until(
+        [&] {
+            int fd = testlib::connect_to(t.listen_port_);
+            if (fd >= 0) {
+                close(fd);
+            }
+            return fd < 0;
+        },
+        10000));
+    // ...while the open stream finishes: the rest goes through and every byte comes back.
+    std::string rest(200000, 'b');
+    ASSERT_TRUE(testlib::write_all(c, rest.data(), rest.size()));
+    shutdown(c, SHUT_WR);
+    std::string echoed = testlib::read_all(c, 20000);
+    close(c);
+    EXPECT_EQ(echoed.size(), first.size() + rest.size());
+    EXPECT_TRUE(echoed == first + rest) << "echo differs from what was sent";
+    std::optional<int> rc = t.initiator->wait(15000);
+    ASSERT_TRUE(rc.has_value());
+    EXPECT_EQ(*rc, 0);
+    EXPECT_NE(t.initiator->log().find("drained"), std::string::npos);
+    t.terminator->signal(SIGTERM);
+    EXPECT_EQ(t.terminator->wait(15000).value_or(-1), 0);
+}
+
+TEST_F(E2e, TunnelLossClosesClientsAndTheInitiatorReconnects) {
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 1);
+    ASSERT_TRUE(t.ready());
+    int c = testlib::connect_to(t.listen_port_);
+    ASSERT_GE(c, 0);
+    ASSERT_TRUE(testlib::write_all(c, "ping", 4));
+    char echo_buf[4] = {};
+    ASSERT_EQ(recv(c, echo_buf, 4, MSG_WAITALL), 4);
+    t.terminator->signal(SIGKILL);
+    (void)t.terminator->wait(5000);
+    // The stream dies with its tunnel: the client sees a clean close, not a hang.
+    EXPECT_EQ(testlib::read_all(c, 20000), "");
+    close(c);
+    EXPECT_TRUE(testlib::wait_until([&] { return testlib::http_get(t.admin_i_, "/ready").status == 503; }, 10000));
+    t.start_terminator();
+    ASSERT_TRUE(t.ready(30000));
+    EXPECT_EQ(verify(t.listen_port_, 4, "512KiB"), 0);
+    EXPECT_GE(t.initiator_metric("ferry_tunnel_connects_total"), 2);
+}
+
+TEST_F(E2e, AdminEndpointsReportHealthReadinessAndMetrics) {
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 2);
+    ASSERT_TRUE(t.ready());
+    EXPECT_EQ(testlib::http_get(t.admin_i_, "/health").status, 200);
+    EXPECT_EQ(testlib::http_get(t.admin_i_, "/nope").status, 404);
+    std::string metrics = testlib::http_get(t.admin_i_, "/metrics").body;
+    EXPECT_NE(metrics.find("# TYPE ferry_streams_opened_total counter"), std::string::npos);
+    EXPECT_NE(metrics.find("ferry_tunnel_up{shard=\"1\"} 1"), std::string::npos);
+    EXPECT_EQ(testlib::metric_sum(metrics, "ferry_tunnel_up"), 2);
+    EXPECT_EQ(testlib::http_get(t.admin_t_, "/ready").status, 200);
+}
+
+TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
+    std::string dir = testlib::make_temp_dir();
+    struct Case {
+        std::vector<std::string> args;
+        const char* expect;
+    };
+    std::vector<Case> cases = {
+        {{"initiator", "--shards=abc", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--shards"},
+        {{"initiator", "--listen", "127.0.0.1:1"}, "--peer"},
+        {{"terminator", "--listen-tunnel", "127.0.0.1:1", "--upstream", "nohost"}, "--upstream"},
+        {{"initiator", "--no-such-flag=1"}, "unknown flag"},
+        {{"initiator", "--ring-entries=1000", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--ring-entries"},
+        {{"bridge"}, "unknown role"},
+    };
+    for (const Case& c : cases) {
+        std::vector<std::string> argv = {ferry_bin()};
+        argv.insert(argv.end(), c.args.begin(), c.args.end());
+        Process p(argv, dir + "/cli.log");
+        EXPECT_EQ(p.wait(10000).value_or(-1), 2) << c.expect;
+        std::string out = p.log();
+        EXPECT_NE(out.find(c.expect), std::string::npos) << out;
+        EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+    }
+    Process help({ferry_bin(), "--help"}, dir + "/help.log");
+    EXPECT_EQ(help.wait(10000).value_or(-1), 0);
+    for (const char* flag : {"--shards", "--cpus", "--ring-entries", "--sqpoll", "--buffer-size",
+                             "--buffer-count", "--zerocopy-threshold", "--stream-window",
+                             "--connection-window", "--max-connections", "--max-streams",
+                             "--connect-timeout", "--drain-timeout", "--log-level"}) {
+        EXPECT_NE(help.log().find(flag), std::string::npos) << flag;
+    }
+    testlib::remove_tree(dir);
+}
+
+}  // namespace
+}  // namespace ferry

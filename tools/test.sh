@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: an optimized build with warnings as errors, and a debug
+# build under ASan+UBSan; plus the fuzz targets over their committed corpora (clang).
+#   tools/test.sh            everything (what CI runs)
+#   tools/test.sh --quick    the optimized build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools/setup.sh
+
+jobs=$(nproc)
+run_suite() {
+    local dir=$1
+    shift
+    if [[ ! -f "$dir/build.ninja" ]]; then
+        meson setup "$dir" "$@"
+    fi
+    ninja -C "$dir" -j "$jobs"
+    meson test -C "$dir" --print-errorlogs --num-processes 1 --no-rebuild
+}
+
+echo "== release (-Dwerror=true)"
+run_suite build -Dbuildtype=release -Dwerror=true
+if [[ "${1:-}" == "--quick" ]]; then
+    exit 0
+fi
+echo "== debug + ASan/UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    run_suite build-asan -Dbuildtype=debug -Db_sanitize=address,undefined -Dwerror=true -Dbench=false
+echo "== fuzz targets over the committed corpora (clang)"
+CXX=clang++-14 run_suite build-fuzz -Dbuildtype=debug -Dfuzzing=true -Dtests=false -Dbench=false
