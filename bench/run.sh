@@ -103,7 +103,13 @@ mkdir -p "$TMP/results"
 
 # Start time (clock ticks since boot) of a process: with the pid it names one process for
 # good, so a pid recycled by someone else's process is never signalled.
-start_time() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+# "-" when the process is already gone.
+start_time() {
+    local stat fields
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo -; return 0; }
+    read -r -a fields <<<"${stat##*) }" # fields[0] is field 3 (state); starttime is field 22
+    echo "${fields[19]}"
+}
 
 # Records a process we started, for the cleanup on exit.
 track_pid() { echo "$1 $(start_time "$1")" >>"$TMP/pids"; }
@@ -119,6 +125,7 @@ alive() {
 # then SIGKILL.
 stop_pid() { # stop_pid PID [START_TIME]
     local pid=$1 started=${2:-}
+    [[ $started != - ]] || return 0
     [[ -z $started || $(start_time "$pid") == "$started" ]] || return 0
     kill -TERM "$pid" 2>/dev/null || return 0
     for _ in $(seq 50); do
@@ -575,10 +582,14 @@ def fmt(v, f="{:.1f}"):
 
 order = ["direct", "ferry-plain", "ferry-tls", "haproxy-tcp", "haproxy-ssl", "stunnel", "nginx-stream"]
 scenarios = [s for s in order if any(k[0] == s for k in runs)]
-print()
-print("request/response: 64 connections x 1 KiB (proxy CPU = both proxy processes)")
-print(f"{'scenario':<14}{'msgs/s':>10}{'MB/s':>8}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}"
-      f"{'proxy cpu s':>12}{'cpu us/msg':>11}{'core0':>7}{'core1':>7}")
+def has(workload):
+    return any(k[1] == workload for k in runs)
+
+if has("rr"):
+    print()
+    print("request/response: 64 connections x 1 KiB (proxy CPU = both proxy processes)")
+    print(f"{'scenario':<14}{'msgs/s':>10}{'MB/s':>8}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}"
+          f"{'proxy cpu s':>12}{'cpu us/msg':>11}{'core0':>7}{'core1':>7}")
 for s in scenarios:
     r = runs.get((s, "rr"))
     if not r:
@@ -589,9 +600,11 @@ for s in scenarios:
     print(f"{s:<14}{fmt(r['msgs_per_s'], '{:.0f}'):>10}{fmt(r['mb_per_s']):>8}{fmt(r['p50_us']):>9}"
           f"{fmt(r['p99_us']):>9}{fmt(r['p999_us']):>10}{fmt(r.get('proxy_cpu_s'), '{:.2f}'):>12}"
           f"{fmt(r.get('cpu_us_per_msg'), '{:.2f}'):>11}{fmt(b0, '{:.0f}%'):>7}{fmt(b1, '{:.0f}%'):>7}")
-print()
-print("bulk: 8 connections reading from a source server")
-print(f"{'scenario':<14}{'MB/s':>10}{'Gbit/s':>8}{'proxy cpu s':>12}{'cpu s/GB':>10}{'core0':>7}{'core1':>7}")
+if has("bulk"):
+    print()
+    print("bulk: 8 connections reading from a source server")
+    print(f"{'scenario':<14}{'MB/s':>10}{'Gbit/s':>8}{'proxy cpu s':>12}{'cpu s/GB':>10}"
+          f"{'core0':>7}{'core1':>7}")
 for s in scenarios:
     r = runs.get((s, "bulk"))
     if not r:

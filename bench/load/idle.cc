@@ -113,6 +113,9 @@ class IdleClient final {
             pacer_->finished();
         }
     }
+    void on_established() noexcept { ++established_; }
+    [[nodiscard]] size_t established() const noexcept { return established_; }
+
     void report_failure(const std::string& what) noexcept {
         if (failures_reported_++ < 10) {
             fprintf(stderr, "ferry-load idle: %s\n", what.c_str());
@@ -136,6 +139,7 @@ class IdleClient final {
         std::make_unique_for_overwrite<std::byte[]>(kDiscardSize);
     ConnectPacer* pacer_ = nullptr;
     size_t connecting_ = 0;
+    size_t established_ = 0;  // connects that succeeded, whatever happened later
     int failures_reported_ = 0;
     // Last, so it is destroyed first and cancels in-flight ops before the buffers go.
     Ring ring_;
@@ -163,6 +167,7 @@ void IdleConn::on_connect(int res, uint32_t /*flags*/) noexcept {
         return;
     }
     state_ = State::Established;
+    client_.on_established();
     post_recv();
     if (client_.options().send_first > 0) {
         post_send();
@@ -216,7 +221,7 @@ int run_idle(const IdleOptions& options) {
     const uint64_t start = base::mono_ns();
     client.connect_all();
     const double connect_s = static_cast<double>(base::mono_ns() - start) / 1e9;
-    const size_t established = client.count(IdleConn::State::Established);
+    const size_t established = client.established();
     if (!options.json) {
         printf("idle: %zu/%u connections established in %.2f s, holding for %s\n", established,
                options.connections, connect_s, absl::FormatDuration(options.hold).c_str());
@@ -227,7 +232,7 @@ int run_idle(const IdleOptions& options) {
     const ProcSample after = sample_proc(options.proxy_pids);
     const size_t still = client.count(IdleConn::State::Established);
     const size_t closed = client.count(IdleConn::State::Closed);
-    const size_t failed = options.connections - established;
+    const size_t failed = options.connections - established;  // refused, or never tried
     const auto rss_delta =
         static_cast<double>(after.proxy_rss_kib) - static_cast<double>(before.proxy_rss_kib);
     const double kib_per_conn = still == 0 ? 0 : rss_delta / static_cast<double>(still);

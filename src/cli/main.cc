@@ -20,6 +20,7 @@
 #include "ferry/role/initiator.h"
 #include "ferry/role/terminator.h"
 #include "ferry/shard/runtime.h"
+#include "ferry/tls/ktls.h"
 
 // clang-format off
 ABSL_FLAG(int, shards, 0, "Shards (pinned threads, one io_uring each); 0 = one per CPU in --cpus");
@@ -45,7 +46,16 @@ ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listen
 ABSL_FLAG(std::string, upstream, "", "terminator: the service each stream is forwarded to (host:port)");
 ABSL_FLAG(std::string, admin, "", "Admin HTTP address for /health, /ready, /metrics (empty = off)");
 ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (default: $POD_NAME, else the host name)");
-ABSL_FLAG(std::string, tunnel_transport, "plain", "Tunnel transport: plain");
+ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default) or plain (trusted networks, tests)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of this side (tools/gen-certs.sh makes a demo set)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle the peer's certificate must chain to");
+ABSL_FLAG(std::string, peer_name, "ferry-terminator", "initiator: name (DNS SAN) the terminator's certificate must carry");
+ABSL_FLAG(std::string, allowed_peers, "", "terminator: comma-separated initiator identities (SAN or CN) to accept; empty = any the CA signed");
+ABSL_FLAG(std::string, tls_ciphers, "", "TLS 1.3 cipher suites in preference order (default AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305)");
+ABSL_FLAG(std::string, ktls, "auto", "Kernel TLS offload: auto (when the kernel has it), on (fail without it), off");
+ABSL_FLAG(uint64_t, rekey_bytes, 1ULL << 30, "Rotate a tunnel connection's sending key after this many bytes; 0 = never by bytes");
+ABSL_FLAG(absl::Duration, rekey_interval, absl::Minutes(10), "Rotate a tunnel connection's keys at least this often; 0 = never by age");
 // clang-format on
 
 namespace {
@@ -160,6 +170,15 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.admin = absl::GetFlag(FLAGS_admin);
     r.node_name = absl::GetFlag(FLAGS_node_name);
     r.tunnel_transport = absl::GetFlag(FLAGS_tunnel_transport);
+    r.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+    r.tls_key = absl::GetFlag(FLAGS_tls_key);
+    r.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+    r.peer_name = absl::GetFlag(FLAGS_peer_name);
+    r.allowed_peers = absl::GetFlag(FLAGS_allowed_peers);
+    r.tls_ciphers = absl::GetFlag(FLAGS_tls_ciphers);
+    r.ktls = absl::GetFlag(FLAGS_ktls);
+    r.rekey_bytes = absl::GetFlag(FLAGS_rekey_bytes);
+    r.rekey_interval = absl::GetFlag(FLAGS_rekey_interval);
     return r;
 }
 
@@ -172,7 +191,8 @@ int main(int argc, char** argv) {
                                        : "expected exactly one role");
     }
     absl::StatusOr<ferry::config::Options> options =
-        ferry::config::validate(raw_from_flags(positional[0]), ferry::config::affinity_cpus());
+        ferry::config::validate(raw_from_flags(positional[0]), ferry::config::affinity_cpus(),
+                                [] { return ferry::tls::ktls_supported(); });
     if (!options.ok()) {
         usage_error(std::string(options.status().message()));
     }
@@ -195,12 +215,14 @@ int main(int argc, char** argv) {
             c.max_connections = per_shard_limit;
             c.node_name = o.node_name;
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
+            c.security = o.security;
             services.push_back(std::make_unique<ferry::role::Initiator>(ctx, std::move(c)));
         } else {
             ferry::role::TerminatorConfig c;
             c.listen_tunnel = o.listen_tunnel;
             c.upstream = o.upstream;
             c.max_connections = per_shard_limit;
+            c.security = o.security;
             c.node_name = o.node_name;
             services.push_back(std::make_unique<ferry::role::Terminator>(ctx, std::move(c)));
         }
@@ -219,8 +241,12 @@ int main(int argc, char** argv) {
         FERRY_LOG(Error, "%s", st.message());
         return 1;
     }
-    FERRY_LOG(Info, "%s '%s' running: %d shard(s), %s %s", initiator ? "initiator" : "terminator",
-              o.node_name, shards, initiator ? "listening on" : "tunnel on",
+    FERRY_LOG(Info, "%s '%s' running: %d shard(s), tunnel %s, %s %s",
+              initiator ? "initiator" : "terminator", o.node_name, shards,
+              !o.security.tls ? "plain (unencrypted)"
+              : o.security.link.ktls == ferry::tunnel::KtlsMode::Off ? "mutual TLS 1.3 (user space)"
+              : ferry::tls::ktls_supported() ? "mutual TLS 1.3 (kTLS)"
+                                             : "mutual TLS 1.3 (user space: no kTLS in this kernel)", initiator ? "listening on" : "tunnel on",
               initiator ? o.listen.to_string() + " -> peer " + o.peer.to_string()
                         : o.listen_tunnel.to_string() + " -> upstream " + o.upstream.to_string());
     bool clean = runtime.run_until_signal();

@@ -102,7 +102,68 @@ absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,
     return cpus;
 }
 
-absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& allowed_cpus) {
+absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available,
+                      role::TunnelSecurity* out) {
+    if (raw.tunnel_transport == "plain") {
+        out->tls = false;
+        return absl::OkStatus();
+    }
+    if (raw.tunnel_transport != "tls") {
+        return bad("tunnel-transport", "expected tls (default) or plain");
+    }
+    out->tls = true;
+    for (auto [flag, file] : {std::pair{"tls-cert", &raw.tls_cert}, std::pair{"tls-key", &raw.tls_key},
+                              std::pair{"tls-ca", &raw.tls_ca}}) {
+        if (file->empty()) {
+            return bad(flag, "is required with --tunnel-transport=tls (tools/gen-certs.sh makes a set)");
+        }
+        if (access(file->c_str(), R_OK) != 0) {
+            return bad(flag, absl::StrFormat("cannot read '%s'", *file));
+        }
+    }
+    tls::TlsConfig& c = out->tls_config;
+    c.is_server = role == Role::Terminator;
+    c.cert_file = raw.tls_cert;
+    c.key_file = raw.tls_key;
+    c.ca_file = raw.tls_ca;
+    if (role == Role::Initiator) {
+        if (raw.peer_name.empty()) {
+            return bad("peer-name", "the terminator's certificate name must be checked");
+        }
+        c.peer_name = raw.peer_name;
+    } else if (!raw.allowed_peers.empty()) {
+        for (absl::string_view name : absl::StrSplit(absl::string_view(raw.allowed_peers), ',')) {
+            if (!name.empty()) {
+                c.allowed_peer_names.emplace_back(name);
+            }
+        }
+    }
+    if (!raw.tls_ciphers.empty()) {
+        c.ciphersuites = raw.tls_ciphers;
+    }
+    if (raw.ktls == "auto") {
+        out->link.ktls = tunnel::KtlsMode::Auto;
+    } else if (raw.ktls == "on") {
+        out->link.ktls = tunnel::KtlsMode::On;
+        if (ktls_available != nullptr && !ktls_available()) {
+            return bad("ktls", "'on' but this kernel offers no kTLS (setsockopt TCP_ULP \"tls\" "
+                               "fails: CONFIG_TLS missing or tls module not loaded)");
+        }
+    } else if (raw.ktls == "off") {
+        out->link.ktls = tunnel::KtlsMode::Off;
+    } else {
+        return bad("ktls", "expected auto, on or off");
+    }
+    if (raw.rekey_interval < absl::ZeroDuration()) {
+        return bad("rekey-interval", "must not be negative (0 turns rotation by age off)");
+    }
+    out->link.rekey_bytes = raw.rekey_bytes;
+    out->link.rekey_interval_ns = to_ns(raw.rekey_interval);
+    return absl::OkStatus();
+}
+
+absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& allowed_cpus,
+                                 KtlsProbe ktls_available) {
     Options o;
     if (raw.role == "initiator") {
         o.role = Role::Initiator;
@@ -164,8 +225,11 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
             return st;
         }
     }
-    if (raw.tunnel_transport != "plain") {
-        return bad("tunnel-transport", "expected plain");
+    if (absl::Status st = security(raw, o.role, ktls_available, &o.security); !st.ok()) {
+        return st;
+    }
+    if (o.security.tls && raw.buffer_size < 16384) {
+        return bad("buffer-size", "must be at least 16384 with TLS (one record per buffer)");
     }
 
     shard::RuntimeOptions& rt = o.runtime;

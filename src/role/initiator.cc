@@ -7,7 +7,6 @@
 #include <cstring>
 
 #include "ferry/base/log.h"
-#include "ferry/tunnel/plain_link.h"
 
 namespace ferry::role {
 
@@ -20,12 +19,21 @@ Initiator::~Initiator() {
     for (auto& s : sessions_) {
         s->abort("shutting down");
     }
+    for (const PendingClient& p : pending_) {
+        ::close(p.fd);
+    }
     if (connect_fd_ >= 0) {
         ::close(connect_fd_);
     }
 }
 
 bool Initiator::start() noexcept {
+    absl::StatusOr<std::unique_ptr<ShardTls>> tls = ShardTls::create(config_.security);
+    if (!tls.ok()) {
+        FERRY_LOG(Error, "initiator: %s", tls.status().message());
+        return false;
+    }
+    tls_ = std::move(*tls);
     if (absl::Status st = acceptor_.listen(config_.listen); !st.ok()) {
         FERRY_LOG(Error, "initiator: %s", st.message());
         return false;
@@ -78,8 +86,8 @@ void Initiator::on_connect(int32_t res, uint32_t) noexcept {
     }
     ctx_.metrics.tunnel_connects.add();
     auto session = std::make_unique<tunnel::Session>(
-        ctx_, static_cast<tunnel::SessionOwner*>(this), std::make_unique<tunnel::PlainLink>(ctx_, fd), tunnel::Session::Role::Initiator,
-        config_.node_name);
+        ctx_, static_cast<tunnel::SessionOwner*>(this), tls_->make_link(ctx_, fd),
+        tunnel::Session::Role::Initiator, config_.node_name);
     tunnel::Session* s = session.get();
     sessions_.push_back(std::move(session));
     s->start();
@@ -100,21 +108,46 @@ void Initiator::schedule_reconnect() noexcept {
 }
 
 void Initiator::on_accepted(int fd) noexcept {
-    TcpLeg* leg = legs_.create(ctx_, &legs_);
-    tunnel::Stream* stream = nullptr;
-    if (active_ != nullptr && active_->usable() &&
-        (config_.max_connections == 0 || legs_.live() <= config_.max_connections)) {
-        stream = active_->open_stream(pt::StreamProtocol::Tcp, {}, leg);
+    if (config_.max_connections != 0 &&
+        legs_.live() + pending_.size() >= config_.max_connections) {
+        ctx_.metrics.connections_rejected.add();
+        FERRY_LOG(Debug, "client rejected: --max-connections reached");
+        legs_.create(ctx_, &legs_)->reject(fd);
+        return;
     }
+    if (active_ == nullptr || !active_->usable()) {
+        // No tunnel this instant (starting, reconnecting, or a rotation handover): hold the
+        // client briefly rather than turn it away.
+        if (pending_.size() >= config_.max_pending) {
+            ctx_.metrics.connections_rejected.add();
+            legs_.create(ctx_, &legs_)->reject(fd);
+            return;
+        }
+        pending_.push_back({fd, ctx_.now_ns});
+        return;
+    }
+    open_stream_for(fd);
+}
+
+void Initiator::open_stream_for(int fd) noexcept {
+    TcpLeg* leg = legs_.create(ctx_, &legs_);
+    tunnel::Stream* stream = active_->open_stream(pt::StreamProtocol::Tcp, {}, leg);
     if (stream == nullptr) {
         ctx_.metrics.connections_rejected.add();
-        FERRY_LOG(Debug, "client rejected: %s",
-                  active_ == nullptr ? "tunnel not established" : "connection or stream limit");
+        FERRY_LOG(Debug, "client rejected: the tunnel connection's stream limit is reached");
         leg->reject(fd);
         return;
     }
     ctx_.metrics.connections_accepted.add();
     leg->start_accepted(fd, stream);
+}
+
+void Initiator::flush_pending() noexcept {
+    std::vector<PendingClient> waiting;
+    waiting.swap(pending_);
+    for (const PendingClient& p : waiting) {
+        open_stream_for(p.fd);
+    }
 }
 
 void Initiator::on_session_ready(tunnel::Session& session) noexcept {
@@ -125,6 +158,7 @@ void Initiator::on_session_ready(tunnel::Session& session) noexcept {
     }
     active_ = &session;
     update_ready();
+    flush_pending();
 }
 
 tunnel::StreamHandler* Initiator::on_stream_open(tunnel::Session&, tunnel::Stream&,
@@ -159,6 +193,16 @@ void Initiator::on_session_closed(tunnel::Session& session) noexcept {
     }
 }
 
+void Initiator::on_session_rotation_due(tunnel::Session& session, const char* why) noexcept {
+    if (&session != active_ || draining_) {
+        return;
+    }
+    // Make-before-break: the new connection becomes active when its HELLO arrives
+    // (on_session_ready), and only then does this one drain.
+    FERRY_LOG(Info, "tunnel rotation: %s; opening a new connection", why);
+    connect_tunnel();
+}
+
 void Initiator::update_ready() noexcept {
     bool up = active_ != nullptr && active_->usable();
     ctx_.metrics.tunnel_up.set(up ? 1 : 0);
@@ -166,9 +210,21 @@ void Initiator::update_ready() noexcept {
 }
 
 void Initiator::tick(uint64_t now_ns) noexcept {
+    tls_->maybe_reload(now_ns);
     for (auto& s : sessions_) {
         s->tick(now_ns);
     }
+    // Clients that waited a whole connect timeout for a tunnel get a clean close.
+    size_t kept = 0;
+    for (const PendingClient& p : pending_) {
+        if (now_ns - p.since_ns >= ctx_.tuning.connect_timeout_ns) {
+            ctx_.metrics.connections_rejected.add();
+            legs_.create(ctx_, &legs_)->reject(p.fd);
+        } else {
+            pending_[kept++] = p;
+        }
+    }
+    pending_.resize(kept);
     if (reconnect_pending_ && now_ns >= reconnect_at_ns_) {
         connect_tunnel();
     }
@@ -180,6 +236,13 @@ void Initiator::drain() noexcept {
     draining_ = true;
     reconnect_pending_ = false;
     acceptor_.stop();
+    for (const PendingClient& p : pending_) {
+        legs_.create(ctx_, &legs_)->reject(p.fd);
+    }
+    pending_.clear();
+    if (connecting_) {
+        io_uring_prep_cancel(ctx_.ring.sqe(nullptr), &connect_op_, 0);
+    }
     for (auto& s : sessions_) {
         s->drain();
     }

@@ -5,7 +5,6 @@
 #include <algorithm>
 
 #include "ferry/base/log.h"
-#include "ferry/tunnel/plain_link.h"
 
 namespace ferry::role {
 
@@ -21,6 +20,12 @@ Terminator::~Terminator() {
 }
 
 bool Terminator::start() noexcept {
+    absl::StatusOr<std::unique_ptr<ShardTls>> tls = ShardTls::create(config_.security);
+    if (!tls.ok()) {
+        FERRY_LOG(Error, "terminator: %s", tls.status().message());
+        return false;
+    }
+    tls_ = std::move(*tls);
     if (absl::Status st = acceptor_.listen(config_.listen_tunnel); !st.ok()) {
         FERRY_LOG(Error, "terminator: %s", st.message());
         return false;
@@ -40,7 +45,7 @@ void Terminator::on_accepted(int fd) noexcept {
     }
     ctx_.metrics.tunnel_connects.add();
     auto session = std::make_unique<tunnel::Session>(
-        ctx_, static_cast<tunnel::SessionOwner*>(this), std::make_unique<tunnel::PlainLink>(ctx_, fd),
+        ctx_, static_cast<tunnel::SessionOwner*>(this), tls_->make_link(ctx_, fd),
         tunnel::Session::Role::Terminator, config_.node_name);
     tunnel::Session* s = session.get();
     sessions_.push_back(std::move(session));
@@ -65,6 +70,13 @@ tunnel::StreamHandler* Terminator::on_stream_open(tunnel::Session&, tunnel::Stre
 
 void Terminator::on_session_draining(tunnel::Session&) noexcept {}
 
+void Terminator::on_session_rotation_due(tunnel::Session& session, const char* why) noexcept {
+    // Only the initiator can dial: GOAWAY asks it to open a fresh connection (it does so before
+    // this one is gone) while the streams here finish on the old keys.
+    FERRY_LOG(Info, "tunnel rotation: %s; asking the initiator to reconnect", why);
+    session.drain();
+}
+
 void Terminator::on_session_closed(tunnel::Session& session) noexcept {
     ctx_.metrics.tunnel_disconnects.add();
     if (session.peer_name().empty() && session.stream_count() == 0) {
@@ -81,6 +93,7 @@ void Terminator::on_session_closed(tunnel::Session& session) noexcept {
 }
 
 void Terminator::tick(uint64_t now_ns) noexcept {
+    tls_->maybe_reload(now_ns);
     for (auto& s : sessions_) {
         s->tick(now_ns);
     }

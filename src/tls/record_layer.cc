@@ -230,6 +230,10 @@ OpenResult RecordLayer::open(std::span<std::byte> buf) noexcept {
     if (len < kTagLen + 1) {
         return error("record too short", AlertDescription::DecodeError);
     }
+    // RFC 8446 §5.4: TLSInnerPlaintext (content, type, padding) is at most 2^14 + 1 bytes.
+    if (len - kTagLen > kMaxInnerPlaintext) {
+        return error("record overflow", AlertDescription::RecordOverflow);
+    }
     const size_t total = kRecordHeaderLen + len;
     if (buf.size() < total) {
         OpenResult r;
@@ -256,9 +260,6 @@ OpenResult RecordLayer::open(std::span<std::byte> buf) noexcept {
     ++rx_.seq;
 
     // RFC 8446 §5.4: strip zero padding; the last non-zero byte is the real content type.
-    if (cipher_len > kMaxInnerPlaintext) {
-        return error("record overflow", AlertDescription::RecordOverflow);
-    }
     size_t inner = cipher_len;
     while (inner > 0 && body[inner - 1] == 0) {
         --inner;

@@ -20,6 +20,10 @@ public:
     void on_link_written() noexcept override { s_->link_written(); }
     void on_link_down(const char* reason, int err) noexcept override { s_->link_down(reason, err); }
     void on_link_quiescent() noexcept override { s_->link_quiescent(); }
+    void on_link_established() noexcept override { s_->link_established(); }
+    void on_link_rotation_due(const char* why) noexcept override {
+        s_->owner_->on_session_rotation_due(*s_, why);
+    }
 
 private:
     Session* s_;
@@ -85,6 +89,17 @@ void Session::start() noexcept {
     last_rx_ns_ = ctx_.now_ns;
     last_ping_ns_ = ctx_.now_ns;
     link_->start(link_events_.get());
+    if (link_->established()) {
+        send_hello();
+    }
+}
+
+void Session::link_established() noexcept {
+    FERRY_LOG(Debug, "tunnel link established over %s", link_->kind());
+    send_hello();
+}
+
+void Session::send_hello() noexcept {
     std::span<std::byte> out = control_space(pt::kPrefaceSize);
     control_commit(pt::encode_preface(out));
     pt::HelloSettings hello;
@@ -92,9 +107,9 @@ void Session::start() noexcept {
     hello.initial_stream_window = ctx_.tuning.stream_window;
     hello.connection_window = ctx_.tuning.connection_window;
     hello.max_streams = ctx_.tuning.max_streams;
-    hello.capabilities = 0;
+    hello.capabilities = link_->capabilities();
     hello.node_name = node_name_;
-    out = control_space(512);
+    out = control_space(pt::hello_frame_size(hello));
     size_t n = pt::encode_hello(out, hello);
     FERRY_CHECK(n > 0);
     control_commit(n);
@@ -165,6 +180,7 @@ void Session::tick(uint64_t now_ns) noexcept {
     if (state_ != State::Open && state_ != State::Draining) {
         return;
     }
+    link_->tick(now_ns);
     if (ping_outstanding_ns_ != 0 && now_ns - ping_outstanding_ns_ > ctx_.tuning.ping_timeout_ns) {
         fail(pt::ErrorCode::Timeout, "no PING acknowledgement within the ping timeout");
         return;
@@ -339,7 +355,7 @@ bool Session::emit_data_frame(Stream& s) noexcept {
 
 void Session::flush() noexcept {
     dirty = false;
-    if (writing_ || link_closed_) {
+    if (writing_ || link_closed_ || !link_->established()) {
         return;
     }
     WriteBatch& b = batch_;
@@ -531,6 +547,7 @@ bool Session::on_hello(const pt::Hello& hello) noexcept {
     ctx_.metrics.frames_in.add();
     peer_name_ = std::string(hello.settings.node_name);
     peer_capabilities_ = hello.settings.capabilities;
+    link_->set_peer_capabilities(peer_capabilities_);
     peer_max_frame_ = hello.settings.max_frame_size;
     peer_stream_window_ = hello.settings.initial_stream_window;
     peer_max_streams_ = hello.settings.max_streams;

@@ -90,6 +90,8 @@ void SocketIo::on_recv(int32_t res, uint32_t flags) noexcept {
         // landed); a parked socket waits for buffers instead.
         if (want_read_ && !closing_ && !failed_ && !starved) {
             submit_recv();
+        } else if (!want_read_ && !closing_ && !failed_) {
+            events_->on_socket_recv_stopped();
         }
         finish_op();
     }
@@ -110,7 +112,7 @@ void SocketIo::submit_send() noexcept {
     io_uring_sqe* sqe = ctx_.ring.sqe(&send_op_);
     // Zero-copy only pays for large writes: below the threshold the page pinning and the extra
     // notification CQE cost more than the copy into the socket buffer.
-    if (send_left_ >= ctx_.tuning.zerocopy_threshold && ctx_.ring.features().send_zc) {
+    if (zerocopy_ && send_left_ >= ctx_.tuning.zerocopy_threshold && ctx_.ring.features().send_zc) {
         io_uring_prep_sendmsg_zc(sqe, fd_, &msg_, MSG_NOSIGNAL);
         ctx_.metrics.send_zc.add();
     } else {

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "ferry/io/socket.h"
+#include "ferry/role/tunnel_security.h"
 #include "ferry/shard/runtime.h"
 
 namespace ferry::config {
@@ -41,7 +42,16 @@ struct RawOptions {
     std::string upstream;
     std::string admin;
     std::string node_name;
-    std::string tunnel_transport = "plain";
+    std::string tunnel_transport = "tls";
+    std::string tls_cert;
+    std::string tls_key;
+    std::string tls_ca;
+    std::string peer_name = "ferry-terminator";
+    std::string allowed_peers;  // comma-separated identities, empty = any the CA signed
+    std::string tls_ciphers;
+    std::string ktls = "auto";
+    uint64_t rekey_bytes = 1ULL << 30;
+    absl::Duration rekey_interval = absl::Minutes(10);
 };
 
 struct Options {
@@ -55,12 +65,17 @@ struct Options {
     io::SocketAddress admin;
     uint32_t max_connections = 0;
     std::string node_name;
+    role::TunnelSecurity security;
 };
+
+// Whether the kernel offers kTLS (injected so tests need no kernel support).
+using KtlsProbe = bool (*)();
 
 // Checks every value and resolves addresses; the error names the flag and what is wrong.
 // `allowed_cpus` is the process's affinity mask (injected for tests).
 [[nodiscard]] absl::StatusOr<Options> validate(const RawOptions& raw,
-                                               const std::vector<int>& allowed_cpus);
+                                               const std::vector<int>& allowed_cpus,
+                                               KtlsProbe ktls_available = nullptr);
 
 // "0,2-3" -> {0,2,3}; error on syntax, duplicates or CPUs outside `allowed`.
 [[nodiscard]] absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,

@@ -13,6 +13,7 @@
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/tcp_leg.h"
+#include "ferry/role/tunnel_security.h"
 #include "ferry/shard/service.h"
 #include "ferry/tunnel/session.h"
 
@@ -24,6 +25,8 @@ struct InitiatorConfig {
     uint32_t max_connections = 0;  // this shard's share of --max-connections
     std::string node_name;
     uint64_t seed = 1;  // backoff jitter
+    TunnelSecurity security;
+    uint32_t max_pending = 4096;  // clients held while a tunnel connection is being (re)made
 };
 
 class Initiator final : public shard::Service,
@@ -46,12 +49,15 @@ private:
                                           const proto::tunnel::Open& open) noexcept override;
     void on_session_draining(tunnel::Session& session) noexcept override;
     void on_session_closed(tunnel::Session& session) noexcept override;
+    void on_session_rotation_due(tunnel::Session& session, const char* why) noexcept override;
 
     void connect_tunnel() noexcept;
     void on_connect(int32_t res, uint32_t flags) noexcept;
     void on_connect_timeout(int32_t, uint32_t) noexcept { --connect_ops_; }
     void schedule_reconnect() noexcept;
     void update_ready() noexcept;
+    void open_stream_for(int fd) noexcept;
+    void flush_pending() noexcept;
 
     tunnel::Context& ctx_;
     InitiatorConfig config_;
@@ -60,6 +66,14 @@ private:
     std::vector<std::unique_ptr<tunnel::Session>> sessions_;
     std::vector<std::unique_ptr<tunnel::Session>> closed_;
     tunnel::Session* active_ = nullptr;  // where new streams go
+    std::unique_ptr<ShardTls> tls_;
+    // Accepted clients waiting for a usable tunnel connection (at start, during a rotation
+    // handover or a reconnect), with their accept time; bounded and timed out.
+    struct PendingClient {
+        int fd;
+        uint64_t since_ns;
+    };
+    std::vector<PendingClient> pending_;
 
     io::MemberOp<Initiator, &Initiator::on_connect> connect_op_{this};
     io::MemberOp<Initiator, &Initiator::on_connect_timeout> timeout_op_{this};

@@ -12,6 +12,7 @@
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/tcp_leg.h"
+#include "ferry/role/tunnel_security.h"
 #include "ferry/shard/service.h"
 #include "ferry/tunnel/session.h"
 
@@ -23,6 +24,7 @@ struct TerminatorConfig {
     uint32_t max_connections = 0;  // upstream connections on this shard; 0 = unlimited
     uint32_t max_tunnels = 1024;   // tunnel connections on this shard
     std::string node_name;
+    TunnelSecurity security;
 };
 
 class Terminator final : public shard::Service,
@@ -45,6 +47,7 @@ private:
                                           const proto::tunnel::Open& open) noexcept override;
     void on_session_draining(tunnel::Session& session) noexcept override;
     void on_session_closed(tunnel::Session& session) noexcept override;
+    void on_session_rotation_due(tunnel::Session& session, const char* why) noexcept override;
 
     tunnel::Context& ctx_;
     TerminatorConfig config_;
@@ -53,6 +56,7 @@ private:
     std::vector<std::unique_ptr<tunnel::Session>> sessions_;
     std::vector<std::unique_ptr<tunnel::Session>> closed_;
     bool draining_ = false;
+    std::unique_ptr<ShardTls> tls_;
 };
 
 }  // namespace ferry::role

@@ -32,6 +32,8 @@ enum class HandshakeStep : uint8_t {
 };
 
 // Driving loop: feed(received) -> step() -> send take_output() -> repeat until Done or Failed.
+// Once Done, copy keys(), hand leftover_input() to the record layer and destroy the Handshake:
+// the OpenSSL state it keeps (tens of KiB) is not needed for the connection's life.
 // feed() copies into OpenSSL's read BIO (the handshake is a few KiB once per connection; the data
 // path after it is zero-copy). Not copyable or movable: OpenSSL callbacks hold its address.
 // Shard-local; every call is synchronous and no callback reaches the caller.

@@ -31,6 +31,9 @@ namespace ferry::tls {
 // the socket (Handshake::leftover_input) are not seen by the kernel: open them with a RecordLayer
 // first and pass its rx_keys(), whose sequence number counts them. On error the socket is
 // unusable for TLS (the ULP may be attached): close it.
+// Under kTLS RX a plain recv() fails with EIO when the next record is not application data
+// (an alert, a KeyUpdate): read that one with ktls_recv() or a recvmsg with kKtlsCmsgSpace of
+// control buffer. io_uring SEND_ZC is refused (EOPNOTSUPP) on kTLS sockets; use SEND.
 [[nodiscard]] absl::Status install_ktls(int fd, const DirectionKeys& tx, const DirectionKeys& rx);
 
 enum class KtlsDirection : uint8_t { Tx, Rx };

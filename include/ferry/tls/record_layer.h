@@ -113,7 +113,9 @@ class RecordLayer final {
 
     // Decrypts, in place, the record at the front of `buf` (the caller's receive buffer). The
     // record's bytes are overwritten: the caller consumes `consumed` bytes afterwards and never
-    // opens them again. Peer input never aborts; it yields Error with a static reason.
+    // opens them again. A buffer of kMaxRecordSize always has room for the next record, since a
+    // longer one is an Error before it is complete. Peer input never aborts; it yields Error
+    // with a static reason.
     [[nodiscard]] OpenResult open(std::span<std::byte> buf) noexcept;
 
     // Rotates the TX key (RFC 8446 §4.6.3): writes the KeyUpdate record, protected with the

@@ -58,7 +58,8 @@ class TlsContext final {
     [[nodiscard]] absl::Status reload();
 
     [[nodiscard]] const TlsConfig& config() const noexcept { return config_; }
-    // The newest SSL_CTX. Borrowed: valid until the next reload() or destruction.
+    // The newest SSL_CTX, for Handshake: its callbacks expect every SSL made from it to belong
+    // to a Handshake. Borrowed: valid until the next reload() or destruction.
     [[nodiscard]] SSL_CTX* ssl_ctx() const noexcept { return ctx_; }
     // Number of successful reloads, for logs and metrics.
     [[nodiscard]] uint64_t generation() const noexcept { return generation_; }

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <string_view>
 
 #include "ferry/buf/chunk_queue.h"
 
@@ -47,6 +48,13 @@ public:
     virtual void on_link_down(const char* reason, int err) noexcept = 0;
     // No operation of the Link is in flight and its socket is closed: it may be destroyed.
     virtual void on_link_quiescent() noexcept = 0;
+    // The link can carry bytes now (a TLS handshake finished). Never called for a link that
+    // was established() when started.
+    virtual void on_link_established() noexcept = 0;
+    // The keys are due for rotation but this link cannot rotate in place (kTLS on a kernel
+    // without rekey, or certificates changed): the owner should replace the connection
+    // (make-before-break) and drain this one.
+    virtual void on_link_rotation_due(const char* why) noexcept = 0;
 
 protected:
     ~LinkSink() = default;
@@ -63,6 +71,16 @@ public:
     virtual void close() noexcept = 0;
     // "plain", "ktls", "tls": what carries the bytes, for logs and metrics.
     [[nodiscard]] virtual const char* kind() const noexcept = 0;
+    // False while a handshake runs; write() may only be called once established.
+    [[nodiscard]] virtual bool established() const noexcept { return true; }
+    // proto::tunnel capability bits this link offers the peer (kCapabilityKeyUpdate).
+    [[nodiscard]] virtual uint32_t capabilities() const noexcept { return 0; }
+    // The peer said (in its HELLO) which capabilities it has.
+    virtual void set_peer_capabilities(uint32_t) noexcept {}
+    // Periodic work: key rotation by age.
+    virtual void tick(uint64_t) noexcept {}
+    // Who the peer proved to be (certificate identity), empty for plain links.
+    [[nodiscard]] virtual std::string_view peer_identity() const noexcept { return {}; }
 };
 
 }  // namespace ferry::tunnel

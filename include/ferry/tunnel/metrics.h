@@ -34,6 +34,15 @@ struct Metrics {
     base::Counter resets_sent;
     base::Counter resets_received;
     base::Counter flow_paused;  // times a local reader was paused for lack of credit
+    // Armored tunnel.
+    base::Counter tls_handshakes;
+    base::Counter tls_handshake_failures;
+    base::Gauge tunnel_ktls;          // established tunnel connections whose crypto is in the kernel
+    base::Counter key_updates_sent;   // TLS 1.3 KeyUpdate rotations of our TX key
+    base::Counter key_updates_received;
+    base::Counter rotations_reconnect;  // rotations by make-before-break reconnect
+    base::Gauge key_bytes;   // bytes sent under the current TX key (last link to report)
+    base::Gauge key_age_ms;  // age of the current TX key
     // Buffers and copies.
     base::Counter bytes_copied;  // payload bytes the data path copied in user space
     base::Counter send_zc;        // zero-copy sends issued

@@ -55,6 +55,8 @@ public:
     virtual void on_session_draining(Session& session) noexcept = 0;
     // Link closed and every operation drained; the owner retires the session (deferred).
     virtual void on_session_closed(Session& session) noexcept = 0;
+    // The link's keys must rotate by replacing the connection: open a new one, then drain this.
+    virtual void on_session_rotation_due(Session& session, const char* why) noexcept = 0;
 
 protected:
     ~SessionOwner() = default;
@@ -125,6 +127,8 @@ private:
     void link_written() noexcept;
     void link_down(const char* reason, int err) noexcept;
     void link_quiescent() noexcept;
+    void link_established() noexcept;
+    void send_hello() noexcept;
 
     void mark_dirty() noexcept;
     [[nodiscard]] std::span<std::byte> control_space(size_t n) noexcept;

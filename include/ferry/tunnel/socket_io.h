@@ -32,6 +32,8 @@ public:
     virtual void on_socket_connected(int res) noexcept = 0;
     // After close(): every op has completed and the fd is closed. The owner may now free.
     virtual void on_socket_closed() noexcept = 0;
+    // The recv op ended after pause_reading(): no read is in flight (kTLS install point).
+    virtual void on_socket_recv_stopped() noexcept {}
 
 protected:
     ~SocketEvents() = default;
@@ -65,6 +67,9 @@ public:
     [[nodiscard]] bool reading() const noexcept { return want_read_; }
     [[nodiscard]] bool sending() const noexcept { return send_inflight_ || zc_notifs_ > 0; }
     [[nodiscard]] bool closing() const noexcept { return closing_; }
+    [[nodiscard]] bool recv_in_flight() const noexcept { return recv_armed_; }
+    // kTLS sockets reject SEND_ZC (EOPNOTSUPP): turn it off for them.
+    void set_zerocopy(bool allowed) noexcept { zerocopy_ = allowed; }
 
     void rearm_recv() noexcept override;
 
@@ -98,6 +103,7 @@ private:
     bool failed_ = false;
     bool closing_ = false;
     bool closed_ = false;
+    bool zerocopy_ = true;
 };
 
 }  // namespace ferry::tunnel

@@ -1,0 +1,46 @@
+// How a role's tunnel connections are protected: plain TCP (tests, benchmarks, trusted networks)
+// or mutual TLS 1.3 with kTLS offload and key rotation (the default).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ferry/tls/tls_context.h"
+#include "ferry/tunnel/link.h"
+#include "ferry/tunnel/tls_link.h"
+
+namespace ferry::role {
+
+struct TunnelSecurity {
+    bool tls = true;
+    tls::TlsConfig tls_config;
+    tunnel::TlsLinkOptions link;
+    uint64_t reload_check_ns = 5'000'000'000;  // how often certificate files are checked
+};
+
+// A shard's TLS state: its own SSL_CTX (so a reload never races another thread), re-read when
+// the certificate, key or CA file changes on disk (a rotated Kubernetes Secret).
+class ShardTls final {
+public:
+    [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardTls>> create(const TunnelSecurity& sec);
+
+    // The link for a freshly connected or accepted tunnel socket.
+    [[nodiscard]] std::unique_ptr<tunnel::Link> make_link(tunnel::Context& ctx, int fd) const;
+    // Reloads the certificates if their files changed since the last look; logs the outcome.
+    void maybe_reload(uint64_t now_ns) noexcept;
+
+private:
+    explicit ShardTls(const TunnelSecurity& sec) : sec_(sec) {}
+    [[nodiscard]] int64_t files_stamp() const noexcept;
+
+    TunnelSecurity sec_;
+    std::unique_ptr<tls::TlsContext> ctx_;
+    int64_t stamp_ = 0;
+    uint64_t next_check_ns_ = 0;
+};
+
+}  // namespace ferry::role

@@ -1,0 +1,112 @@
+// TlsLink: the armored tunnel transport — mutual TLS 1.3 over a TCP socket driven by the ring.
+//
+// The handshake runs in OpenSSL over memory BIOs (tls::Handshake); the shard moves its bytes.
+// Then either the kernel takes the traffic keys (kTLS: TLS_TX/TLS_RX, plain sends, no SEND_ZC)
+// or the link protects records itself (tls::RecordLayer): outgoing plaintext is sealed straight
+// from the session's slices into pool buffers, incoming records are opened in place and handed
+// up as slices of the receive buffer. Only a record that straddles two receive buffers is copied
+// (counted in ferry_bytes_copied_total).
+//
+// Rotation: every rekey_bytes / rekey_interval the TX key moves on — by TLS 1.3 KeyUpdate when
+// the peer said it can take one, else (kTLS without kernel rekey, or changed certificates) by
+// asking the owner for a make-before-break reconnect.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ferry/tls/handshake.h"
+#include "ferry/tls/record_layer.h"
+#include "ferry/tls/tls_context.h"
+#include "ferry/tunnel/link.h"
+#include "ferry/tunnel/socket_io.h"
+
+namespace ferry::tunnel {
+
+enum class KtlsMode : uint8_t { Auto, On, Off };
+
+struct TlsLinkOptions {
+    KtlsMode ktls = KtlsMode::Auto;
+    uint64_t rekey_bytes = 0;        // 0 = no byte limit
+    uint64_t rekey_interval_ns = 0;  // 0 = no age limit
+};
+
+class TlsLink final : public Link, private SocketEvents {
+public:
+    // Takes ownership of the connected socket `fd`; `tls` must outlive the link.
+    TlsLink(Context& ctx, int fd, const tls::TlsContext& tls, const TlsLinkOptions& options) noexcept;
+    ~TlsLink() override;
+
+    void start(LinkSink* sink) noexcept override;
+    void write(WriteBatch* batch) noexcept override;
+    void close() noexcept override;
+    [[nodiscard]] const char* kind() const noexcept override;
+    [[nodiscard]] bool established() const noexcept override { return mode_ != Mode::Handshake; }
+    [[nodiscard]] uint32_t capabilities() const noexcept override;
+    void set_peer_capabilities(uint32_t caps) noexcept override;
+    void tick(uint64_t now_ns) noexcept override;
+    [[nodiscard]] std::string_view peer_identity() const noexcept override { return identity_; }
+
+private:
+    enum class Mode : uint8_t { Handshake, User, Kernel };
+
+    void on_socket_data(buf::Chunk&& bytes) noexcept override;
+    void on_socket_eof() noexcept override;
+    void on_socket_error(const char* what, int err) noexcept override;
+    void on_socket_sent() noexcept override;
+    void on_socket_connected(int) noexcept override {}
+    void on_socket_closed() noexcept override;
+    void on_socket_recv_stopped() noexcept override;
+
+    void handshake_input(std::span<const std::byte> bytes) noexcept;
+    void handshake_done() noexcept;
+    void user_input(buf::Chunk&& bytes) noexcept;
+    // Opens the record in `chunk` at [offset, offset+size) in place; false when the link died.
+    [[nodiscard]] bool open_record(buf::Chunk& chunk, uint32_t offset, uint32_t size) noexcept;
+    void try_install_ktls() noexcept;
+    void queue_ciphertext(buf::Chunk&& c) noexcept;
+    void send_queued() noexcept;
+    [[nodiscard]] bool seal_batch(WriteBatch* batch) noexcept;
+    [[nodiscard]] bool rotation_due(uint64_t now_ns) const noexcept;
+    void start_key_epoch(uint64_t now_ns) noexcept;
+    void down(const char* reason, int err) noexcept;
+
+    Context& ctx_;
+    SocketIo io_;
+    const tls::TlsContext& tls_;
+    TlsLinkOptions options_;
+    LinkSink* sink_ = nullptr;
+    Mode mode_ = Mode::Handshake;
+    std::unique_ptr<tls::Handshake> handshake_;
+    std::optional<tls::RecordLayer> records_;
+    std::string identity_;
+    std::string failure_;
+
+    // Outgoing ciphertext (handshake bytes or sealed records) and what is being sent of it.
+    buf::ChunkQueue tx_;
+    static constexpr uint32_t kMaxIov = 64;
+    iovec iov_[kMaxIov];
+    uint32_t sending_bytes_ = 0;
+    WriteBatch* batch_ = nullptr;  // the session's batch, released once its records went out
+
+    // Incoming: a record split across receive buffers is gathered here.
+    buf::Chunk partial_;
+    uint32_t partial_len_ = 0;
+
+    // kTLS switch-over: waits until no send or recv is in flight and input is at a record
+    // boundary, then hands the keys (and sequence numbers) to the kernel.
+    bool ktls_wanted_ = false;
+    bool ktls_rx_ = false;
+    bool peer_key_update_ = false;
+    bool peer_requested_update_ = false;  // the peer's KeyUpdate asked us to rotate too
+    bool reconnect_requested_ = false;
+    bool down_ = false;
+    uint64_t key_epoch_ns_ = 0;
+    uint64_t key_epoch_bytes_ = 0;
+    uint64_t bytes_sealed_ = 0;
+    uint64_t generation_at_start_ = 0;
+};
+
+}  // namespace ferry::tunnel

@@ -1,0 +1,60 @@
+#include "ferry/role/tunnel_security.h"
+
+#include "ferry/base/log.h"
+#include "ferry/tunnel/plain_link.h"
+
+namespace ferry::role {
+
+absl::StatusOr<std::unique_ptr<ShardTls>> ShardTls::create(const TunnelSecurity& sec) {
+    std::unique_ptr<ShardTls> s(new ShardTls(sec));
+    if (sec.tls) {
+        absl::StatusOr<std::unique_ptr<tls::TlsContext>> ctx = tls::TlsContext::create(sec.tls_config);
+        if (!ctx.ok()) {
+            return ctx.status();
+        }
+        s->ctx_ = std::move(*ctx);
+        s->stamp_ = s->files_stamp();
+    }
+    return s;
+}
+
+std::unique_ptr<tunnel::Link> ShardTls::make_link(tunnel::Context& ctx, int fd) const {
+    if (!sec_.tls) {
+        return std::make_unique<tunnel::PlainLink>(ctx, fd);
+    }
+    return std::make_unique<tunnel::TlsLink>(ctx, fd, *ctx_, sec_.link);
+}
+
+int64_t ShardTls::files_stamp() const noexcept {
+    // Sum of modification times and sizes: any change of any of the three files moves it.
+    int64_t stamp = 0;
+    for (const std::string* f : {&sec_.tls_config.cert_file, &sec_.tls_config.key_file,
+                                 &sec_.tls_config.ca_file}) {
+        struct stat st {};
+        if (!f->empty() && stat(f->c_str(), &st) == 0) {
+            stamp += static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec +
+                     static_cast<int64_t>(st.st_size);
+        }
+    }
+    return stamp;
+}
+
+void ShardTls::maybe_reload(uint64_t now_ns) noexcept {
+    if (!sec_.tls || now_ns < next_check_ns_) {
+        return;
+    }
+    next_check_ns_ = now_ns + sec_.reload_check_ns;
+    int64_t stamp = files_stamp();
+    if (stamp == stamp_) {
+        return;
+    }
+    stamp_ = stamp;
+    if (absl::Status st = ctx_->reload(); !st.ok()) {
+        FERRY_LOG(Error, "certificate reload failed, keeping the previous ones: %s", st.message());
+        return;
+    }
+    FERRY_LOG(Info, "certificates reloaded (generation %u); tunnel connections rotate onto them",
+              ctx_->generation());
+}
+
+}  // namespace ferry::role
