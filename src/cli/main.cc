@@ -28,7 +28,8 @@ ABSL_FLAG(std::string, cpus, "auto", "CPUs to pin shards to: auto (the affinity 
 ABSL_FLAG(uint32_t, ring_entries, 4096, "io_uring submission queue entries per shard (power of two)");
 ABSL_FLAG(bool, sqpoll, false, "Use an SQPOLL kernel thread per shard (trades a busy core for fewer syscalls)");
 ABSL_FLAG(uint32_t, buffer_size, 16384, "Bytes per pooled buffer (one receive lands in one buffer)");
-ABSL_FLAG(uint32_t, buffer_count, 2048, "Pooled buffers per shard (memory bound: size x count; untouched ones cost nothing)");
+ABSL_FLAG(uint32_t, buffer_count, 2048, "Pooled buffers per shard for client/upstream sockets (memory bound: size x count; untouched ones cost nothing)");
+ABSL_FLAG(uint32_t, tunnel_buffer_count, 2048, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
 ABSL_FLAG(uint32_t, zerocopy_threshold, 65536, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
 ABSL_FLAG(uint32_t, max_frame_size, 16384, "Largest tunnel frame payload this side accepts");
 ABSL_FLAG(uint32_t, stream_window, 262144, "Per-stream flow-control window in bytes");
@@ -152,6 +153,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.sqpoll = absl::GetFlag(FLAGS_sqpoll);
     r.buffer_size = absl::GetFlag(FLAGS_buffer_size);
     r.buffer_count = absl::GetFlag(FLAGS_buffer_count);
+    r.tunnel_buffer_count = absl::GetFlag(FLAGS_tunnel_buffer_count);
     r.zerocopy_threshold = absl::GetFlag(FLAGS_zerocopy_threshold);
     r.max_frame_size = absl::GetFlag(FLAGS_max_frame_size);
     r.stream_window = absl::GetFlag(FLAGS_stream_window);

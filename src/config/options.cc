@@ -104,6 +104,22 @@ absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,
 
 absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available,
                       role::TunnelSecurity* out) {
+    if (raw.ktls == "auto") {
+        out->link.ktls = tunnel::KtlsMode::Auto;
+    } else if (raw.ktls == "on") {
+        out->link.ktls = tunnel::KtlsMode::On;
+        if (ktls_available != nullptr && !ktls_available()) {
+            return bad("ktls", "'on' but this kernel offers no kTLS (setsockopt TCP_ULP \"tls\" "
+                               "fails: CONFIG_TLS missing or tls module not loaded)");
+        }
+    } else if (raw.ktls == "off") {
+        out->link.ktls = tunnel::KtlsMode::Off;
+    } else {
+        return bad("ktls", "expected auto, on or off");
+    }
+    if (raw.rekey_interval < absl::ZeroDuration()) {
+        return bad("rekey-interval", "must not be negative (0 turns rotation by age off)");
+    }
     if (raw.tunnel_transport == "plain") {
         out->tls = false;
         return absl::OkStatus();
@@ -140,22 +156,6 @@ absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available
     }
     if (!raw.tls_ciphers.empty()) {
         c.ciphersuites = raw.tls_ciphers;
-    }
-    if (raw.ktls == "auto") {
-        out->link.ktls = tunnel::KtlsMode::Auto;
-    } else if (raw.ktls == "on") {
-        out->link.ktls = tunnel::KtlsMode::On;
-        if (ktls_available != nullptr && !ktls_available()) {
-            return bad("ktls", "'on' but this kernel offers no kTLS (setsockopt TCP_ULP \"tls\" "
-                               "fails: CONFIG_TLS missing or tls module not loaded)");
-        }
-    } else if (raw.ktls == "off") {
-        out->link.ktls = tunnel::KtlsMode::Off;
-    } else {
-        return bad("ktls", "expected auto, on or off");
-    }
-    if (raw.rekey_interval < absl::ZeroDuration()) {
-        return bad("rekey-interval", "must not be negative (0 turns rotation by age off)");
     }
     out->link.rekey_bytes = raw.rekey_bytes;
     out->link.rekey_interval_ns = to_ns(raw.rekey_interval);
@@ -203,6 +203,10 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     if (absl::Status st = in_range("buffer-count", raw.buffer_count, 64, 65536); !st.ok()) {
         return st;
     }
+    if (absl::Status st = in_range("tunnel-buffer-count", raw.tunnel_buffer_count, 64, 65536);
+        !st.ok()) {
+        return st;
+    }
     if (absl::Status st = in_range("max-frame-size", raw.max_frame_size, 1024, 16 << 20); !st.ok()) {
         return st;
     }
@@ -241,12 +245,18 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     so.ring.sqpoll = raw.sqpoll;
     so.buffer_size = raw.buffer_size;
     so.buffer_count = raw.buffer_count;
-    // Half the pool is lent to the kernel for receives; the rest backs sends and control frames.
-    uint32_t entries = 1;
-    while (entries * 2 <= raw.buffer_count / 2 && entries * 2 <= 32768) {
-        entries *= 2;
-    }
-    so.buffer_ring_entries = entries;
+    // Half of each pool is lent to the kernel for receives; the rest backs sends, control frames
+    // and TLS records.
+    auto ring_entries = [](uint32_t count) {
+        uint32_t entries = 1;
+        while (entries * 2 <= count / 2 && entries * 2 <= 32768) {
+            entries *= 2;
+        }
+        return entries;
+    };
+    so.buffer_ring_entries = ring_entries(raw.buffer_count);
+    so.tunnel_buffer_count = raw.tunnel_buffer_count;
+    so.tunnel_buffer_ring_entries = ring_entries(raw.tunnel_buffer_count);
     so.tuning.max_frame_size = raw.max_frame_size;
     so.tuning.stream_window = raw.stream_window;
     so.tuning.connection_window = raw.connection_window;

@@ -52,7 +52,15 @@ void Shard::run() {
         status_.store(Status::Failed, std::memory_order_release);
         return;
     }
-    tunnel::Context ctx{**ring, pool, nodes, bufs, *metrics_, options_.tuning};
+    buf::Pool tunnel_pool(options_.buffer_size, options_.tunnel_buffer_count);
+    io::BufRing tunnel_bufs(**ring, tunnel_pool, /*group=*/1, options_.tunnel_buffer_ring_entries);
+    if (absl::Status st = tunnel_bufs.init(); !st.ok()) {
+        FERRY_LOG(Error, "%s", st.message());
+        status_.store(Status::Failed, std::memory_order_release);
+        return;
+    }
+    tunnel::Context ctx{**ring, pool, nodes, bufs, tunnel_pool, tunnel_bufs, *metrics_,
+                        options_.tuning};
     ctx.now_ns = base::mono_ns();
     std::vector<std::unique_ptr<Service>> services = factory_(ctx, index_);
     for (auto& s : services) {
@@ -117,7 +125,9 @@ void Shard::housekeeping(tunnel::Context& ctx,
         }
     }
     ctx.bufs.refill();
-    if (ctx.bufs.lent() > 0) {
+    ctx.tunnel_bufs.refill();
+    if (ctx.starved_head != nullptr) {
+        // Each re-arm checks its own ring; one that is still dry parks again on ENOBUFS.
         tunnel::Rearmable* r = ctx.starved_head;
         ctx.starved_head = nullptr;
         while (r != nullptr) {
@@ -137,6 +147,7 @@ void Shard::housekeeping(tunnel::Context& ctx,
         s->housekeeping();
     }
     metrics_->buffers_in_use.set(ctx.pool.in_use().value());
+    metrics_->tunnel_buffers_in_use.set(ctx.tunnel_pool.in_use().value());
 }
 
 void Shard::on_mail(int32_t res, uint32_t) noexcept {

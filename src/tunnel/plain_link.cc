@@ -3,7 +3,7 @@
 namespace ferry::tunnel {
 
 PlainLink::PlainLink(Context& ctx, int fd, const char* kind) noexcept
-    : ctx_(ctx), io_(ctx, this), kind_(kind) {
+    : ctx_(ctx), io_(ctx, this, &ctx.tunnel_bufs), kind_(kind) {
     io_.attach(fd);
 }
 

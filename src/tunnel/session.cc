@@ -199,7 +199,7 @@ void Session::tick(uint64_t now_ns) noexcept {
 std::span<std::byte> Session::control_space(size_t n) noexcept {
     if (ctrl_.empty() || ctrl_used_ + n > ctrl_.capacity()) {
         // Start a fresh control buffer; slices of the old one stay alive in the batch.
-        buf::Chunk fresh = ctx_.pool.try_alloc();
+        buf::Chunk fresh = ctx_.tunnel_pool.try_alloc();
         if (fresh.empty() || n > fresh.capacity()) {
             return {};
         }
@@ -443,7 +443,10 @@ void Session::link_down(const char* reason, int err) noexcept {
         return;
     }
     bool expected = state_ == State::Closing || state_ == State::Draining;
-    if (err != 0) {
+    if (state_ == State::Hello) {
+        // Before HELLO the link has already said why (handshake refusal, connect loss).
+        FERRY_LOG(Debug, "tunnel connection closed before HELLO: %s", reason);
+    } else if (err != 0) {
         FERRY_LOG(Warn, "tunnel %s: connection lost: %s: %s", peer_name_.empty() ? "?" : peer_name_,
                   reason, strerror(err));
     } else if (expected) {

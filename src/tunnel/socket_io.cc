@@ -8,7 +8,8 @@
 
 namespace ferry::tunnel {
 
-SocketIo::SocketIo(Context& ctx, SocketEvents* events) noexcept : ctx_(ctx), events_(events) {}
+SocketIo::SocketIo(Context& ctx, SocketEvents* events, io::BufRing* bufs) noexcept
+    : ctx_(ctx), events_(events), bufs_(bufs != nullptr ? bufs : &ctx.bufs) {}
 
 void SocketIo::connect(const sockaddr* addr, socklen_t len) noexcept {
     io_uring_sqe* sqe = ctx_.ring.sqe(&connect_op_);
@@ -42,7 +43,7 @@ void SocketIo::submit_recv() noexcept {
     io_uring_sqe* sqe = ctx_.ring.sqe(&recv_op_);
     io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = ctx_.bufs.group();
+    sqe->buf_group = bufs_->group();
     recv_armed_ = true;
     ++ops_;
 }
@@ -65,7 +66,7 @@ void SocketIo::rearm_recv() noexcept {
 void SocketIo::on_recv(int32_t res, uint32_t flags) noexcept {
     bool more = (flags & IORING_CQE_F_MORE) != 0;
     if (res > 0) {
-        buf::Chunk bytes = ctx_.bufs.take(flags, res);
+        buf::Chunk bytes = bufs_->take(flags, res);
         if (!closing_ && !failed_) {
             events_->on_socket_data(std::move(bytes));
         }

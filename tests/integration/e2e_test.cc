@@ -56,11 +56,27 @@ int accept_within(int lfd, int timeout_ms) {
     return accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
 }
 
+// Mutual TLS flags for one side, from a PKI made by tools/gen-certs.sh.
+std::vector<std::string> tls_flags(const std::string& pki, const std::string& cert) {
+    return {"--tunnel-transport", "tls", "--tls-cert", pki + "/" + cert + ".crt", "--tls-key",
+            pki + "/" + cert + ".key", "--tls-ca", pki + "/ca.crt"};
+}
+
+std::string make_pki(const std::string& dir) {
+    std::string pki = dir + "/pki";
+    const char* src = std::getenv("FERRY_SOURCE_DIR");
+    std::string script = std::string(src != nullptr ? src : ".") + "/tools/gen-certs.sh";
+    Process gen({"/bin/bash", script, pki}, dir + "/gen-certs.log");
+    EXPECT_EQ(gen.wait(60000).value_or(-1), 0) << gen.log();
+    return pki;
+}
+
 class Tunnel {
 public:
-    // Starts a terminator forwarding to `upstream_port` and an initiator in front of it.
+    // Starts a terminator forwarding to `upstream_port` and an initiator in front of it. The
+    // tunnel is plain TCP unless `pki` is given (then mutual TLS with the demo certificates).
     Tunnel(const std::string& dir, uint16_t upstream_port, int shards = 2,
-           std::vector<std::string> extra = {})
+           std::vector<std::string> extra = {}, std::string pki = {})
         : dir_(dir),
           upstream_port_(upstream_port),
           tunnel_port_(testlib::free_port()),
@@ -68,7 +84,8 @@ public:
           admin_i_(testlib::free_port()),
           admin_t_(testlib::free_port()),
           shards_(shards),
-          extra_(std::move(extra)) {
+          extra_(std::move(extra)),
+          pki_(std::move(pki)) {
         start_terminator();
         start_initiator();
     }
@@ -78,6 +95,7 @@ public:
                                          "--upstream", addr(upstream_port_), "--admin", addr(admin_t_),
                                          "--shards", std::to_string(shards_), "--cpus", "none",
                                          "--node-name", "cluster-b-0", "--connect-timeout", "2s"};
+        add_transport(args, "terminator");
         args.insert(args.end(), extra_.begin(), extra_.end());
         terminator = std::make_unique<Process>(args, dir_ + "/terminator.log");
     }
@@ -86,8 +104,17 @@ public:
                                          "--peer", addr(tunnel_port_), "--admin", addr(admin_i_),
                                          "--shards", std::to_string(shards_), "--cpus", "none",
                                          "--node-name", "cluster-a-0", "--drain-timeout", "10s"};
+        add_transport(args, "initiator");
         args.insert(args.end(), extra_.begin(), extra_.end());
         initiator = std::make_unique<Process>(args, dir_ + "/initiator.log");
+    }
+    void add_transport(std::vector<std::string>& args, const std::string& cert) const {
+        if (pki_.empty()) {
+            args.insert(args.end(), {"--tunnel-transport", "plain"});
+        } else {
+            std::vector<std::string> t = tls_flags(pki_, cert);
+            args.insert(args.end(), t.begin(), t.end());
+        }
     }
     [[nodiscard]] bool ready(int timeout_ms = 20000) const {
         return testlib::wait_until(
@@ -108,6 +135,7 @@ public:
     uint16_t admin_t_;
     int shards_;
     std::vector<std::string> extra_;
+    std::string pki_;
     std::unique_ptr<Process> terminator;
     std::unique_ptr<Process> initiator;
 };
@@ -391,6 +419,107 @@ TEST_F(E2e, AdminEndpointsReportHealthReadinessAndMetrics) {
     EXPECT_EQ(testlib::http_get(t.admin_t_, "/ready").status, 200);
 }
 
+TEST_F(E2e, ArmoredTunnelRotatingKeysEvery100msCarriesQuarterGigabyteInOrder) {
+    std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 2, {"--rekey-bytes", "1048576", "--rekey-interval", "100ms"}, pki);
+    ASSERT_TRUE(t.ready());
+    // 64 streams x 4 MiB each way; every stream's bytes and order are checked with xxHash64.
+    EXPECT_EQ(verify(t.listen_port_, 64, "4MiB"), 0);
+    EXPECT_GE(t.initiator_metric("ferry_tls_handshakes_total"), 2);
+    // Rotation happened on both ends and disturbed nothing.
+    int64_t rotations = t.initiator_metric("ferry_key_updates_sent_total") +
+                        t.initiator_metric("ferry_rotations_reconnect_total");
+    EXPECT_GE(rotations, 64);
+    EXPECT_GE(t.terminator_metric("ferry_key_updates_sent_total") +
+                  t.terminator_metric("ferry_rotations_reconnect_total"),
+              64);
+    EXPECT_EQ(t.initiator_metric("ferry_resets_received_total"), 0);
+    EXPECT_EQ(t.terminator_metric("ferry_resets_received_total"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_protocol_errors_total"), 0);
+}
+
+// Runs `cmd` (a shell line) with a bound and returns its output.
+std::string run_shell(const std::string& dir, const std::string& cmd) {
+    Process p({"/bin/sh", "-c", cmd}, dir + "/shell.log");
+    (void)p.wait(30000);
+    return p.log();
+}
+
+TEST_F(E2e, TerminatorRefusesBadClientsWithAReasonAndKeepsItsTunnel) {
+    std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 1, {}, pki);
+    ASSERT_TRUE(t.ready());
+    std::string target = addr(t.tunnel_port_);
+    // An initiator whose client certificate expired.
+    {
+        uint16_t lp = testlib::free_port();
+        std::vector<std::string> args = {ferry_bin(), "initiator", "--listen", addr(lp), "--peer",
+                                         target, "--shards", "1", "--cpus", "none"};
+        std::vector<std::string> f = tls_flags(pki, "expired-initiator");
+        args.insert(args.end(), f.begin(), f.end());
+        Process bad(args, dir_ + "/expired.log");
+        EXPECT_TRUE(testlib::wait_until(
+            [&] { return t.terminator->log().find("certificate has expired") != std::string::npos; },
+            20000))
+            << t.terminator->log();
+    }
+    // No client certificate; TLS 1.2 only; a client certificate from another CA; plaintext.
+    std::string s_client = "timeout 10 openssl s_client -connect " + target + " -CAfile " + pki +
+                           "/ca.crt -servername ferry-terminator </dev/null 2>&1";
+    (void)run_shell(dir_, s_client);
+    (void)run_shell(dir_, "timeout 10 openssl s_client -tls1_2 -connect " + target +
+                              " </dev/null 2>&1");
+    (void)run_shell(dir_, "timeout 10 openssl s_client -connect " + target + " -cert " + pki +
+                              "/foreign-terminator.crt -key " + pki +
+                              "/foreign-terminator.key -CAfile " + pki + "/ca.crt </dev/null 2>&1");
+    EXPECT_TRUE(rogue_peer_is_dropped(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    for (const char* reason : {"certificate has expired", "no client certificate",
+                               "peer offered TLS 1.2, ferry requires TLS 1.3",
+                               "unable to get local issuer certificate",
+                               "not TLS: first bytes look like HTTP"}) {
+        EXPECT_TRUE(testlib::wait_until(
+            [&] { return t.terminator->log().find(reason) != std::string::npos; }, 20000))
+            << reason << "\n"
+            << t.terminator->log();
+    }
+    EXPECT_GE(t.terminator_metric("ferry_tls_handshake_failures_total"), 5);
+    // The established tunnel never noticed any of it.
+    EXPECT_EQ(verify(t.listen_port_, 8, "1MiB"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+}
+
+TEST_F(E2e, InitiatorRefusesTerminatorsWithTheWrongNameOrCa) {
+    std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    for (const auto& [cert, reason] : {std::pair<std::string, std::string>{"wrong-san-terminator", "peer name mismatch"},
+                                      {"foreign-terminator", "peer certificate verify failed"}}) {
+        uint16_t tp = testlib::free_port();
+        uint16_t lp = testlib::free_port();
+        uint16_t ap = testlib::free_port();
+        std::vector<std::string> targs = {ferry_bin(), "terminator", "--listen-tunnel", addr(tp),
+                                          "--upstream", addr(echo_port), "--shards", "1", "--cpus", "none",
+                                          "--tunnel-transport", "tls", "--tls-cert",
+                                          pki + "/" + cert + ".crt", "--tls-key", pki + "/" + cert + ".key",
+                                          // Its own CA file is the one that signed its certificate.
+                                          "--tls-ca", pki + (cert == "foreign-terminator" ? "/foreign-ca.crt" : "/ca.crt")};
+        Process rogue(targs, dir_ + "/rogue.log");
+        std::vector<std::string> iargs = {ferry_bin(), "initiator", "--listen", addr(lp), "--peer", addr(tp),
+                                          "--admin", addr(ap), "--shards", "1", "--cpus", "none"};
+        std::vector<std::string> f = tls_flags(pki, "initiator");
+        iargs.insert(iargs.end(), f.begin(), f.end());
+        Process init(iargs, dir_ + "/initiator2.log");
+        EXPECT_TRUE(testlib::wait_until(
+            [&] { return init.log().find(reason) != std::string::npos; }, 20000))
+            << init.log();
+        EXPECT_EQ(testlib::http_get(ap, "/ready").status, 503);
+    }
+}
+
 TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
     std::string dir = testlib::make_temp_dir();
     struct Case {
@@ -399,11 +528,14 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
     };
     std::vector<Case> cases = {
         {{"initiator", "--shards=abc", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--shards"},
-        {{"initiator", "--listen", "127.0.0.1:1"}, "--peer"},
-        {{"terminator", "--listen-tunnel", "127.0.0.1:1", "--upstream", "nohost"}, "--upstream"},
+        {{"initiator", "--tunnel-transport=plain", "--listen", "127.0.0.1:1"}, "--peer"},
+        {{"terminator", "--tunnel-transport=plain", "--listen-tunnel", "127.0.0.1:1", "--upstream", "nohost"}, "--upstream"},
         {{"initiator", "--no-such-flag=1"}, "unknown flag"},
-        {{"initiator", "--ring-entries=1000", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--ring-entries"},
+        {{"initiator", "--tunnel-transport=plain", "--ring-entries=1000", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--ring-entries"},
         {{"bridge"}, "unknown role"},
+        {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--tls-cert"},
+        {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2", "--tunnel-transport=quic"}, "--tunnel-transport"},
+        {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2", "--tunnel-transport=plain", "--ktls=maybe"}, "--ktls"},
     };
     for (const Case& c : cases) {
         std::vector<std::string> argv = {ferry_bin()};
@@ -419,7 +551,9 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
     for (const char* flag : {"--shards", "--cpus", "--ring-entries", "--sqpoll", "--buffer-size",
                              "--buffer-count", "--zerocopy-threshold", "--stream-window",
                              "--connection-window", "--max-connections", "--max-streams",
-                             "--connect-timeout", "--drain-timeout", "--log-level"}) {
+                             "--connect-timeout", "--drain-timeout", "--log-level", "--tls-cert",
+                             "--tls-key", "--tls-ca", "--peer-name", "--allowed-peers", "--ktls",
+                             "--rekey-bytes", "--rekey-interval", "--tls-ciphers"}) {
         EXPECT_NE(help.log().find(flag), std::string::npos) << flag;
     }
     testlib::remove_tree(dir);

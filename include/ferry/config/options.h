@@ -25,6 +25,7 @@ struct RawOptions {
     bool sqpoll = false;
     uint32_t buffer_size = 16384;
     uint32_t buffer_count = 2048;
+    uint32_t tunnel_buffer_count = 2048;
     uint32_t zerocopy_threshold = 65536;
     uint32_t max_frame_size = 16384;
     uint32_t stream_window = 256 * 1024;

@@ -26,6 +26,8 @@ struct ShardOptions {
     uint32_t buffer_size = 16384;
     uint32_t buffer_count = 4096;
     uint32_t buffer_ring_entries = 2048;
+    uint32_t tunnel_buffer_count = 2048;
+    uint32_t tunnel_buffer_ring_entries = 1024;
     tunnel::Tuning tuning;
     uint64_t tick_ns = 100'000'000;
 };

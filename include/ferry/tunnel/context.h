@@ -50,11 +50,17 @@ protected:
     ~Retirable() = default;
 };
 
+// Two pools per shard, so the tunnel can always make progress: local sockets' data waiting for
+// tunnel credit may pin every buffer of `pool`, but the credit itself (WINDOW frames) arrives in
+// `tunnel_pool`, which only tunnel connections use (their receives, control frames and TLS
+// records). With one shared pool that wait is a deadlock.
 struct Context {
     io::Ring& ring;
-    buf::Pool& pool;
+    buf::Pool& pool;  // client/upstream socket data
     buf::NodePool& nodes;
-    io::BufRing& bufs;
+    io::BufRing& bufs;  // provided buffers of `pool`
+    buf::Pool& tunnel_pool;
+    io::BufRing& tunnel_bufs;
     Metrics& metrics;
     const Tuning& tuning;
     Rearmable* starved_head = nullptr;

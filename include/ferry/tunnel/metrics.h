@@ -48,6 +48,7 @@ struct Metrics {
     base::Counter send_zc;        // zero-copy sends issued
     base::Counter recv_no_buffers;  // multishot recv ended because the buffer ring ran dry
     base::Gauge buffers_in_use;
+    base::Gauge tunnel_buffers_in_use;
 };
 
 }  // namespace ferry::tunnel

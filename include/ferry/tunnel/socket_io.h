@@ -41,7 +41,8 @@ protected:
 
 class SocketIo final : public Rearmable {
 public:
-    SocketIo(Context& ctx, SocketEvents* events) noexcept;
+    // `bufs` is the provided-buffer ring reads land in (ctx.bufs unless given).
+    SocketIo(Context& ctx, SocketEvents* events, io::BufRing* bufs = nullptr) noexcept;
     SocketIo(const SocketIo&) = delete;
     SocketIo& operator=(const SocketIo&) = delete;
     ~SocketIo() = default;
@@ -85,6 +86,7 @@ private:
 
     Context& ctx_;
     SocketEvents* events_;
+    io::BufRing* bufs_;
     int fd_ = -1;
     io::MemberOp<SocketIo, &SocketIo::on_recv> recv_op_{this};
     io::MemberOp<SocketIo, &SocketIo::on_send> send_op_{this};
