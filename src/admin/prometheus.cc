@@ -53,6 +53,7 @@ const MetricDef kMetrics[] = {
     FERRY_GAUGE(key_age_ms, "Age of the current sending key in milliseconds"),
     FERRY_COUNTER(bytes_copied, "Payload bytes copied in user space by the data path"),
     FERRY_COUNTER(send_zc, "Zero-copy sends issued"),
+    FERRY_COUNTER(send_zc_copied, "Sockets that fell back from SEND_ZC because the kernel copied (local delivery)"),
     FERRY_COUNTER(recv_no_buffers, "Receives that found the buffer ring empty"),
     FERRY_GAUGE(buffers_in_use, "Local-socket pool buffers held (lent to the kernel or holding data)"),
     FERRY_GAUGE(tunnel_buffers_in_use, "Tunnel pool buffers held (lent to the kernel or holding data)"),

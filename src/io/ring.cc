@@ -1,6 +1,9 @@
 #include "ferry/io/ring.h"
 
+#include <sys/utsname.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -52,6 +55,14 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
     if (io_uring_probe* probe = io_uring_get_probe_ring(&ring->ring_)) {
         ring->features_.msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) != 0;
         ring->features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) != 0;
+        // IORING_SEND_ZC_REPORT_USAGE came with 6.2, after the opcode itself (6.0): no probe
+        // reports it, so the kernel version decides.
+        utsname u{};
+        unsigned major = 0;
+        unsigned minor = 0;
+        if (uname(&u) == 0 && sscanf(u.release, "%u.%u", &major, &minor) == 2) {
+            ring->features_.send_zc_report_usage = major > 6 || (major == 6 && minor >= 2);
+        }
         ring->features_.recv_multishot = io_uring_opcode_supported(probe, IORING_OP_RECV) != 0 &&
                                          (params.features & IORING_FEAT_FAST_POLL) != 0;
         ring->features_.accept_multishot = ring->features_.recv_multishot;

@@ -8,6 +8,12 @@
 
 namespace ferry::tunnel {
 
+namespace {
+// From the 6.2 uapi (liburing 2.3's header predates them).
+constexpr uint16_t kSendZcReportUsage = 1U << 3;     // IORING_SEND_ZC_REPORT_USAGE
+constexpr uint32_t kNotifUsageZcCopied = 1U << 31;  // IORING_NOTIF_USAGE_ZC_COPIED
+}  // namespace
+
 SocketIo::SocketIo(Context& ctx, SocketEvents* events, io::BufRing* bufs) noexcept
     : ctx_(ctx), events_(events), bufs_(bufs != nullptr ? bufs : &ctx.bufs) {}
 
@@ -115,6 +121,9 @@ void SocketIo::submit_send() noexcept {
     // notification CQE cost more than the copy into the socket buffer.
     if (zerocopy_ && send_left_ >= ctx_.tuning.zerocopy_threshold && ctx_.ring.features().send_zc) {
         io_uring_prep_sendmsg_zc(sqe, fd_, &msg_, MSG_NOSIGNAL);
+        if (ctx_.ring.features().send_zc_report_usage) {
+            sqe->ioprio |= kSendZcReportUsage;
+        }
         ctx_.metrics.send_zc.add();
     } else {
         io_uring_prep_sendmsg(sqe, fd_, &msg_, MSG_NOSIGNAL);
@@ -127,6 +136,12 @@ void SocketIo::on_send(int32_t res, uint32_t flags) noexcept {
     if ((flags & IORING_CQE_F_NOTIF) != 0) {
         // The kernel released the pages of a zero-copy send: only now may the buffers go back.
         --zc_notifs_;
+        if ((static_cast<uint32_t>(res) & kNotifUsageZcCopied) != 0 && zerocopy_) {
+            // Local delivery (loopback, veth) copies zero-copy pages anyway, so the pinning and
+            // the extra CQE were pure cost: this socket sends by copy from now on.
+            zerocopy_ = false;
+            ctx_.metrics.send_zc_copied.add();
+        }
         finish_op();
         if (!send_inflight_ && send_left_ == 0 && zc_notifs_ == 0 && !closing_ && !failed_) {
             events_->on_socket_sent();

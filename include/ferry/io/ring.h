@@ -27,6 +27,8 @@ struct RingFeatures {
     bool sqpoll = false;
     bool msg_ring = false;
     bool send_zc = false;
+    // The kernel can say when a zero-copy send was copied after all (Linux 6.2+).
+    bool send_zc_report_usage = false;
     bool recv_multishot = false;
     bool accept_multishot = false;
 };

@@ -46,6 +46,7 @@ struct Metrics {
     // Buffers and copies.
     base::Counter bytes_copied;  // payload bytes the data path copied in user space
     base::Counter send_zc;        // zero-copy sends issued
+    base::Counter send_zc_copied;  // sockets that stopped SEND_ZC because the kernel copied anyway
     base::Counter recv_no_buffers;  // multishot recv ended because the buffer ring ran dry
     base::Gauge buffers_in_use;
     base::Gauge tunnel_buffers_in_use;
