@@ -296,6 +296,11 @@ TEST(RecordLayer, RejectsMalformedOuterRecords) {
     OpenResult r = rl.open(huge);
     ASSERT_EQ(r.status, OpenStatus::Error);
     EXPECT_STREQ(r.error, "record overflow");
+    // Within the ciphertext limit but more inner plaintext than 2^14 + 1 (RFC 8446 §5.4).
+    Bytes inner = {std::byte{23}, std::byte{3}, std::byte{3}, std::byte{0x40}, std::byte{0x12}};
+    r = rl.open(inner);
+    ASSERT_EQ(r.status, OpenStatus::Error);
+    EXPECT_STREQ(r.error, "record overflow");
     Bytes tiny = {std::byte{23}, std::byte{3}, std::byte{3}, std::byte{0}, std::byte{16}};
     r = rl.open(tiny);
     ASSERT_EQ(r.status, OpenStatus::Error);

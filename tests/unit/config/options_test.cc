@@ -1,0 +1,596 @@
+#include "ferry/config/options.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace ferry::config {
+namespace {
+
+const std::vector<int> kAllowed = {0, 1, 2, 3};
+
+RawOptions initiator() {
+    RawOptions raw;
+    raw.role = "initiator";
+    raw.tunnel_transport = "plain";
+    raw.cpus = "none";
+    raw.listen = "127.0.0.1:7000";
+    raw.peer = "127.0.0.1:7443";
+    raw.node_name = "init-0";
+    return raw;
+}
+
+RawOptions terminator() {
+    RawOptions raw;
+    raw.role = "terminator";
+    raw.tunnel_transport = "plain";
+    raw.cpus = "none";
+    raw.listen_tunnel = "[::1]:7443";
+    raw.upstream = "127.0.0.1:8080";
+    raw.admin = "127.0.0.1:9090";
+    raw.node_name = "term-0";
+    return raw;
+}
+
+// The error is InvalidArgument and its message starts with the flag, as "--flag: why".
+void expect_flag_error(const absl::StatusOr<Options>& o, const std::string& flag) {
+    ASSERT_FALSE(o.ok()) << "accepted a bad --" << flag;
+    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << o.status();
+    EXPECT_EQ(o.status().message().rfind("--" + flag + ":", 0), 0U)
+        << "message does not name --" << flag << ": " << o.status().message();
+}
+
+TEST(ConfigValidate, AcceptsAGoodInitiator) {
+    absl::StatusOr<Options> o = validate(initiator(), kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->role, Role::Initiator);
+    EXPECT_EQ(o->listen.port(), 7000);
+    EXPECT_EQ(o->peer.port(), 7443);
+    EXPECT_EQ(o->peer.family(), AF_INET);
+    EXPECT_FALSE(o->has_admin);
+    EXPECT_EQ(o->node_name, "init-0");
+    EXPECT_EQ(o->max_connections, 65536U);
+}
+
+TEST(ConfigValidate, AcceptsAGoodTerminator) {
+    absl::StatusOr<Options> o = validate(terminator(), kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->role, Role::Terminator);
+    EXPECT_EQ(o->listen_tunnel.family(), AF_INET6);
+    EXPECT_EQ(o->listen_tunnel.port(), 7443);
+    EXPECT_EQ(o->upstream.port(), 8080);
+    EXPECT_TRUE(o->has_admin);
+    EXPECT_EQ(o->admin.port(), 9090);
+}
+
+TEST(ConfigValidate, CarriesTheTuningIntoTheShardOptions) {
+    RawOptions raw = initiator();
+    raw.ring_entries = 1024;
+    raw.sqpoll = true;
+    raw.buffer_size = 32768;
+    raw.buffer_count = 4096;
+    raw.max_frame_size = 65536;
+    raw.stream_window = 1 << 20;
+    raw.connection_window = 64 << 20;
+    raw.max_streams = 100;
+    raw.connect_timeout = absl::Milliseconds(1500);
+    raw.drain_timeout = absl::Seconds(3);
+    raw.ping_interval = absl::Seconds(2);
+    raw.ping_timeout = absl::Seconds(7);
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    const shard::ShardOptions& so = o->runtime.shard;
+    EXPECT_EQ(so.ring.entries, 1024U);
+    EXPECT_TRUE(so.ring.sqpoll);
+    EXPECT_EQ(so.buffer_size, 32768U);
+    EXPECT_EQ(so.buffer_count, 4096U);
+    EXPECT_EQ(so.buffer_ring_entries, 2048U) << "half the pool goes to the buffer ring";
+    EXPECT_EQ(so.tuning.max_frame_size, 65536U);
+    EXPECT_EQ(so.tuning.stream_window, 1U << 20);
+    EXPECT_EQ(so.tuning.connection_window, 64U << 20);
+    EXPECT_EQ(so.tuning.max_streams, 100U);
+    EXPECT_EQ(so.tuning.connect_timeout_ns, 1'500'000'000U);
+    EXPECT_EQ(so.tuning.ping_interval_ns, 2'000'000'000U);
+    EXPECT_EQ(so.tuning.ping_timeout_ns, 7'000'000'000U);
+    EXPECT_EQ(o->runtime.drain_timeout_ns, 3'000'000'000U);
+}
+
+TEST(ConfigValidate, BufferRingTakesTheLargestPowerOfTwoWithinHalfThePool) {
+    RawOptions raw = initiator();
+    raw.buffer_count = 3000;  // half is 1500 -> 1024
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shard.buffer_ring_entries, 1024U);
+    raw.buffer_count = 64;
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shard.buffer_ring_entries, 32U);
+}
+
+TEST(ConfigValidate, ZeroZerocopyThresholdMeansNever) {
+    RawOptions raw = initiator();
+    raw.zerocopy_threshold = 0;
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shard.tuning.zerocopy_threshold, UINT32_MAX);
+}
+
+TEST(ConfigValidate, AnEmptyNodeNameFallsBackToTheDefault) {
+    RawOptions raw = initiator();
+    raw.node_name.clear();
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->node_name, default_node_name());
+    EXPECT_FALSE(o->node_name.empty());
+}
+
+TEST(ConfigValidate, RejectsShardsOutOfRange) {
+    for (int shards : {-1, 1025, 100000}) {
+        RawOptions raw = initiator();
+        raw.shards = shards;
+        expect_flag_error(validate(raw, kAllowed), "shards");
+    }
+    RawOptions raw = initiator();
+    raw.shards = 1024;
+    EXPECT_TRUE(validate(raw, kAllowed).ok());
+}
+
+TEST(ConfigValidate, RejectsRingEntriesThatAreNotAPowerOfTwoInRange) {
+    for (uint32_t entries : {0U, 1000U, 4095U, 32U, 65536U}) {
+        RawOptions raw = initiator();
+        raw.ring_entries = entries;
+        expect_flag_error(validate(raw, kAllowed), "ring-entries");
+    }
+    for (uint32_t entries : {64U, 4096U, 16384U}) {
+        RawOptions raw = initiator();
+        raw.ring_entries = entries;
+        EXPECT_TRUE(validate(raw, kAllowed).ok()) << entries;
+    }
+}
+
+TEST(ConfigValidate, RejectsATooSmallOrTooLargeBufferSize) {
+    for (uint32_t size : {0U, 1024U, 4095U, (1U << 20) + 1}) {
+        RawOptions raw = initiator();
+        raw.buffer_size = size;
+        expect_flag_error(validate(raw, kAllowed), "buffer-size");
+    }
+}
+
+TEST(ConfigValidate, RejectsABufferCountOutOfRange) {
+    for (uint32_t count : {0U, 63U, 65537U}) {
+        RawOptions raw = initiator();
+        raw.buffer_count = count;
+        expect_flag_error(validate(raw, kAllowed), "buffer-count");
+    }
+}
+
+TEST(ConfigValidate, RejectsAConnectionWindowBelowTheStreamWindow) {
+    RawOptions raw = initiator();
+    raw.stream_window = 1 << 20;
+    raw.connection_window = (1 << 20) - 1;
+    expect_flag_error(validate(raw, kAllowed), "connection-window");
+    raw.connection_window = 1 << 20;
+    EXPECT_TRUE(validate(raw, kAllowed).ok());
+    raw.connection_window = 0x8000'0000U;
+    expect_flag_error(validate(raw, kAllowed), "connection-window");
+}
+
+TEST(ConfigValidate, RejectsAStreamWindowOutOfRange) {
+    RawOptions raw = initiator();
+    raw.stream_window = 1023;
+    expect_flag_error(validate(raw, kAllowed), "stream-window");
+}
+
+TEST(ConfigValidate, RejectsMaxStreamsOutOfRange) {
+    RawOptions raw = initiator();
+    raw.max_streams = 0;
+    expect_flag_error(validate(raw, kAllowed), "max-streams");
+}
+
+// validate() accepts --max-frame-size from 1024, but the tunnel codec's floor is
+// kDefaultMaxFrameSize (16384): FrameDecoder's constructor FERRY_CHECKs it (and
+// hello_frame_size() returns 0 below it), so every Session aborts the process on a value in
+// [1024, 16383]. Fix: in_range("max-frame-size", ..., proto::tunnel::kDefaultMaxFrameSize,
+// proto::tunnel::kMaxFrameSizeLimit) in src/config/options.cc.
+TEST(ConfigValidate, DISABLED_RejectsAMaxFrameSizeBelowTheProtocolFloor) {
+    for (uint32_t size : {1024U, 4096U, 16383U}) {
+        RawOptions raw = initiator();
+        raw.max_frame_size = size;
+        expect_flag_error(validate(raw, kAllowed), "max-frame-size");
+    }
+}
+
+TEST(ConfigValidate, RejectsAMaxFrameSizeOutOfRange) {
+    for (uint32_t size : {0U, 1023U, (16U << 20) + 1}) {
+        RawOptions raw = initiator();
+        raw.max_frame_size = size;
+        expect_flag_error(validate(raw, kAllowed), "max-frame-size");
+    }
+}
+
+TEST(ConfigValidate, RequiresThePeerOfAnInitiator) {
+    RawOptions raw = initiator();
+    raw.peer.clear();
+    expect_flag_error(validate(raw, kAllowed), "peer");
+}
+
+TEST(ConfigValidate, RequiresTheAddressesOfEachRole) {
+    RawOptions raw = initiator();
+    raw.listen.clear();
+    expect_flag_error(validate(raw, kAllowed), "listen");
+    raw = terminator();
+    raw.listen_tunnel.clear();
+    expect_flag_error(validate(raw, kAllowed), "listen-tunnel");
+    raw = terminator();
+    raw.upstream.clear();
+    expect_flag_error(validate(raw, kAllowed), "upstream");
+}
+
+TEST(ConfigValidate, RejectsUnparsableAddresses) {
+    RawOptions raw = initiator();
+    raw.peer = "127.0.0.1";
+    expect_flag_error(validate(raw, kAllowed), "peer");
+    raw = initiator();
+    raw.listen = "127.0.0.1:99999";
+    expect_flag_error(validate(raw, kAllowed), "listen");
+    raw = terminator();
+    raw.admin = "[::1:80";
+    expect_flag_error(validate(raw, kAllowed), "admin");
+    raw = terminator();
+    raw.upstream = "300.0.0.1:80";
+    expect_flag_error(validate(raw, kAllowed), "upstream");
+}
+
+TEST(ConfigValidate, RejectsAnUnknownRole) {
+    for (const char* role : {"", "relay", "Initiator", "initiator "}) {
+        RawOptions raw = initiator();
+        raw.role = role;
+        absl::StatusOr<Options> o = validate(raw, kAllowed);
+        ASSERT_FALSE(o.ok()) << "'" << role << "'";
+        EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+        EXPECT_NE(o.status().message().find("role"), std::string_view::npos);
+    }
+}
+
+// options.h promises "the error names the flag", and every other error reads "--flag: why";
+// an unknown role says "unknown role 'x' (...)" without "--role" (src/config/options.cc,
+// validate()). Fix: return bad("role", ...) like the other checks.
+TEST(ConfigValidate, DISABLED_AnUnknownRoleErrorNamesTheFlag) {
+    RawOptions raw = initiator();
+    raw.role = "relay";
+    expect_flag_error(validate(raw, kAllowed), "role");
+}
+
+TEST(ConfigValidate, RejectsZeroOrNegativeDurations) {
+    struct Case {
+        absl::Duration RawOptions::*field;
+        const char* flag;
+    };
+    const Case cases[] = {
+        {&RawOptions::connect_timeout, "connect-timeout"},
+        {&RawOptions::drain_timeout, "drain-timeout"},
+        {&RawOptions::ping_interval, "ping-interval"},
+        {&RawOptions::ping_timeout, "ping-timeout"},
+    };
+    for (const Case& c : cases) {
+        for (absl::Duration d : {absl::ZeroDuration(), absl::Seconds(-1)}) {
+            RawOptions raw = initiator();
+            raw.*c.field = d;
+            expect_flag_error(validate(raw, kAllowed), c.flag);
+        }
+    }
+}
+
+TEST(ConfigValidate, RejectsAnUnknownLogLevelOrTransport) {
+    RawOptions raw = initiator();
+    raw.log_level = "verbose";
+    expect_flag_error(validate(raw, kAllowed), "log-level");
+    raw = initiator();
+    raw.tunnel_transport = "quic";
+    expect_flag_error(validate(raw, kAllowed), "tunnel-transport");
+}
+
+TEST(ConfigValidate, RejectsAnOverlongNodeName) {
+    RawOptions raw = initiator();
+    raw.node_name = std::string(256, 'n');
+    expect_flag_error(validate(raw, kAllowed), "node-name");
+    raw.node_name = std::string(255, 'n');
+    EXPECT_TRUE(validate(raw, kAllowed).ok());
+}
+
+TEST(ConfigValidate, RejectsABadCpuList) {
+    for (const char* cpus : {"0,a", "x", "3-1", "-1", "0,,1", ",", "1;2"}) {
+        RawOptions raw = initiator();
+        raw.cpus = cpus;
+        expect_flag_error(validate(raw, kAllowed), "cpus");
+    }
+}
+
+TEST(ConfigValidate, RejectsACpuOutsideTheAffinityMask) {
+    RawOptions raw = initiator();
+    raw.cpus = "2,7";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    expect_flag_error(o, "cpus");
+    EXPECT_NE(o.status().message().find("CPU 7"), std::string_view::npos);
+}
+
+TEST(ConfigValidate, RejectsADuplicateCpu) {
+    for (const char* cpus : {"1,1", "0-2,2", "1,0-3"}) {
+        RawOptions raw = initiator();
+        raw.cpus = cpus;
+        absl::StatusOr<Options> o = validate(raw, kAllowed);
+        expect_flag_error(o, "cpus");
+        EXPECT_NE(o.status().message().find("twice"), std::string_view::npos) << cpus;
+    }
+}
+
+TEST(ConfigValidate, CpusNoneMeansNoPinning) {
+    RawOptions raw = initiator();
+    raw.cpus = "none";
+    raw.shards = 3;
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_TRUE(o->runtime.cpus.empty());
+    EXPECT_EQ(o->runtime.shards, 3);
+}
+
+TEST(ConfigValidate, ZeroShardsTakesOnePerAllowedCpu) {
+    RawOptions raw = initiator();
+    raw.shards = 0;
+    raw.cpus = "auto";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shards, 4);
+    EXPECT_EQ(o->runtime.cpus, kAllowed);
+
+    raw.cpus = "none";
+    o = validate(raw, {0, 5});
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shards, 2);
+    EXPECT_TRUE(o->runtime.cpus.empty());
+
+    raw.cpus = "";  // same as auto
+    o = validate(raw, {1, 3, 5});
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shards, 3);
+}
+
+TEST(ConfigValidate, ZeroShardsWithACpuListTakesOnePerListedCpu) {
+    RawOptions raw = initiator();
+    raw.shards = 0;
+    raw.cpus = "1-3";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shards, 3);
+    EXPECT_EQ(o->runtime.cpus, (std::vector<int>{1, 2, 3}));
+}
+
+TEST(ConfigValidate, AnExplicitShardCountKeepsTheCpuList) {
+    RawOptions raw = initiator();
+    raw.shards = 8;
+    raw.cpus = "0,2";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shards, 8);
+    EXPECT_EQ(o->runtime.cpus, (std::vector<int>{0, 2}));
+}
+
+// Readable (empty) certificate, key and CA files: validate() checks they can be read; loading
+// them is the TLS context's job.
+class TlsFiles {
+  public:
+    TlsFiles() {
+        for (const std::string* path : {&cert, &key, &ca}) {
+            std::FILE* f = std::fopen(path->c_str(), "w");
+            if (f != nullptr) {
+                std::fclose(f);
+            }
+        }
+    }
+    ~TlsFiles() {
+        for (const std::string* path : {&cert, &key, &ca}) {
+            unlink(path->c_str());
+        }
+        rmdir(dir.c_str());
+    }
+    TlsFiles(const TlsFiles&) = delete;
+    TlsFiles& operator=(const TlsFiles&) = delete;
+
+    const std::string dir = make_dir();
+    const std::string cert = dir + "/cert.pem";
+    const std::string key = dir + "/key.pem";
+    const std::string ca = dir + "/ca.pem";
+
+  private:
+    static std::string make_dir() {
+        std::string tmpl = ::testing::TempDir() + "ferry-config-XXXXXX";
+        return mkdtemp(tmpl.data()) != nullptr ? tmpl : std::string("/nonexistent");
+    }
+};
+
+RawOptions with_tls(RawOptions raw, const TlsFiles& files) {
+    raw.tunnel_transport = "tls";
+    raw.tls_cert = files.cert;
+    raw.tls_key = files.key;
+    raw.tls_ca = files.ca;
+    return raw;
+}
+
+bool no_ktls() { return false; }
+bool has_ktls() { return true; }
+
+TEST(ConfigValidate, TlsIsTheDefaultTransport) {
+    EXPECT_EQ(RawOptions{}.tunnel_transport, "tls");
+    RawOptions raw = initiator();
+    raw.tunnel_transport = RawOptions{}.tunnel_transport;
+    expect_flag_error(validate(raw, kAllowed), "tls-cert");
+}
+
+TEST(ConfigValidate, PlainTransportTurnsTlsOff) {
+    absl::StatusOr<Options> o = validate(initiator(), kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_FALSE(o->security.tls);
+}
+
+TEST(ConfigValidate, AcceptsAGoodTlsTerminator) {
+    TlsFiles files;
+    RawOptions raw = with_tls(terminator(), files);
+    raw.allowed_peers = "init-a,,init-b";
+    raw.rekey_bytes = 1 << 20;
+    raw.rekey_interval = absl::Seconds(30);
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    const role::TunnelSecurity& sec = o->security;
+    EXPECT_TRUE(sec.tls);
+    EXPECT_TRUE(sec.tls_config.is_server);
+    EXPECT_EQ(sec.tls_config.cert_file, files.cert);
+    EXPECT_EQ(sec.tls_config.key_file, files.key);
+    EXPECT_EQ(sec.tls_config.ca_file, files.ca);
+    EXPECT_EQ(sec.tls_config.allowed_peer_names, (std::vector<std::string>{"init-a", "init-b"}));
+    EXPECT_EQ(sec.link.ktls, tunnel::KtlsMode::Auto);
+    EXPECT_EQ(sec.link.rekey_bytes, 1U << 20);
+    EXPECT_EQ(sec.link.rekey_interval_ns, 30'000'000'000U);
+}
+
+TEST(ConfigValidate, AcceptsAGoodTlsInitiatorThatChecksThePeerName) {
+    TlsFiles files;
+    RawOptions raw = with_tls(initiator(), files);
+    raw.peer_name = "terminator.example";
+    raw.tls_ciphers = "TLS_AES_128_GCM_SHA256";
+    raw.ktls = "off";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_FALSE(o->security.tls_config.is_server);
+    EXPECT_EQ(o->security.tls_config.peer_name, "terminator.example");
+    EXPECT_EQ(o->security.tls_config.ciphersuites, "TLS_AES_128_GCM_SHA256");
+    EXPECT_EQ(o->security.link.ktls, tunnel::KtlsMode::Off);
+}
+
+TEST(ConfigValidate, TlsRequiresCertificateKeyAndCa) {
+    TlsFiles files;
+    for (std::string RawOptions::*field :
+         {&RawOptions::tls_cert, &RawOptions::tls_key, &RawOptions::tls_ca}) {
+        RawOptions raw = with_tls(initiator(), files);
+        (raw.*field).clear();
+        const char* flag = field == &RawOptions::tls_cert  ? "tls-cert"
+                           : field == &RawOptions::tls_key ? "tls-key"
+                                                           : "tls-ca";
+        expect_flag_error(validate(raw, kAllowed), flag);
+    }
+}
+
+TEST(ConfigValidate, TlsRejectsAFileItCannotRead) {
+    TlsFiles files;
+    RawOptions raw = with_tls(initiator(), files);
+    raw.tls_key = files.dir + "/missing.pem";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    expect_flag_error(o, "tls-key");
+    EXPECT_NE(o.status().message().find("missing.pem"), std::string_view::npos);
+}
+
+TEST(ConfigValidate, ATlsInitiatorNeedsAPeerName) {
+    TlsFiles files;
+    RawOptions raw = with_tls(initiator(), files);
+    raw.peer_name.clear();
+    expect_flag_error(validate(raw, kAllowed), "peer-name");
+}
+
+TEST(ConfigValidate, RejectsAnUnknownKtlsMode) {
+    TlsFiles files;
+    RawOptions raw = with_tls(initiator(), files);
+    raw.ktls = "maybe";
+    expect_flag_error(validate(raw, kAllowed), "ktls");
+}
+
+TEST(ConfigValidate, KtlsOnNeedsAKernelThatOffersIt) {
+    TlsFiles files;
+    RawOptions raw = with_tls(initiator(), files);
+    raw.ktls = "on";
+    expect_flag_error(validate(raw, kAllowed, &no_ktls), "ktls");
+    absl::StatusOr<Options> o = validate(raw, kAllowed, &has_ktls);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->security.link.ktls, tunnel::KtlsMode::On);
+}
+
+TEST(ConfigValidate, RejectsANegativeRekeyInterval) {
+    TlsFiles files;
+    RawOptions raw = with_tls(initiator(), files);
+    raw.rekey_interval = absl::Seconds(-1);
+    expect_flag_error(validate(raw, kAllowed), "rekey-interval");
+    raw.rekey_interval = absl::ZeroDuration();  // rotation by age off
+    EXPECT_TRUE(validate(raw, kAllowed).ok());
+}
+
+TEST(ConfigValidate, TlsNeedsBuffersThatHoldARecord) {
+    TlsFiles files;
+    RawOptions raw = with_tls(initiator(), files);
+    raw.buffer_size = 8192;
+    expect_flag_error(validate(raw, kAllowed), "buffer-size");
+    raw.tunnel_transport = "plain";
+    EXPECT_TRUE(validate(raw, kAllowed).ok());
+}
+
+TEST(ConfigValidate, RejectsATunnelBufferCountOutOfRange) {
+    for (uint32_t count : {0U, 63U, 65537U}) {
+        RawOptions raw = initiator();
+        raw.tunnel_buffer_count = count;
+        expect_flag_error(validate(raw, kAllowed), "tunnel-buffer-count");
+    }
+    RawOptions raw = initiator();
+    raw.tunnel_buffer_count = 512;
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->runtime.shard.tunnel_buffer_count, 512U);
+    EXPECT_EQ(o->runtime.shard.tunnel_buffer_ring_entries, 256U);
+}
+
+TEST(ParseCpuList, ReadsSinglesAndRanges) {
+    const std::vector<int> allowed = {0, 1, 2, 3, 4, 5, 6, 7};
+    absl::StatusOr<std::vector<int>> cpus = parse_cpu_list("0,2-3", allowed);
+    ASSERT_TRUE(cpus.ok()) << cpus.status();
+    EXPECT_EQ(*cpus, (std::vector<int>{0, 2, 3}));
+    cpus = parse_cpu_list("5", allowed);
+    ASSERT_TRUE(cpus.ok());
+    EXPECT_EQ(*cpus, std::vector<int>{5});
+    cpus = parse_cpu_list("4-4", allowed);
+    ASSERT_TRUE(cpus.ok());
+    EXPECT_EQ(*cpus, std::vector<int>{4});
+    cpus = parse_cpu_list("0-7", allowed);
+    ASSERT_TRUE(cpus.ok());
+    EXPECT_EQ(cpus->size(), 8U);
+}
+
+TEST(ParseCpuList, KeepsTheOrderGiven) {
+    const std::vector<int> allowed = {0, 1, 2, 3, 4, 5, 6, 7};
+    absl::StatusOr<std::vector<int>> cpus = parse_cpu_list("6-7,0,3-4", allowed);
+    ASSERT_TRUE(cpus.ok()) << cpus.status();
+    EXPECT_EQ(*cpus, (std::vector<int>{6, 7, 0, 3, 4}));
+}
+
+TEST(ParseCpuList, RejectsAnEmptyList) { EXPECT_FALSE(parse_cpu_list("", kAllowed).ok()); }
+
+// A range with more than one '-' is cut to its first two fields by the pair conversion of
+// absl::StrSplit (src/config/options.cc, parse_cpu_list()), so "0-1-3" silently means "0-1";
+// an open range "2-" silently means "2". Fix: split into a vector and require 1 or 2 fields,
+// both non-empty.
+TEST(ParseCpuList, DISABLED_RejectsMalformedRanges) {
+    for (const char* text : {"0-1-3", "2-", "1-2-"}) {
+        EXPECT_FALSE(parse_cpu_list(text, kAllowed).ok()) << text;
+    }
+}
+
+TEST(AffinityCpus, ListsAtLeastTheCpuThisThreadRunsOn) {
+    std::vector<int> cpus = affinity_cpus();
+    ASSERT_FALSE(cpus.empty());
+    EXPECT_TRUE(std::is_sorted(cpus.begin(), cpus.end()));
+}
+
+}  // namespace
+}  // namespace ferry::config
