@@ -80,9 +80,8 @@ Session::Session(Context& ctx, SessionOwner* owner, std::unique_ptr<Link> link, 
       conn_recv_(ctx.tuning.connection_window) {}
 
 Session::~Session() {
-    // Streams are gone by the time a session is retired (reset_all_streams on link loss).
-    FERRY_DCHECK(streams_.empty());
     batch_.owned.clear(ctx_.nodes);
+    ctrl_full_.clear(ctx_.nodes);
 }
 
 void Session::start() noexcept {
@@ -198,23 +197,18 @@ void Session::tick(uint64_t now_ns) noexcept {
 
 std::span<std::byte> Session::control_space(size_t n) noexcept {
     if (ctrl_.empty() || ctrl_used_ + n > ctrl_.capacity()) {
-        // Start a fresh control buffer; slices of the old one stay alive in the batch.
+        // Start a fresh control buffer. What the old one holds unsent queues up behind it (a
+        // burst of OPENs while a write is in flight); slices already sent stay alive in the batch.
         buf::Chunk fresh = ctx_.tunnel_pool.try_alloc();
         if (fresh.empty() || n > fresh.capacity()) {
             return {};
         }
         if (ctrl_used_ > ctrl_sent_) {
-            // Unsent control bytes move with us (rare: a control burst larger than a buffer).
-            std::memcpy(fresh.data(), ctrl_.data() + ctrl_sent_, ctrl_used_ - ctrl_sent_);
-            ctrl_used_ -= ctrl_sent_;
-        } else {
-            ctrl_used_ = 0;
+            ctrl_full_.push(ctx_.nodes, ctrl_.share(ctrl_sent_, ctrl_used_ - ctrl_sent_));
         }
+        ctrl_used_ = 0;
         ctrl_sent_ = 0;
         ctrl_ = std::move(fresh);
-        if (ctrl_used_ + n > ctrl_.capacity()) {
-            return {};
-        }
     }
     return {ctrl_.data() + ctrl_used_, n};
 }
@@ -362,7 +356,12 @@ void Session::flush() noexcept {
     b.iov_count = 0;
     b.bytes = 0;
     b.headers_used = 0;
-    if (ctrl_used_ > ctrl_sent_) {
+    while (!ctrl_full_.empty() && !b.full(1)) {
+        buf::Chunk c = ctrl_full_.pop(ctx_.nodes);
+        b.add(c.data(), c.size());
+        b.owned.push(ctx_.nodes, std::move(c));
+    }
+    if (ctrl_full_.empty() && ctrl_used_ > ctrl_sent_ && !b.full(1)) {
         buf::Chunk slice = ctrl_.share(ctrl_sent_, ctrl_used_ - ctrl_sent_);
         b.add(slice.data(), slice.size());
         b.owned.push(ctx_.nodes, std::move(slice));
@@ -466,6 +465,7 @@ void Session::link_down(const char* reason, int err) noexcept {
 void Session::link_quiescent() noexcept {
     state_ = State::Closed;
     batch_.owned.clear(ctx_.nodes);
+    ctrl_full_.clear(ctx_.nodes);
     ctrl_.reset();
     owner_->on_session_closed(*this);
 }

@@ -170,7 +170,9 @@ private:
     proto::tunnel::SendWindow conn_send_{0};
     proto::tunnel::RecvWindow conn_recv_;
 
-    // Output: encoded control frames accumulate in ctrl_ (a pool buffer) and go out as a slice.
+    // Output: encoded control frames accumulate in ctrl_ (a pool buffer) and go out as a slice;
+    // when it fills before a write could take it, the unsent part waits in ctrl_full_.
+    buf::ChunkQueue ctrl_full_;
     buf::Chunk ctrl_;
     uint32_t ctrl_used_ = 0;
     uint32_t ctrl_sent_ = 0;
