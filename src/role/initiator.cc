@@ -232,6 +232,14 @@ void Initiator::tick(uint64_t now_ns) noexcept {
 
 void Initiator::housekeeping() noexcept { closed_.clear(); }
 
+void Initiator::dump() const noexcept {
+    FERRY_LOG(Info, "initiator: %zu tunnel connection(s), %zu local connection(s)", sessions_.size(),
+              legs_.live());
+    for (const auto& s : sessions_) {
+        s->dump();
+    }
+}
+
 void Initiator::drain() noexcept {
     draining_ = true;
     reconnect_pending_ = false;

@@ -101,6 +101,14 @@ void Terminator::tick(uint64_t now_ns) noexcept {
 
 void Terminator::housekeeping() noexcept { closed_.clear(); }
 
+void Terminator::dump() const noexcept {
+    FERRY_LOG(Info, "terminator: %zu tunnel connection(s), %zu local connection(s)", sessions_.size(),
+              legs_.live());
+    for (const auto& s : sessions_) {
+        s->dump();
+    }
+}
+
 void Terminator::drain() noexcept {
     draining_ = true;
     acceptor_.stop();

@@ -25,6 +25,7 @@ absl::Status Runtime::start() {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
@@ -87,9 +88,18 @@ bool Runtime::run_until_signal() {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     for (;;) {
         timespec ts{1, 0};
         int sig = sigtimedwait(&set, nullptr, &ts);
+        if (sig == SIGUSR1) {
+            for (auto& s : shards_) {
+                s->post(Message{MessageType::Dump}, control_ring_.get());
+            }
+            io_uring_submit_and_wait(control_ring_->raw(), 0);
+            control_ring_->dispatch();
+            continue;
+        }
         if (sig == SIGTERM || sig == SIGINT) {
             FERRY_LOG(Info, "%s: draining (timeout %llu ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                       static_cast<unsigned long long>(options_.drain_timeout_ns / 1'000'000));

@@ -62,6 +62,7 @@ void Shard::run() {
     tunnel::Context ctx{**ring, pool, nodes, bufs, tunnel_pool, tunnel_bufs, *metrics_,
                         options_.tuning};
     ctx.now_ns = base::mono_ns();
+    ctx_ = &ctx;
     std::vector<std::unique_ptr<Service>> services = factory_(ctx, index_);
     for (auto& s : services) {
         services_view_.push_back(s.get());
@@ -115,34 +116,7 @@ void Shard::loop(tunnel::Context& ctx, std::vector<std::unique_ptr<Service>>& se
 
 void Shard::housekeeping(tunnel::Context& ctx,
                          std::vector<std::unique_ptr<Service>>& services) noexcept {
-    // Flushing may queue more frames (a stream finishing sends its RESET or FIN), so loop.
-    while (ctx.dirty_head != nullptr) {
-        tunnel::Session* s = ctx.dirty_head;
-        ctx.dirty_head = s->next_dirty;
-        s->next_dirty = nullptr;
-        if (s->dirty) {
-            s->flush();
-        }
-    }
-    ctx.bufs.refill();
-    ctx.tunnel_bufs.refill();
-    if (ctx.starved_head != nullptr) {
-        // Each re-arm checks its own ring; one that is still dry parks again on ENOBUFS.
-        tunnel::Rearmable* r = ctx.starved_head;
-        ctx.starved_head = nullptr;
-        while (r != nullptr) {
-            tunnel::Rearmable* next = r->next_starved;
-            r->starved = false;
-            r->next_starved = nullptr;
-            r->rearm_recv();
-            r = next;
-        }
-    }
-    while (ctx.retired_head != nullptr) {
-        tunnel::Retirable* r = ctx.retired_head;
-        ctx.retired_head = r->next_retired;
-        r->retire();
-    }
+    tunnel::end_of_iteration(ctx);
     for (auto& s : services) {
         s->housekeeping();
     }
@@ -170,6 +144,17 @@ void Shard::on_mail(int32_t res, uint32_t) noexcept {
                 break;
             case MessageType::Stop:
                 stop_ = true;
+                break;
+            case MessageType::Dump:
+                FERRY_LOG(Info,
+                          "buffers: local pool %u free of %u, %u lent to the kernel; tunnel pool "
+                          "%u free of %u, %u lent",
+                          ctx_->pool.free_count(), ctx_->pool.buffer_count(), ctx_->bufs.lent(),
+                          ctx_->tunnel_pool.free_count(), ctx_->tunnel_pool.buffer_count(),
+                          ctx_->tunnel_bufs.lent());
+                for (Service* s : services_view_) {
+                    s->dump();
+                }
                 break;
         }
     }

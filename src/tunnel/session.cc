@@ -193,6 +193,25 @@ void Session::tick(uint64_t now_ns) noexcept {
     }
 }
 
+void Session::dump() const noexcept {
+    FERRY_LOG(Info,
+              "tunnel %s over %s: state %d, %zu streams, conn send credit %u, conn recv "
+              "available %u unacked %u, writing %d, ctrl queued %u+%u, ready list %s",
+              peer_name_, link_->kind(), static_cast<int>(state_), streams_.size(),
+              conn_send_.available(), conn_recv_.available(), conn_recv_.unacked(), writing_,
+              ctrl_full_.count(), ctrl_used_ - ctrl_sent_, ready_head_ != nullptr ? "busy" : "empty");
+    for (const auto& [id, s] : streams_) {
+        FERRY_LOG(Info,
+                  "  stream %u: send credit %u, queued %u bytes in %u chunks, recv available %u "
+                  "unacked %u, fin queued/sent/received %d/%d/%d, ready %d, wants writable %d, "
+                  "handler %s",
+                  id, s->send_.available(), static_cast<uint32_t>(s->out_.bytes()),
+                  s->out_.count(), s->recv_.available(), s->recv_.unacked(), s->fin_queued_,
+                  s->fin_sent_, s->fin_received_, s->in_ready_, s->want_writable_,
+                  s->handler_ != nullptr ? "attached" : "detached");
+    }
+}
+
 // ---- output -----------------------------------------------------------------------------------
 
 std::span<std::byte> Session::control_space(size_t n) noexcept {
@@ -240,8 +259,8 @@ void Session::send_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
 }
 
 void Session::mark_dirty() noexcept {
-    if (!dirty && !link_closed_) {
-        dirty = true;
+    if (!in_dirty_list && !link_closed_) {
+        in_dirty_list = true;
         // The shard's dirty list, flushed after the CQE batch so many frames share one write.
         next_dirty = ctx_.dirty_head;
         ctx_.dirty_head = this;
@@ -348,7 +367,6 @@ bool Session::emit_data_frame(Stream& s) noexcept {
 }
 
 void Session::flush() noexcept {
-    dirty = false;
     if (writing_ || link_closed_ || !link_->established()) {
         return;
     }

@@ -64,9 +64,15 @@ void SocketIo::pause_reading() noexcept {
 }
 
 void SocketIo::rearm_recv() noexcept {
-    if (want_read_ && !recv_armed_ && !closing_ && !failed_) {
-        submit_recv();
+    if (!want_read_ || recv_armed_ || closing_ || failed_) {
+        return;
     }
+    if (bufs_->lent() == 0) {
+        // Still dry: stay parked rather than spin on ENOBUFS; buffers come back as sends finish.
+        ctx_.park_starved(this);
+        return;
+    }
+    submit_recv();
 }
 
 void SocketIo::on_recv(int32_t res, uint32_t flags) noexcept {

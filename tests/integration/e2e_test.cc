@@ -76,7 +76,7 @@ public:
     // Starts a terminator forwarding to `upstream_port` and an initiator in front of it. The
     // tunnel is plain TCP unless `pki` is given (then mutual TLS with the demo certificates).
     Tunnel(const std::string& dir, uint16_t upstream_port, int shards = 2,
-           std::vector<std::string> extra = {}, std::string pki = {})
+           std::vector<std::string> extra = {}, std::string pki = {}, int terminator_shards = 0)
         : dir_(dir),
           upstream_port_(upstream_port),
           tunnel_port_(testlib::free_port()),
@@ -85,7 +85,8 @@ public:
           admin_t_(testlib::free_port()),
           shards_(shards),
           extra_(std::move(extra)),
-          pki_(std::move(pki)) {
+          pki_(std::move(pki)),
+          terminator_shards_(terminator_shards == 0 ? shards : terminator_shards) {
         start_terminator();
         start_initiator();
     }
@@ -93,7 +94,7 @@ public:
     void start_terminator() {
         std::vector<std::string> args = {ferry_bin(), "terminator", "--listen-tunnel", addr(tunnel_port_),
                                          "--upstream", addr(upstream_port_), "--admin", addr(admin_t_),
-                                         "--shards", std::to_string(shards_), "--cpus", "none",
+                                         "--shards", std::to_string(terminator_shards_), "--cpus", "none",
                                          "--node-name", "cluster-b-0", "--connect-timeout", "2s"};
         add_transport(args, "terminator");
         args.insert(args.end(), extra_.begin(), extra_.end());
@@ -136,6 +137,7 @@ public:
     int shards_;
     std::vector<std::string> extra_;
     std::string pki_;
+    int terminator_shards_;
     std::unique_ptr<Process> terminator;
     std::unique_ptr<Process> initiator;
 };
@@ -188,11 +190,14 @@ protected:
 TEST_F(E2e, SixtyFourClientsPushQuarterGigabyteByteExact) {
     uint16_t echo_port = testlib::free_port();
     auto echo = start_echo(echo_port);
-    Tunnel t(dir_, echo_port, 2);
+    // Two initiator shards, one terminator shard: two tunnel connections share one shard there.
+    Tunnel t(dir_, echo_port, 2, {}, {}, /*terminator_shards=*/1);
     ASSERT_TRUE(t.ready());
     // 64 x 4 MiB each way, with random write sizes, half-close and xxHash64 of every stream.
     EXPECT_EQ(verify(t.listen_port_, 64, "4MiB"), 0);
-    EXPECT_EQ(t.initiator_metric("ferry_streams_opened_total"), 64);
+    // More streams than one stream window each fits in the connection window.
+    EXPECT_EQ(verify(t.listen_port_, 128, "1MiB"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_streams_opened_total"), 64 + 128);
     EXPECT_GE(t.initiator_metric("ferry_bytes_from_local_total"), 64LL << 22);
     // The plain tunnel path copies no payload byte in user space.
     EXPECT_EQ(t.initiator_metric("ferry_bytes_copied_total"), 0);

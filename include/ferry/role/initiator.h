@@ -41,6 +41,7 @@ public:
     [[nodiscard]] bool idle() const noexcept override;
     void tick(uint64_t now_ns) noexcept override;
     void housekeeping() noexcept override;
+    void dump() const noexcept override;
 
 private:
     void on_accepted(int fd) noexcept override;

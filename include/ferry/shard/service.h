@@ -19,6 +19,8 @@ public:
     virtual void tick(uint64_t now_ns) noexcept = 0;
     // End of each loop iteration: free what closed during it.
     virtual void housekeeping() noexcept {}
+    // Logs its connections and streams (SIGUSR1), for diagnosing a stuck transfer.
+    virtual void dump() const noexcept {}
 };
 
 }  // namespace ferry::shard

@@ -70,6 +70,7 @@ private:
 
     // Loop state, touched only on the shard thread.
     io::Ring* ring_ = nullptr;
+    tunnel::Context* ctx_ = nullptr;
     std::vector<Service*> services_view_;
     io::MemberOp<Shard, &Shard::on_mail> mail_op_{this};
     io::MemberOp<Shard, &Shard::on_tick> tick_op_{this};

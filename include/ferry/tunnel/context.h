@@ -97,4 +97,9 @@ struct Context {
     }
 };
 
+// The end of every loop iteration, in this order: flush the sessions that queued frames (one
+// gathered write each, however many CQEs produced them), lend freed buffers back to the kernel,
+// re-arm reads that starved, then free what closed during the iteration.
+void end_of_iteration(Context& ctx) noexcept;
+
 }  // namespace ferry::tunnel

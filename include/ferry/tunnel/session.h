@@ -88,6 +88,8 @@ public:
     void tick(uint64_t now_ns) noexcept;
     // Closes at once; streams are reset.
     void abort(const char* reason) noexcept;
+    // Logs the connection's and each stream's flow-control and queue state.
+    void dump() const noexcept;
 
     [[nodiscard]] State state() const noexcept { return state_; }
     [[nodiscard]] bool usable() const noexcept { return state_ == State::Open; }
@@ -96,9 +98,11 @@ public:
     [[nodiscard]] uint32_t peer_capabilities() const noexcept { return peer_capabilities_; }
     [[nodiscard]] const char* link_kind() const noexcept { return link_->kind(); }
 
-    // Shard bookkeeping: sessions with queued output are flushed once per iteration.
+    // Shard bookkeeping: sessions with queued output are flushed once per iteration. Membership
+    // of the shard's dirty list is its own flag: flush() also runs from write completions, and
+    // a session must never be linked twice.
     Session* next_dirty = nullptr;
-    bool dirty = false;
+    bool in_dirty_list = false;
 
 private:
     friend struct SessionFrameSink;

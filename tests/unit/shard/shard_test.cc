@@ -1,19 +1,26 @@
 #include "ferry/shard/shard.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "ferry/base/clock.h"
+#include "ferry/buf/pool.h"
+#include "ferry/io/socket.h"
 #include "ferry/shard/runtime.h"
 #include "ferry/shard/service.h"
+#include "ferry/tunnel/context.h"
 #include "ferry/tunnel/metrics.h"
+#include "ferry/tunnel/socket_io.h"
 
 namespace ferry::shard {
 namespace {
@@ -31,7 +38,7 @@ struct Board {
     std::vector<std::thread::id> threads;
 
     template <class Cond>
-    bool wait(Cond cond, std::chrono::seconds limit = std::chrono::seconds(10)) {
+    bool wait(Cond cond, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
         std::unique_lock<std::mutex> lock(mu);
         return cv.wait_for(lock, limit, [&] { return cond(); });
     }
@@ -78,6 +85,71 @@ class TestService final : public Service {
     bool start_ok_;
     bool idle_when_drained_;
     bool drained_ = false;
+};
+
+// Reads a loopback socket into the local-socket pool and keeps every chunk, so the pool runs
+// dry while the peer still has bytes queued: the socket's recv then starves for buffers.
+class HoardingService final : public Service, private tunnel::SocketEvents {
+  public:
+    HoardingService(tunnel::Context& ctx, Board* board) : board_(board), io_(ctx, this) {}
+    ~HoardingService() override {
+        held_.clear();
+        for (int fd : {io_.fd(), peer_}) {
+            if (fd >= 0) {
+                close(fd);
+            }
+        }
+        board_->update([&] { ++board_->destroyed; });
+    }
+    bool start() noexcept override {
+        absl::StatusOr<io::SocketAddress> any = io::parse_address("127.0.0.1:0");
+        absl::StatusOr<int> lfd = io::listen_tcp(*any, /*reuse_port=*/false, 4);
+        if (!lfd.ok()) {
+            return false;
+        }
+        absl::StatusOr<io::SocketAddress> addr = io::local_address(*lfd);
+        peer_ = io::new_tcp_socket(AF_INET);
+        bool ok = peer_ >= 0 && connect(peer_, addr->get(), addr->length) == 0;
+        int fd = ok ? accept4(*lfd, nullptr, nullptr, SOCK_CLOEXEC) : -1;
+        close(*lfd);
+        if (fd < 0) {
+            return false;
+        }
+        io_.attach(fd);
+        io_.start_reading();
+        board_->update([&] { ++board_->started; });
+        return true;
+    }
+    void drain() noexcept override {}
+    bool idle() const noexcept override { return true; }
+    void tick(uint64_t) noexcept override {}
+    // Keeps the peer's side full without blocking the shard.
+    void housekeeping() noexcept override {
+        while (written_ < kTotal) {
+            ssize_t n = send(peer_, chunk_.data(), chunk_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n <= 0) {
+                break;
+            }
+            written_ += static_cast<size_t>(n);
+        }
+        board_->update([&] { ++board_->housekeeping; });
+    }
+
+  private:
+    static constexpr size_t kTotal = 1 << 20;
+    void on_socket_data(buf::Chunk&& bytes) noexcept override { held_.push_back(std::move(bytes)); }
+    void on_socket_eof() noexcept override {}
+    void on_socket_error(const char*, int) noexcept override {}
+    void on_socket_sent() noexcept override {}
+    void on_socket_connected(int) noexcept override {}
+    void on_socket_closed() noexcept override {}
+
+    Board* board_;
+    tunnel::SocketIo io_;
+    std::vector<buf::Chunk> held_;
+    std::string chunk_ = std::string(16384, 'h');
+    size_t written_ = 0;
+    int peer_ = -1;
 };
 
 ShardOptions small_shard() {
@@ -219,6 +291,33 @@ TEST(Shard, PublishesBuffersInUseToItsMetrics) {
     EXPECT_EQ(metrics.buffers_in_use.value(), 16);
     EXPECT_EQ(metrics.tunnel_buffers_in_use.value(), 16);
     shard.post(Message{MessageType::Drain}, nullptr);
+    ASSERT_TRUE(wait_status(shard, Shard::Status::Exited));
+}
+
+// A parked reader is re-armed only once its own ring has buffers again: while the pool stays
+// dry an immediate ENOBUFS on every iteration would keep submit_and_wait() from ever sleeping.
+TEST(Shard, AReadStarvedOfBuffersDoesNotSpinTheLoop) {
+    Board board;
+    tunnel::Metrics metrics;
+    ShardOptions o = small_shard();
+    o.tick_ns = 50'000'000;  // an idle loop wakes ~20 times a second
+    ServiceFactory hoarder = [&](tunnel::Context& ctx, int) {
+        std::vector<std::unique_ptr<Service>> services;
+        services.push_back(std::make_unique<HoardingService>(ctx, &board));
+        return services;
+    };
+    Shard shard(0, o, hoarder, &metrics);
+    StopOnExit guard(shard);
+    shard.start();
+    ASSERT_TRUE(board.wait([&] { return metrics.recv_no_buffers.value() >= 1; }))
+        << "the pool never ran dry";
+    const int before = board.housekeeping;
+    // Nothing can change while every buffer is held: a sleeping loop iterates only on ticks.
+    EXPECT_FALSE(board.wait([&] { return board.housekeeping > before + 1000; },
+                            std::chrono::milliseconds(500)))
+        << board.housekeeping - before << " loop iterations in 500 ms, "
+        << metrics.recv_no_buffers.value() << " ENOBUFS completions";
+    shard.post(Message{MessageType::Stop}, nullptr);
     ASSERT_TRUE(wait_status(shard, Shard::Status::Exited));
 }
 

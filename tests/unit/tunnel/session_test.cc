@@ -295,34 +295,7 @@ class SessionTest : public ::testing::Test {
     }
 
     // The shard loop's end-of-iteration work (src/shard/shard.cc), minus services.
-    void housekeeping() {
-        while (ctx_->dirty_head != nullptr) {
-            Session* s = ctx_->dirty_head;
-            ctx_->dirty_head = s->next_dirty;
-            s->next_dirty = nullptr;
-            if (s->dirty) {
-                s->flush();
-            }
-        }
-        ctx_->bufs.refill();
-        ctx_->tunnel_bufs.refill();
-        if (ctx_->starved_head != nullptr) {
-            Rearmable* r = ctx_->starved_head;
-            ctx_->starved_head = nullptr;
-            while (r != nullptr) {
-                Rearmable* next = r->next_starved;
-                r->starved = false;
-                r->next_starved = nullptr;
-                r->rearm_recv();
-                r = next;
-            }
-        }
-        while (ctx_->retired_head != nullptr) {
-            Retirable* r = ctx_->retired_head;
-            ctx_->retired_head = r->next_retired;
-            r->retire();
-        }
-    }
+    void housekeeping() { end_of_iteration(*ctx_); }
 
     // One loop iteration: submit, wait (at most `wait_ms`) for a CQE, dispatch, housekeeping.
     unsigned step(int wait_ms = 20) {

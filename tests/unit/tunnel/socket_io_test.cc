@@ -136,18 +136,11 @@ class SocketIoTest : public ::testing::Test {
     // The shard's buffer housekeeping: lend freed buffers, re-arm starved reads (unless a test
     // holds them parked to look at them).
     void housekeeping() {
-        ctx_->bufs.refill();
-        ctx_->tunnel_bufs.refill();
-        if (rearm_starved_ && ctx_->starved_head != nullptr) {
-            Rearmable* r = ctx_->starved_head;
-            ctx_->starved_head = nullptr;
-            while (r != nullptr) {
-                Rearmable* next = r->next_starved;
-                r->starved = false;
-                r->next_starved = nullptr;
-                r->rearm_recv();
-                r = next;
-            }
+        if (rearm_starved_) {
+            end_of_iteration(*ctx_);
+        } else {
+            ctx_->bufs.refill();
+            ctx_->tunnel_bufs.refill();
         }
     }
 
