@@ -237,6 +237,23 @@ int main(int argc, char** argv) {
         }
         return services;
     };
+    for (const ferry::io::SocketAddress* a :
+         {initiator ? &o.listen : &o.listen_tunnel, o.has_admin ? &o.admin : nullptr}) {
+        if (a == nullptr) {
+            continue;
+        }
+        if (absl::Status st = ferry::io::ensure_not_listening(*a); !st.ok()) {
+            FERRY_LOG(Error, "cannot listen: %s", st.message());
+            return 1;
+        }
+    }
+    uint64_t fds = ferry::io::raise_fd_limit();
+    if (o.max_connections != 0 && fds < 2ULL * o.max_connections + 64) {
+        FERRY_LOG(Warn,
+                  "open-files limit %u is below what --max-connections=%u needs (about %u); "
+                  "connections beyond it will fail to be accepted",
+                  fds, o.max_connections, 2ULL * o.max_connections + 64);
+    }
     ferry::shard::Runtime runtime(o.runtime, factory);
     runtime_ptr = &runtime;
     if (absl::Status st = runtime.start(); !st.ok()) {

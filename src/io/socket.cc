@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -124,6 +125,41 @@ absl::StatusOr<int> listen_tcp(const SocketAddress& addr, bool reuse_port, int b
             absl::StrFormat("listen %s: %s", addr.to_string(), strerror(err)));
     }
     return fd;
+}
+
+absl::Status ensure_not_listening(const SocketAddress& addr) {
+    if (addr.port() == 0) {
+        return absl::OkStatus();
+    }
+    int fd = socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) {
+        return absl::InternalError(absl::StrFormat("socket: %s", strerror(errno)));
+    }
+    // SO_REUSEADDR: a port whose old connections linger in TIME_WAIT is free; only a live
+    // listener makes this bind fail.
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = bind(fd, addr.get(), addr.length);
+    int err = errno;
+    close(fd);
+    if (rc != 0 && err == EADDRINUSE) {
+        return absl::AlreadyExistsError(
+            absl::StrFormat("%s is already in use by another process", addr.to_string()));
+    }
+    return absl::OkStatus();
+}
+
+uint64_t raise_fd_limit() noexcept {
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        return 0;
+    }
+    if (lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &lim);
+        (void)getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    return lim.rlim_cur;
 }
 
 absl::StatusOr<SocketAddress> local_address(int fd) {

@@ -30,6 +30,13 @@ struct SocketAddress {
 // A bound, listening TCP socket; SO_REUSEPORT lets every shard own a listener on the same port.
 [[nodiscard]] absl::StatusOr<int> listen_tcp(const SocketAddress& addr, bool reuse_port,
                                              int backlog);
+// Fails when another socket already listens on `addr`. Shards bind with SO_REUSEPORT, which
+// would otherwise silently share the port with a stale or second ferry and split its traffic.
+[[nodiscard]] absl::Status ensure_not_listening(const SocketAddress& addr);
+// Raises the open-files soft limit to the hard limit (one fd per proxied connection and side).
+// Returns the limit now in force.
+[[nodiscard]] uint64_t raise_fd_limit() noexcept;
+
 // The address a socket is bound to (the real port after binding port 0).
 [[nodiscard]] absl::StatusOr<SocketAddress> local_address(int fd);
 // A new unconnected TCP socket for `family`, close-on-exec, TCP_NODELAY set.
