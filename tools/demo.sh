@@ -15,8 +15,10 @@
 #   tools/demo.sh                 setup, build, run, clean up
 #   tools/demo.sh --keep          leave the two clusters running until Ctrl-C
 #   tools/demo.sh --no-build      use the binaries already built in build/
-#   tools/demo.sh --tls           armored tunnel: mutual TLS 1.3 with a demo PKI (tools/gen-certs.sh)
-#                                 and a key rotation every 2 s; without it the tunnel is plain TCP
+#   tools/demo.sh --plain         plain TCP tunnel instead of the armored one (trusted networks only)
+#
+# By default the tunnel is armored, as ferry ships: mutual TLS 1.3 with a demo PKI
+# (tools/gen-certs.sh), kTLS where the kernel has it, and a key rotation every 2 s.
 #
 # Other options: --build-dir DIR (default build), --delay-ms MS (one-way WAN delay, default 20).
 # Without root (no network namespaces) it runs both sides on loopback, without the WAN delay.
@@ -28,15 +30,16 @@ keep=0
 do_build=1
 build_dir=build
 delay_ms=20
-tls=0
+tls=1
 while (($#)); do
     case $1 in
         --keep) keep=1; shift ;;
         --tls) tls=1; shift ;;
+        --plain) tls=0; shift ;;
         --no-build) do_build=0; shift ;;
         --build-dir) build_dir=${2:?--build-dir needs a directory}; shift 2 ;;
         --delay-ms) delay_ms=${2:?--delay-ms needs a number}; shift 2 ;;
-        -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "demo.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -253,7 +256,7 @@ if ((tls)); then
         --tls-key "$logs/pki/initiator.key" --tls-ca "$logs/pki/ca.crt"
         --peer-name ferry-terminator --rekey-interval 2s)
 else
-    # Plain TCP tunnel: for trusted networks only (and this demo). --tls shows the armored one.
+    # Plain TCP tunnel (--plain): for trusted networks only.
     transport_b=(--tunnel-transport plain)
     transport_a=(--tunnel-transport plain)
 fi

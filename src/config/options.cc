@@ -80,18 +80,19 @@ std::string default_node_name() {
 absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,
                                                 const std::vector<int>& allowed) {
     std::vector<int> cpus;
-    for (absl::string_view part : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
-        std::pair<absl::string_view, absl::string_view> range = absl::StrSplit(part, '-');
+    for (absl::string_view part :
+         absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
+        std::vector<absl::string_view> range = absl::StrSplit(part, '-');
         int lo = 0;
         int hi = 0;
-        if (!absl::SimpleAtoi(range.first, &lo) ||
-            !absl::SimpleAtoi(range.second.empty() ? range.first : range.second, &hi) || lo < 0 ||
-            hi < lo) {
+        if (range.size() > 2 || !absl::SimpleAtoi(range.front(), &lo) ||
+            !absl::SimpleAtoi(range.back(), &hi) || lo < 0 || hi < lo) {
             return bad("cpus", absl::StrFormat("'%s' is not a CPU list like 0,2-3", text));
         }
         for (int c = lo; c <= hi; ++c) {
             if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) {
-                return bad("cpus", absl::StrFormat("CPU %d is not in this process's affinity mask", c));
+                return bad("cpus",
+                           absl::StrFormat("CPU %d is not in this process's affinity mask", c));
             }
             if (std::find(cpus.begin(), cpus.end(), c) != cpus.end()) {
                 return bad("cpus", absl::StrFormat("CPU %d is listed twice", c));
@@ -109,8 +110,9 @@ absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available
     } else if (raw.ktls == "on") {
         out->link.ktls = tunnel::KtlsMode::On;
         if (ktls_available != nullptr && !ktls_available()) {
-            return bad("ktls", "'on' but this kernel offers no kTLS (setsockopt TCP_ULP \"tls\" "
-                               "fails: CONFIG_TLS missing or tls module not loaded)");
+            return bad("ktls",
+                       "'on' but this kernel offers no kTLS (setsockopt TCP_ULP \"tls\" "
+                       "fails: CONFIG_TLS missing or tls module not loaded)");
         }
     } else if (raw.ktls == "off") {
         out->link.ktls = tunnel::KtlsMode::Off;
@@ -128,10 +130,12 @@ absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available
         return bad("tunnel-transport", "expected tls (default) or plain");
     }
     out->tls = true;
-    for (auto [flag, file] : {std::pair{"tls-cert", &raw.tls_cert}, std::pair{"tls-key", &raw.tls_key},
-                              std::pair{"tls-ca", &raw.tls_ca}}) {
+    for (auto [flag, file] :
+         {std::pair{"tls-cert", &raw.tls_cert}, std::pair{"tls-key", &raw.tls_key},
+          std::pair{"tls-ca", &raw.tls_ca}}) {
         if (file->empty()) {
-            return bad(flag, "is required with --tunnel-transport=tls (tools/gen-certs.sh makes a set)");
+            return bad(flag,
+                       "is required with --tunnel-transport=tls (tools/gen-certs.sh makes a set)");
         }
         if (access(file->c_str(), R_OK) != 0) {
             return bad(flag, absl::StrFormat("cannot read '%s'", *file));
@@ -207,14 +211,17 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         !st.ok()) {
         return st;
     }
-    if (absl::Status st = in_range("max-frame-size", raw.max_frame_size, 1024, 16 << 20); !st.ok()) {
+    // The protocol's floor (docs/tunnel-protocol.md): every peer must take 16 KiB frames.
+    if (absl::Status st = in_range("max-frame-size", raw.max_frame_size, 16384, 16 << 20);
+        !st.ok()) {
         return st;
     }
-    if (absl::Status st = in_range("stream-window", raw.stream_window, 1024, 0x7fff'ffff); !st.ok()) {
+    if (absl::Status st = in_range("stream-window", raw.stream_window, 1024, 0x7fff'ffff);
+        !st.ok()) {
         return st;
     }
-    if (absl::Status st = in_range("connection-window", raw.connection_window, raw.stream_window,
-                                   0x7fff'ffff);
+    if (absl::Status st =
+            in_range("connection-window", raw.connection_window, raw.stream_window, 0x7fff'ffff);
         !st.ok()) {
         return bad("connection-window", "must be at least --stream-window and below 2^31");
     }
@@ -261,7 +268,8 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     so.tuning.stream_window = raw.stream_window;
     so.tuning.connection_window = raw.connection_window;
     so.tuning.max_streams = raw.max_streams;
-    so.tuning.zerocopy_threshold = raw.zerocopy_threshold == 0 ? UINT32_MAX : raw.zerocopy_threshold;
+    so.tuning.zerocopy_threshold =
+        raw.zerocopy_threshold == 0 ? UINT32_MAX : raw.zerocopy_threshold;
     so.tuning.connect_timeout_ns = to_ns(raw.connect_timeout);
     so.tuning.ping_interval_ns = to_ns(raw.ping_interval);
     so.tuning.ping_timeout_ns = to_ns(raw.ping_timeout);

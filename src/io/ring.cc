@@ -29,10 +29,12 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
             ring->features_.sqpoll = true;
         }
     }
+    // CLAMP: a deep SQ times four can exceed the kernel's CQ maximum; take the maximum then.
     const uint32_t attempts[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE,
-        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE,
-        IORING_SETUP_CQSIZE,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+            IORING_SETUP_CLAMP,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+        IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
     };
     for (uint32_t flags : attempts) {
         if (rc == 0) {

@@ -32,6 +32,9 @@ void Mailbox::post(Message m, io::Ring* from) noexcept {
     io::Op* op = nullptr;
     {
         std::lock_guard<std::mutex> lock(mu_);
+        if (exited_) {
+            return;  // nobody will read it; never ring a ring fd that may have been reused
+        }
         queue_.push_back(m);
         target = owner_ring_fd_;
         op = on_mail_;
@@ -44,9 +47,18 @@ void Mailbox::post(Message m, io::Ring* from) noexcept {
         io_uring_submit(from->raw());
         return;
     }
+    // Not attached yet: the eventfd keeps the count, and attach() arms the read that sees it.
     uint64_t one = 1;
     ssize_t n = write(eventfd_, &one, sizeof(one));
     (void)n;
+}
+
+void Mailbox::detach() noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    owner_ring_ = nullptr;
+    owner_ring_fd_ = -1;
+    on_mail_ = nullptr;
+    exited_ = true;
 }
 
 void Mailbox::take(std::vector<Message>* out) noexcept {

@@ -13,7 +13,10 @@
 namespace ferry::shard {
 
 Shard::Shard(int index, ShardOptions options, ServiceFactory factory, tunnel::Metrics* metrics)
-    : index_(index), options_(std::move(options)), factory_(std::move(factory)), metrics_(metrics) {}
+    : index_(index),
+      options_(std::move(options)),
+      factory_(std::move(factory)),
+      metrics_(metrics) {}
 
 Shard::~Shard() { join(); }
 
@@ -59,8 +62,8 @@ void Shard::run() {
         status_.store(Status::Failed, std::memory_order_release);
         return;
     }
-    tunnel::Context ctx{**ring, pool, nodes, bufs, tunnel_pool, tunnel_bufs, *metrics_,
-                        options_.tuning};
+    tunnel::Context ctx{**ring,      pool,        nodes,     bufs,
+                        tunnel_pool, tunnel_bufs, *metrics_, options_.tuning};
     ctx.now_ns = base::mono_ns();
     ctx_ = &ctx;
     std::vector<std::unique_ptr<Service>> services = factory_(ctx, index_);
@@ -82,6 +85,7 @@ void Shard::run() {
     // parked on the context dies with them.
     services_view_.clear();
     services.clear();
+    mailbox_.detach();
     ctx.dirty_head = nullptr;
     ctx.retired_head = nullptr;
     ctx.starved_head = nullptr;

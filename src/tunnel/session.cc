@@ -14,7 +14,7 @@ namespace pt = proto::tunnel;
 
 // Adapts Link callbacks to the Session without making Session itself virtual.
 class Session::LinkEvents final : public LinkSink {
-public:
+  public:
     explicit LinkEvents(Session* s) noexcept : s_(s) {}
     void on_link_read(buf::Chunk&& bytes) noexcept override { s_->link_read(std::move(bytes)); }
     void on_link_written() noexcept override { s_->link_written(); }
@@ -25,7 +25,7 @@ public:
         s_->owner_->on_session_rotation_due(*s_, why);
     }
 
-private:
+  private:
     Session* s_;
 };
 
@@ -131,8 +131,8 @@ Stream* Session::open_stream(pt::StreamProtocol protocol, std::string_view routi
     size_t n = pt::encode_open(out, id, protocol, routing_key, {});
     FERRY_CHECK(n == need);
     control_commit(n);
-    Stream* s = stream_pool_.create(this, id, peer_stream_window_, ctx_.tuning.stream_window,
-                                    handler);
+    Stream* s =
+        stream_pool_.create(this, id, peer_stream_window_, ctx_.tuning.stream_window, handler);
     streams_.emplace(id, s);
     ctx_.metrics.streams_opened.add();
     ctx_.metrics.streams_active.add(1);
@@ -147,7 +147,8 @@ void Session::drain() noexcept {
     if (state_ != State::Draining) {
         state_ = State::Draining;
         std::span<std::byte> out = control_space(64);
-        control_commit(pt::encode_goaway(out, last_peer_stream_id_, pt::ErrorCode::NoError, "drain"));
+        control_commit(
+            pt::encode_goaway(out, last_peer_stream_id_, pt::ErrorCode::NoError, "drain"));
         mark_dirty();
     }
     maybe_finish_drain();
@@ -199,15 +200,16 @@ void Session::dump() const noexcept {
               "available %u unacked %u, writing %d, ctrl queued %u+%u, ready list %s",
               peer_name_, link_->kind(), static_cast<int>(state_), streams_.size(),
               conn_send_.available(), conn_recv_.available(), conn_recv_.unacked(), writing_,
-              ctrl_full_.count(), ctrl_used_ - ctrl_sent_, ready_head_ != nullptr ? "busy" : "empty");
+              ctrl_full_.count(), ctrl_used_ - ctrl_sent_,
+              ready_head_ != nullptr ? "busy" : "empty");
     for (const auto& [id, s] : streams_) {
         FERRY_LOG(Info,
                   "  stream %u: send credit %u, queued %u bytes in %u chunks, recv available %u "
                   "unacked %u, fin queued/sent/received %d/%d/%d, ready %d, wants writable %d, "
                   "handler %s",
-                  id, s->send_.available(), static_cast<uint32_t>(s->out_.bytes()),
-                  s->out_.count(), s->recv_.available(), s->recv_.unacked(), s->fin_queued_,
-                  s->fin_sent_, s->fin_received_, s->in_ready_, s->want_writable_,
+                  id, s->send_.available(), static_cast<uint32_t>(s->out_.bytes()), s->out_.count(),
+                  s->recv_.available(), s->recv_.unacked(), s->fin_queued_, s->fin_sent_,
+                  s->fin_received_, s->in_ready_, s->want_writable_,
                   s->handler_ != nullptr ? "attached" : "detached");
     }
 }
@@ -282,6 +284,11 @@ void Session::stream_has_output(Stream& s) noexcept {
 }
 
 void Session::ready_push(Stream* s) noexcept {
+    // Idempotent: a handler may queue output from on_stream_writable() while flush() holds the
+    // stream popped; pushing it twice would loop the list onto itself.
+    if (s->in_ready_) {
+        return;
+    }
     s->in_ready_ = true;
     s->ready_next_ = nullptr;
     s->ready_prev_ = ready_tail_;
@@ -322,8 +329,8 @@ void Session::ready_remove(Stream* s) noexcept {
 bool Session::emit_data_frame(Stream& s) noexcept {
     WriteBatch& b = batch_;
     uint64_t room = ctx_.tuning.batch_bytes > b.bytes ? ctx_.tuning.batch_bytes - b.bytes : 0;
-    uint64_t budget = std::min<uint64_t>({s.send_.available(), conn_send_.available(),
-                                          peer_max_frame_, room});
+    uint64_t budget =
+        std::min<uint64_t>({s.send_.available(), conn_send_.available(), peer_max_frame_, room});
     if (budget == 0 && !s.out_.empty()) {
         return false;
     }
@@ -349,8 +356,8 @@ bool Session::emit_data_frame(Stream& s) noexcept {
     }
     bool fin = s.fin_queued_ && s.out_.empty();
     FERRY_DCHECK(len > 0 || fin);
-    size_t written = pt::encode_data_header(std::span<std::byte>(header, pt::kFrameHeaderSize),
-                                            s.id_, len, fin);
+    size_t written =
+        pt::encode_data_header(std::span<std::byte>(header, pt::kFrameHeaderSize), s.id_, len, fin);
     FERRY_DCHECK(written == pt::kFrameHeaderSize);
     (void)written;
     s.send_.consume(len);
@@ -359,7 +366,8 @@ bool Session::emit_data_frame(Stream& s) noexcept {
     if (fin) {
         s.fin_sent_ = true;
     }
-    if (s.want_writable_ && s.out_.bytes() <= ctx_.tuning.stream_window / 2 && s.handler_ != nullptr) {
+    if (s.want_writable_ && s.out_.bytes() <= ctx_.tuning.stream_window / 2 &&
+        s.handler_ != nullptr) {
         s.want_writable_ = false;
         s.handler_->on_stream_writable();
     }
@@ -518,6 +526,11 @@ void Session::reset_all_streams(pt::ErrorCode code) noexcept {
 }
 
 void Session::destroy_stream(Stream* s) noexcept {
+    // Bytes the handler received but never consumed (it drops them with the stream) still count
+    // against the connection window: give that credit back, or each reset shrinks the tunnel.
+    if (uint32_t held = s->recv_.buffered(); held > 0) {
+        stream_consumed_conn_only(held);
+    }
     FERRY_LOG(Debug, "stream %u closed (fin sent %d, fin received %d, %u bytes unsent)", s->id_,
               s->fin_sent_, s->fin_received_, static_cast<uint32_t>(s->out_.bytes()));
     ready_remove(s);
@@ -562,7 +575,8 @@ void Session::stream_consumed_conn_only(uint32_t n) noexcept {
     }
 }
 
-// ---- FrameSink (through SessionFrameSink) --------------------------------------------------------------------------------
+// ---- FrameSink (through SessionFrameSink)
+// --------------------------------------------------------------------------------
 
 bool Session::on_hello(const pt::Hello& hello) noexcept {
     ctx_.metrics.frames_in.add();
@@ -578,8 +592,8 @@ bool Session::on_hello(const pt::Hello& hello) noexcept {
     }
     if (state_ == State::Hello) {
         state_ = State::Open;
-        FERRY_LOG(Info, "tunnel up: peer '%s' over %s (max frame %u, stream window %u)",
-                  peer_name_, link_->kind(), peer_max_frame_, peer_stream_window_);
+        FERRY_LOG(Info, "tunnel up: peer '%s' over %s (max frame %u, stream window %u)", peer_name_,
+                  link_->kind(), peer_max_frame_, peer_stream_window_);
         owner_->on_session_ready(*this);
     }
     return state_ != State::Closed;

@@ -161,6 +161,8 @@ void TlsLink::try_install_ktls() noexcept {
     if (st.ok()) {
         mode_ = Mode::Kernel;
         ctx_.metrics.tunnel_ktls.add(1);
+        // The kernel holds the keys now; ours are wiped (DirectionKeys' destructor).
+        records_.reset();
         io_.set_zerocopy(false);  // SEND_ZC on a kTLS socket fails with EOPNOTSUPP
         FERRY_LOG(Info, "kTLS on: the kernel now encrypts and decrypts this tunnel connection");
     } else if (options_.ktls == KtlsMode::On) {
@@ -204,10 +206,14 @@ void TlsLink::user_input(buf::Chunk&& c) noexcept {
                 need = tls::kRecordHeaderLen;
             }
             if (need > partial_.capacity()) {
-                down("TLS record larger than a receive buffer (use the same --buffer-size on both ends)", 0);
+                down(
+                    "TLS record larger than a receive buffer (use the same --buffer-size on both "
+                    "ends)",
+                    0);
                 return;
             }
-            uint32_t take = std::min<uint32_t>(static_cast<uint32_t>(need) - partial_len_, len - offset);
+            uint32_t take =
+                std::min<uint32_t>(static_cast<uint32_t>(need) - partial_len_, len - offset);
             std::memcpy(partial_.data() + partial_len_, c.data() + offset, take);
             ctx_.metrics.bytes_copied.add(take);
             partial_len_ += take;
@@ -310,9 +316,7 @@ void TlsLink::on_socket_error(const char* what, int err) noexcept {
 
 // ---- output -----------------------------------------------------------------------------------
 
-void TlsLink::queue_ciphertext(buf::Chunk&& c) noexcept {
-    tx_.push(ctx_.nodes, std::move(c));
-}
+void TlsLink::queue_ciphertext(buf::Chunk&& c) noexcept { tx_.push(ctx_.nodes, std::move(c)); }
 
 void TlsLink::send_queued() noexcept {
     if (io_.sending() || tx_.empty() || down_) {
@@ -430,7 +434,8 @@ void TlsLink::start_key_epoch(uint64_t now_ns) noexcept {
 
 bool TlsLink::rotation_due(uint64_t now_ns) const noexcept {
     return (options_.rekey_bytes != 0 && key_epoch_bytes_ >= options_.rekey_bytes) ||
-           (options_.rekey_interval_ns != 0 && now_ns - key_epoch_ns_ >= options_.rekey_interval_ns);
+           (options_.rekey_interval_ns != 0 &&
+            now_ns - key_epoch_ns_ >= options_.rekey_interval_ns);
 }
 
 void TlsLink::tick(uint64_t now_ns) noexcept {

@@ -11,11 +11,20 @@
 #include <utility>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define FERRY_POOL_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define FERRY_POOL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define FERRY_POOL_POISON(p, n) ((void)(p), (void)(n))
+#define FERRY_POOL_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace ferry::base {
 
 template <class T>
 class ObjectPool final {
-public:
+  public:
     ObjectPool() = default;
     ObjectPool(const ObjectPool&) = delete;
     ObjectPool& operator=(const ObjectPool&) = delete;
@@ -27,6 +36,7 @@ public:
             grow();
         }
         Slot* s = free_;
+        FERRY_POOL_UNPOISON(s, sizeof(Slot));
         free_ = s->next;
         ++live_;
         return new (s->storage) T(std::forward<Args>(args)...);
@@ -37,10 +47,13 @@ public:
         s->next = free_;
         free_ = s;
         --live_;
+        // A destroyed object's slot is off limits until create() hands it out again, so ASan
+        // reports a use after destroy or a double destroy.
+        FERRY_POOL_POISON(s, sizeof(Slot));
     }
     [[nodiscard]] size_t live() const noexcept { return live_; }
 
-private:
+  private:
     union Slot {
         Slot* next;
         alignas(T) std::byte storage[sizeof(T)];
@@ -51,6 +64,7 @@ private:
         for (size_t i = 0; i < kBlock; ++i) {
             block[i].next = free_;
             free_ = &block[i];
+            FERRY_POOL_POISON(&block[i], sizeof(Slot));
         }
         blocks_.push_back(std::move(block));
     }

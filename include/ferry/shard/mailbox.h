@@ -26,7 +26,7 @@ struct Message {
 };
 
 class Mailbox final {
-public:
+  public:
     Mailbox();
     ~Mailbox();
     Mailbox(const Mailbox&) = delete;
@@ -42,14 +42,18 @@ public:
     void take(std::vector<Message>* out) noexcept;
     // Owner side: re-arms the eventfd read after a doorbell CQE.
     void rearm() noexcept;
+    // Owner side, when its ring is gone: later posts only queue, they no longer ring a stale fd
+    // (which the kernel may have reused for another shard's ring).
+    void detach() noexcept;
 
-private:
+  private:
     std::mutex mu_;
     std::vector<Message> queue_;
     io::Ring* owner_ring_ = nullptr;
     io::Op* on_mail_ = nullptr;
     int owner_ring_fd_ = -1;
     int eventfd_ = -1;
+    bool exited_ = false;  // detach() ran: the owner will never read again
     uint64_t eventfd_value_ = 0;
 };
 

@@ -12,9 +12,10 @@ namespace ferry::tunnel {
 class Session;
 
 // The local end of a stream (a client socket at the initiator, an upstream at the terminator).
-// Called from CQE dispatch on the shard thread.
+// Called on the shard thread: from CQE dispatch, except on_stream_writable(), which runs from the
+// end-of-iteration flush. A handler may write from any of them.
 class StreamHandler {
-public:
+  public:
     // Peer bytes, in order. The handler sends them on and calls Stream::consumed() when the
     // socket took them, which returns credit to the peer.
     virtual void on_stream_data(buf::Chunk&& data) noexcept = 0;
@@ -25,12 +26,12 @@ public:
     // Queued output fell below the low watermark after should_pause() said yes: read again.
     virtual void on_stream_writable() noexcept = 0;
 
-protected:
+  protected:
     ~StreamHandler() = default;
 };
 
 class Stream final {
-public:
+  public:
     Stream(Session* session, uint32_t id, uint32_t send_window, uint32_t recv_window,
            StreamHandler* handler) noexcept
         : session_(session), handler_(handler), id_(id), send_(send_window), recv_(recv_window) {}
@@ -58,7 +59,7 @@ public:
 
     [[nodiscard]] uint64_t queued_bytes() const noexcept { return out_.bytes(); }
 
-private:
+  private:
     friend class Session;
 
     Session* session_;

@@ -101,10 +101,7 @@ TEST(IoRing, CreateFailsWithAStatusForAnImpossibleDepth) {
     EXPECT_EQ(ring.status().code(), absl::StatusCode::kUnavailable);
 }
 
-// config::validate accepts --ring-entries up to 32768, but the CQ is sized at 4x the SQ and
-// the kernel caps CQs at 65536 entries (IORING_MAX_CQ_ENTRIES) unless IORING_SETUP_CLAMP is
-// set: every setup attempt fails with EINVAL, so a shard given 32768 cannot start.
-TEST(IoRing, DISABLED_CreateAcceptsTheLargestDepthTheConfigAllows) {
+TEST(IoRing, CreateAcceptsTheLargestDepthTheConfigAllows) {
     RingOptions options;
     options.entries = 32768;
     absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::create(options);
