@@ -27,11 +27,11 @@ ABSL_FLAG(int, shards, 0, "Shards (pinned threads, one io_uring each); 0 = one p
 ABSL_FLAG(std::string, cpus, "auto", "CPUs to pin shards to: auto (the affinity mask), none, or a list like 0,2-3");
 ABSL_FLAG(uint32_t, ring_entries, 4096, "io_uring submission queue entries per shard (power of two)");
 ABSL_FLAG(bool, sqpoll, false, "Use an SQPOLL kernel thread per shard (trades a busy core for fewer syscalls)");
-ABSL_FLAG(uint32_t, buffer_size, 16384, "Bytes per pooled buffer (one receive lands in one buffer)");
-ABSL_FLAG(uint32_t, buffer_count, 2048, "Pooled buffers per shard for client/upstream sockets (memory bound: size x count; untouched ones cost nothing)");
-ABSL_FLAG(uint32_t, tunnel_buffer_count, 2048, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
+ABSL_FLAG(uint32_t, buffer_size, 65536, "Bytes per pooled buffer (one receive lands in one buffer; at least 16384 with TLS)");
+ABSL_FLAG(uint32_t, buffer_count, 512, "Pooled buffers per shard for client/upstream sockets (memory bound: size x count; untouched ones cost nothing)");
+ABSL_FLAG(uint32_t, tunnel_buffer_count, 512, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
 ABSL_FLAG(uint32_t, zerocopy_threshold, 65536, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
-ABSL_FLAG(uint32_t, max_frame_size, 16384, "Largest tunnel frame payload this side accepts");
+ABSL_FLAG(uint32_t, max_frame_size, 65536, "Largest tunnel frame payload this side accepts (16384 .. 16 MiB)");
 ABSL_FLAG(uint32_t, stream_window, 262144, "Per-stream flow-control window in bytes");
 ABSL_FLAG(uint32_t, connection_window, 16777216, "Per-tunnel-connection flow-control window in bytes");
 ABSL_FLAG(uint32_t, max_connections, 65536, "Most local TCP connections per process (clients or upstreams)");
@@ -138,7 +138,8 @@ std::vector<std::string> parse_flags(int argc, char** argv, int first) {
         }
         std::string error;
         if (!flag->ParseFrom(value, &error)) {
-            usage_error(absl::StrFormat("invalid value '%s' for --%s: %s", value, arg.substr(0, arg.find('=')), error));
+            usage_error(absl::StrFormat("invalid value '%s' for --%s: %s", value,
+                                        arg.substr(0, arg.find('=')), error));
         }
     }
     return positional;
@@ -206,7 +207,9 @@ int main(int argc, char** argv) {
     bool initiator = o.role == ferry::config::Role::Initiator;
     int shards = o.runtime.shards;
     uint32_t per_shard_limit =
-        o.max_connections == 0 ? 0 : std::max<uint32_t>(1, o.max_connections / static_cast<uint32_t>(shards));
+        o.max_connections == 0
+            ? 0
+            : std::max<uint32_t>(1, o.max_connections / static_cast<uint32_t>(shards));
     ferry::shard::Runtime* runtime_ptr = nullptr;
     auto factory = [&](ferry::tunnel::Context& ctx, int index) {
         std::vector<std::unique_ptr<ferry::shard::Service>> services;
@@ -262,10 +265,12 @@ int main(int argc, char** argv) {
     }
     FERRY_LOG(Info, "%s '%s' running: %d shard(s), tunnel %s, %s %s",
               initiator ? "initiator" : "terminator", o.node_name, shards,
-              !o.security.tls ? "plain (unencrypted)"
+              !o.security.tls                                        ? "plain (unencrypted)"
               : o.security.link.ktls == ferry::tunnel::KtlsMode::Off ? "mutual TLS 1.3 (user space)"
-              : ferry::tls::ktls_supported() ? "mutual TLS 1.3 (kTLS)"
-                                             : "mutual TLS 1.3 (user space: no kTLS in this kernel)", initiator ? "listening on" : "tunnel on",
+              : ferry::tls::ktls_supported()
+                  ? "mutual TLS 1.3 (kTLS)"
+                  : "mutual TLS 1.3 (user space: no kTLS in this kernel)",
+              initiator ? "listening on" : "tunnel on",
               initiator ? o.listen.to_string() + " -> peer " + o.peer.to_string()
                         : o.listen_tunnel.to_string() + " -> upstream " + o.upstream.to_string());
     bool clean = runtime.run_until_signal();

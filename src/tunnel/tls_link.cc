@@ -349,22 +349,31 @@ bool TlsLink::seal_batch(WriteBatch* batch) noexcept {
         if (out.empty()) {
             return false;
         }
-        uint32_t room = std::min(out.capacity(), kMaxOwnRecord);
-        tls::SealResult r = records_->seal({pieces + first, count - first}, {out.data(), room});
-        out.set_size(static_cast<uint32_t>(r.written));
-        size_t consumed = r.consumed;
-        while (first < count && consumed >= pieces[first].size()) {
-            consumed -= pieces[first].size();
-            ++first;
-        }
-        if (first < count) {
-            pieces[first] = pieces[first].subspan(consumed);
-            if (pieces[first].empty()) {
+        // Fill the buffer with records of at most kMaxOwnRecord bytes each.
+        uint32_t used = 0;
+        while (first < count && out.capacity() - used > tls::kRecordOverhead) {
+            uint32_t room = std::min(out.capacity() - used, kMaxOwnRecord);
+            tls::SealResult r =
+                records_->seal({pieces + first, count - first}, {out.data() + used, room});
+            if (r.written == 0) {
+                break;
+            }
+            used += static_cast<uint32_t>(r.written);
+            size_t consumed = r.consumed;
+            while (first < count && consumed >= pieces[first].size()) {
+                consumed -= pieces[first].size();
                 ++first;
             }
+            if (first < count) {
+                pieces[first] = pieces[first].subspan(consumed);
+                if (pieces[first].empty()) {
+                    ++first;
+                }
+            }
+            bytes_sealed_ += r.consumed;
+            key_epoch_bytes_ += r.consumed;
         }
-        bytes_sealed_ += r.consumed;
-        key_epoch_bytes_ += r.consumed;
+        out.set_size(used);
         queue_ciphertext(std::move(out));
     }
     return true;

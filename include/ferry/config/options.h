@@ -23,11 +23,11 @@ struct RawOptions {
     std::string cpus;  // "auto", "none" or a list like "0,2-3"
     uint32_t ring_entries = 4096;
     bool sqpoll = false;
-    uint32_t buffer_size = 16384;
-    uint32_t buffer_count = 2048;
-    uint32_t tunnel_buffer_count = 2048;
+    uint32_t buffer_size = 65536;
+    uint32_t buffer_count = 512;
+    uint32_t tunnel_buffer_count = 512;
     uint32_t zerocopy_threshold = 65536;
-    uint32_t max_frame_size = 16384;
+    uint32_t max_frame_size = 65536;
     uint32_t stream_window = 256 * 1024;
     uint32_t connection_window = 16 * 1024 * 1024;
     uint32_t max_connections = 65536;
@@ -80,7 +80,7 @@ using KtlsProbe = bool (*)();
 
 // "0,2-3" -> {0,2,3}; error on syntax, duplicates or CPUs outside `allowed`.
 [[nodiscard]] absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,
-                                                             const std::vector<int>& allowed);
+                                                              const std::vector<int>& allowed);
 
 // The CPUs this process may run on (sched_getaffinity).
 [[nodiscard]] std::vector<int> affinity_cpus();
