@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 tools/setup.sh
 
 jobs=$(nproc)
+passed=0
+failed=0
+skipped=0
 run_suite() {
     local dir=$1
     shift
@@ -16,12 +19,21 @@ run_suite() {
         meson setup "$dir" "$@"
     fi
     ninja -C "$dir" -j "$jobs"
-    meson test -C "$dir" --print-errorlogs --num-processes 1 --no-rebuild
+    local rc=0
+    meson test -C "$dir" --print-errorlogs --num-processes 1 --no-rebuild | tee "$dir/test-summary.txt" || rc=$?
+    passed=$((passed + $(awk '/^Ok:/ {print $2}' "$dir/test-summary.txt")))
+    failed=$((failed + $(awk '/^Fail:/ || /^Timeout:/ {n += $2} END {print n + 0}' "$dir/test-summary.txt")))
+    skipped=$((skipped + $(awk '/^Skipped:/ {print $2}' "$dir/test-summary.txt")))
+    if ((rc != 0)); then
+        echo "$passed passed, $failed failed, $skipped skipped"
+        exit "$rc"
+    fi
 }
 
 echo "== release (-Dwerror=true)"
 run_suite build -Dbuildtype=release -Dwerror=true
 if [[ "${1:-}" == "--quick" ]]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
     exit 0
 fi
 echo "== debug + ASan/UBSan"
@@ -29,3 +41,4 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
     run_suite build-asan -Dbuildtype=debug -Db_sanitize=address,undefined -Dwerror=true -Dbench=false
 echo "== fuzz targets over the committed corpora (clang)"
 CXX=clang++-14 run_suite build-fuzz -Dbuildtype=debug -Dfuzzing=true -Dtests=false -Dbench=false
+echo "$passed passed, $failed failed, $skipped skipped"
