@@ -45,13 +45,11 @@ const char* TlsLink::kind() const noexcept {
 }
 
 uint32_t TlsLink::capabilities() const noexcept {
-    // We can follow a peer's KeyUpdate whenever our RX records are opened in user space, or the
-    // kernel can install the next RX key (Linux 6.14+). Debian's 6.1 cannot: never advertise it
-    // there, so the peer rotates by reconnecting instead.
-    if (mode_ == Mode::Kernel && !tls::ktls_rekey_supported()) {
-        return 0;
-    }
-    return proto::tunnel::kCapabilityKeyUpdate;
+    // We follow a peer's KeyUpdate only while our RX records are opened in user space. Under
+    // kTLS a KeyUpdate would need the next RX key installed in the kernel (Linux 6.14+), which
+    // this link does not do yet (TODO(#3): kernel rekey), so kTLS links never advertise it and
+    // the peer rotates by make-before-break reconnect instead.
+    return mode_ == Mode::Kernel ? 0 : proto::tunnel::kCapabilityKeyUpdate;
 }
 
 void TlsLink::set_peer_capabilities(uint32_t caps) noexcept {
