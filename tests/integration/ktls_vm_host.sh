@@ -7,6 +7,10 @@ gen_certs=$2
 ferry=$3
 load=$4
 here=$(cd "$(dirname "$0")" && pwd)
+if [ ! -x "$run_in_vm" ]; then
+    echo "SKIP: the kTLS VM harness is not at $run_in_vm (shared/vm beside the checkout)" >&2
+    exit 77
+fi
 pki=$(mktemp -d /tmp/ferry-ktls-pki.XXXXXX)
 trap 'rm -rf "$pki"' EXIT
 "$gen_certs" "$pki" > /dev/null || exit 1
