@@ -29,7 +29,7 @@ ABSL_FLAG(uint32_t, ring_entries, 4096, "io_uring submission queue entries per s
 ABSL_FLAG(bool, sqpoll, false, "Use an SQPOLL kernel thread per shard (trades a busy core for fewer syscalls)");
 ABSL_FLAG(uint32_t, buffer_size, 65536, "Bytes per pooled buffer (one receive lands in one buffer; at least 16384 with TLS)");
 ABSL_FLAG(uint32_t, buffer_count, 512, "Pooled buffers per shard for client/upstream sockets (memory bound: size x count; untouched ones cost nothing)");
-ABSL_FLAG(uint32_t, tunnel_buffer_count, 512, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
+ABSL_FLAG(uint32_t, tunnel_buffer_count, 1024, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
 ABSL_FLAG(uint32_t, zerocopy_threshold, 65536, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
 ABSL_FLAG(uint32_t, max_frame_size, 65536, "Largest tunnel frame payload this side accepts (16384 .. 16 MiB)");
 ABSL_FLAG(uint32_t, stream_window, 262144, "Per-stream flow-control window in bytes");

@@ -13,12 +13,11 @@ namespace ferry::role {
 namespace pt = proto::tunnel;
 
 Initiator::Initiator(tunnel::Context& ctx, InitiatorConfig config) noexcept
-    : ctx_(ctx), config_(std::move(config)), acceptor_(ctx.ring, this), rng_(config_.seed | 1) {}
+    : TunnelEndpoint(ctx, config.security, "initiator"),
+      config_(std::move(config)),
+      rng_(config_.seed | 1) {}
 
 Initiator::~Initiator() {
-    for (auto& s : sessions_) {
-        s->abort("shutting down");
-    }
     for (const PendingClient& p : pending_) {
         ::close(p.fd);
     }
@@ -28,12 +27,9 @@ Initiator::~Initiator() {
 }
 
 bool Initiator::start() noexcept {
-    absl::StatusOr<std::unique_ptr<ShardTls>> tls = ShardTls::create(config_.security);
-    if (!tls.ok()) {
-        FERRY_LOG(Error, "initiator: %s", tls.status().message());
+    if (!init_tls()) {
         return false;
     }
-    tls_ = std::move(*tls);
     if (absl::Status st = acceptor_.listen(config_.listen); !st.ok()) {
         FERRY_LOG(Error, "initiator: %s", st.message());
         return false;
@@ -85,12 +81,7 @@ void Initiator::on_connect(int32_t res, uint32_t) noexcept {
         return;
     }
     ctx_.metrics.tunnel_connects.add();
-    auto session = std::make_unique<tunnel::Session>(
-        ctx_, static_cast<tunnel::SessionOwner*>(this), tls_->make_link(ctx_, fd),
-        tunnel::Session::Role::Initiator, config_.node_name);
-    tunnel::Session* s = session.get();
-    sessions_.push_back(std::move(session));
-    s->start();
+    (void)add_session(fd, tunnel::Session::Role::Initiator, config_.node_name);
 }
 
 void Initiator::schedule_reconnect() noexcept {
@@ -108,8 +99,7 @@ void Initiator::schedule_reconnect() noexcept {
 }
 
 void Initiator::on_accepted(int fd) noexcept {
-    if (config_.max_connections != 0 &&
-        legs_.live() + pending_.size() >= config_.max_connections) {
+    if (config_.max_connections != 0 && legs_.live() + pending_.size() >= config_.max_connections) {
         ctx_.metrics.connections_rejected.add();
         FERRY_LOG(Debug, "client rejected: --max-connections reached");
         legs_.create(ctx_, &legs_)->reject(fd);
@@ -181,12 +171,7 @@ void Initiator::on_session_closed(tunnel::Session& session) noexcept {
     if (was_active) {
         active_ = nullptr;
     }
-    auto it = std::find_if(sessions_.begin(), sessions_.end(),
-                           [&](const auto& p) { return p.get() == &session; });
-    if (it != sessions_.end()) {
-        closed_.push_back(std::move(*it));
-        sessions_.erase(it);
-    }
+    retire_session(session);
     update_ready();
     if (active_ == nullptr && !connecting_ && !draining_) {
         schedule_reconnect();
@@ -210,10 +195,7 @@ void Initiator::update_ready() noexcept {
 }
 
 void Initiator::tick(uint64_t now_ns) noexcept {
-    tls_->maybe_reload(now_ns);
-    for (auto& s : sessions_) {
-        s->tick(now_ns);
-    }
+    tick_sessions(now_ns);
     // Clients that waited a whole connect timeout for a tunnel get a clean close.
     size_t kept = 0;
     for (const PendingClient& p : pending_) {
@@ -227,16 +209,6 @@ void Initiator::tick(uint64_t now_ns) noexcept {
     pending_.resize(kept);
     if (reconnect_pending_ && now_ns >= reconnect_at_ns_) {
         connect_tunnel();
-    }
-}
-
-void Initiator::housekeeping() noexcept { closed_.clear(); }
-
-void Initiator::dump() const noexcept {
-    FERRY_LOG(Info, "initiator: %zu tunnel connection(s), %zu local connection(s)", sessions_.size(),
-              legs_.live());
-    for (const auto& s : sessions_) {
-        s->dump();
     }
 }
 

@@ -11,21 +11,12 @@ namespace ferry::role {
 namespace pt = proto::tunnel;
 
 Terminator::Terminator(tunnel::Context& ctx, TerminatorConfig config) noexcept
-    : ctx_(ctx), config_(std::move(config)), acceptor_(ctx.ring, this) {}
-
-Terminator::~Terminator() {
-    for (auto& s : sessions_) {
-        s->abort("shutting down");
-    }
-}
+    : TunnelEndpoint(ctx, config.security, "terminator"), config_(std::move(config)) {}
 
 bool Terminator::start() noexcept {
-    absl::StatusOr<std::unique_ptr<ShardTls>> tls = ShardTls::create(config_.security);
-    if (!tls.ok()) {
-        FERRY_LOG(Error, "terminator: %s", tls.status().message());
+    if (!init_tls()) {
         return false;
     }
-    tls_ = std::move(*tls);
     if (absl::Status st = acceptor_.listen(config_.listen_tunnel); !st.ok()) {
         FERRY_LOG(Error, "terminator: %s", st.message());
         return false;
@@ -44,17 +35,10 @@ void Terminator::on_accepted(int fd) noexcept {
         return;
     }
     ctx_.metrics.tunnel_connects.add();
-    auto session = std::make_unique<tunnel::Session>(
-        ctx_, static_cast<tunnel::SessionOwner*>(this), tls_->make_link(ctx_, fd),
-        tunnel::Session::Role::Terminator, config_.node_name);
-    tunnel::Session* s = session.get();
-    sessions_.push_back(std::move(session));
-    s->start();
+    (void)add_session(fd, tunnel::Session::Role::Terminator, config_.node_name);
 }
 
-void Terminator::on_session_ready(tunnel::Session&) noexcept {
-    ctx_.metrics.tunnel_up.add(1);
-}
+void Terminator::on_session_ready(tunnel::Session&) noexcept { ctx_.metrics.tunnel_up.add(1); }
 
 tunnel::StreamHandler* Terminator::on_stream_open(tunnel::Session&, tunnel::Stream& stream,
                                                   const pt::Open& open) noexcept {
@@ -84,30 +68,10 @@ void Terminator::on_session_closed(tunnel::Session& session) noexcept {
     } else {
         ctx_.metrics.tunnel_up.add(-1);
     }
-    auto it = std::find_if(sessions_.begin(), sessions_.end(),
-                           [&](const auto& p) { return p.get() == &session; });
-    if (it != sessions_.end()) {
-        closed_.push_back(std::move(*it));
-        sessions_.erase(it);
-    }
+    retire_session(session);
 }
 
-void Terminator::tick(uint64_t now_ns) noexcept {
-    tls_->maybe_reload(now_ns);
-    for (auto& s : sessions_) {
-        s->tick(now_ns);
-    }
-}
-
-void Terminator::housekeeping() noexcept { closed_.clear(); }
-
-void Terminator::dump() const noexcept {
-    FERRY_LOG(Info, "terminator: %zu tunnel connection(s), %zu local connection(s)", sessions_.size(),
-              legs_.live());
-    for (const auto& s : sessions_) {
-        s->dump();
-    }
-}
+void Terminator::tick(uint64_t now_ns) noexcept { tick_sessions(now_ns); }
 
 void Terminator::drain() noexcept {
     draining_ = true;

@@ -8,7 +8,8 @@ namespace ferry::role {
 absl::StatusOr<std::unique_ptr<ShardTls>> ShardTls::create(const TunnelSecurity& sec) {
     std::unique_ptr<ShardTls> s(new ShardTls(sec));
     if (sec.tls) {
-        absl::StatusOr<std::unique_ptr<tls::TlsContext>> ctx = tls::TlsContext::create(sec.tls_config);
+        absl::StatusOr<std::unique_ptr<tls::TlsContext>> ctx =
+            tls::TlsContext::create(sec.tls_config);
         if (!ctx.ok()) {
             return ctx.status();
         }
@@ -28,8 +29,8 @@ std::unique_ptr<tunnel::Link> ShardTls::make_link(tunnel::Context& ctx, int fd) 
 int64_t ShardTls::files_stamp() const noexcept {
     // Sum of modification times and sizes: any change of any of the three files moves it.
     int64_t stamp = 0;
-    for (const std::string* f : {&sec_.tls_config.cert_file, &sec_.tls_config.key_file,
-                                 &sec_.tls_config.ca_file}) {
+    for (const std::string* f :
+         {&sec_.tls_config.cert_file, &sec_.tls_config.key_file, &sec_.tls_config.ca_file}) {
         struct stat st {};
         if (!f->empty() && stat(f->c_str(), &st) == 0) {
             stamp += static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec +

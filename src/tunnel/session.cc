@@ -220,7 +220,7 @@ std::span<std::byte> Session::control_space(size_t n) noexcept {
     if (ctrl_.empty() || ctrl_used_ + n > ctrl_.capacity()) {
         // Start a fresh control buffer. What the old one holds unsent queues up behind it (a
         // burst of OPENs while a write is in flight); slices already sent stay alive in the batch.
-        buf::Chunk fresh = ctx_.tunnel_pool.try_alloc();
+        buf::Chunk fresh = ctx_.alloc_tunnel_chunk();
         if (fresh.empty() || n > fresh.capacity()) {
             return {};
         }

@@ -86,7 +86,7 @@ void TlsLink::handshake_input(std::span<const std::byte> bytes) noexcept {
     }
     tls::HandshakeStep step = handshake_->step();
     while (handshake_->pending_output() > 0) {
-        buf::Chunk out = ctx_.tunnel_pool.try_alloc();
+        buf::Chunk out = ctx_.alloc_tunnel_chunk();
         if (out.empty()) {
             down("out of buffers during the TLS handshake", 0);
             return;
@@ -116,7 +116,7 @@ void TlsLink::handshake_done() noexcept {
     buf::Chunk early;
     if (!leftover.empty()) {
         // Records that arrived with the peer's Finished: rare and small, copied once.
-        early = ctx_.tunnel_pool.try_alloc();
+        early = ctx_.alloc_tunnel_chunk();
         if (early.empty() || leftover.size() > early.capacity()) {
             down("out of buffers after the TLS handshake", 0);
             return;
@@ -235,7 +235,7 @@ void TlsLink::user_input(buf::Chunk&& c) noexcept {
         size_t size = tls::record_size(rest);
         if (size == 0 || size > rest.size()) {
             // The record continues in the next buffer: gather it (the one copy of this path).
-            partial_ = ctx_.tunnel_pool.try_alloc();
+            partial_ = ctx_.alloc_tunnel_chunk();
             if (partial_.empty()) {
                 down("out of buffers for a split TLS record", 0);
                 return;
@@ -343,7 +343,7 @@ bool TlsLink::seal_batch(WriteBatch* batch) noexcept {
     }
     uint32_t first = 0;
     while (first < count) {
-        buf::Chunk out = ctx_.tunnel_pool.try_alloc();
+        buf::Chunk out = ctx_.alloc_tunnel_chunk();
         if (out.empty()) {
             return false;
         }
@@ -390,7 +390,7 @@ void TlsLink::write(WriteBatch* batch) noexcept {
         tls_.generation() == generation_at_start_) {
         // TLS 1.3 KeyUpdate (RFC 8446 §4.6.3): the record goes out under the old key, everything
         // after it under the next one. No connection, stream or byte is disturbed.
-        buf::Chunk ku = ctx_.tunnel_pool.try_alloc();
+        buf::Chunk ku = ctx_.alloc_tunnel_chunk();
         if (!ku.empty()) {
             ku.set_size(static_cast<uint32_t>(records_->update_tx_key(ku.span())));
             queue_ciphertext(std::move(ku));

@@ -25,7 +25,7 @@ struct RawOptions {
     bool sqpoll = false;
     uint32_t buffer_size = 65536;
     uint32_t buffer_count = 512;
-    uint32_t tunnel_buffer_count = 512;
+    uint32_t tunnel_buffer_count = 1024;
     uint32_t zerocopy_threshold = 65536;
     uint32_t max_frame_size = 65536;
     uint32_t stream_window = 256 * 1024;

@@ -9,13 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "ferry/base/object_pool.h"
-#include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
-#include "ferry/role/tcp_leg.h"
-#include "ferry/role/tunnel_security.h"
-#include "ferry/shard/service.h"
-#include "ferry/tunnel/session.h"
+#include "ferry/role/tunnel_endpoint.h"
 
 namespace ferry::role {
 
@@ -29,10 +24,8 @@ struct InitiatorConfig {
     uint32_t max_pending = 4096;  // clients held while a tunnel connection is being (re)made
 };
 
-class Initiator final : public shard::Service,
-                        private tunnel::SessionOwner,
-                        private io::AcceptHandler {
-public:
+class Initiator final : public TunnelEndpoint {
+  public:
     Initiator(tunnel::Context& ctx, InitiatorConfig config) noexcept;
     ~Initiator() override;
 
@@ -40,10 +33,8 @@ public:
     void drain() noexcept override;
     [[nodiscard]] bool idle() const noexcept override;
     void tick(uint64_t now_ns) noexcept override;
-    void housekeeping() noexcept override;
-    void dump() const noexcept override;
 
-private:
+  private:
     void on_accepted(int fd) noexcept override;
     void on_session_ready(tunnel::Session& session) noexcept override;
     tunnel::StreamHandler* on_stream_open(tunnel::Session& session, tunnel::Stream& stream,
@@ -60,14 +51,8 @@ private:
     void open_stream_for(int fd) noexcept;
     void flush_pending() noexcept;
 
-    tunnel::Context& ctx_;
     InitiatorConfig config_;
-    io::Acceptor acceptor_;
-    base::ObjectPool<TcpLeg> legs_;
-    std::vector<std::unique_ptr<tunnel::Session>> sessions_;
-    std::vector<std::unique_ptr<tunnel::Session>> closed_;
     tunnel::Session* active_ = nullptr;  // where new streams go
-    std::unique_ptr<ShardTls> tls_;
     // Accepted clients waiting for a usable tunnel connection (at start, during a rotation
     // handover or a reconnect), with their accept time; bounded and timed out.
     struct PendingClient {

@@ -19,7 +19,7 @@ namespace ferry::role {
 class TcpLeg final : public tunnel::StreamHandler,
                      private tunnel::SocketEvents,
                      public tunnel::Retirable {
-public:
+  public:
     TcpLeg(tunnel::Context& ctx, base::ObjectPool<TcpLeg>* pool) noexcept;
 
     // An accepted client socket carried by `stream`.
@@ -38,7 +38,7 @@ public:
 
     void retire() noexcept override;
 
-private:
+  private:
     // SocketEvents
     void on_socket_data(buf::Chunk&& bytes) noexcept override;
     void on_socket_eof() noexcept override;
@@ -61,7 +61,7 @@ private:
     iovec iov_[kMaxIov];
     uint32_t sending_bytes_ = 0;
     bool connected_ = false;
-    bool eof_read_ = false;     // local side half-closed; FIN queued on the stream
+    bool eof_read_ = false;  // local side half-closed; FIN queued on the stream
     bool fin_from_peer_ = false;
     bool shut_wr_ = false;
     bool deliver_then_close_ = false;  // stream gone after its FIN: flush out_, then close

@@ -8,13 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "ferry/base/object_pool.h"
-#include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
-#include "ferry/role/tcp_leg.h"
-#include "ferry/role/tunnel_security.h"
-#include "ferry/shard/service.h"
-#include "ferry/tunnel/session.h"
+#include "ferry/role/tunnel_endpoint.h"
 
 namespace ferry::role {
 
@@ -27,21 +22,16 @@ struct TerminatorConfig {
     TunnelSecurity security;
 };
 
-class Terminator final : public shard::Service,
-                         private tunnel::SessionOwner,
-                         private io::AcceptHandler {
-public:
+class Terminator final : public TunnelEndpoint {
+  public:
     Terminator(tunnel::Context& ctx, TerminatorConfig config) noexcept;
-    ~Terminator() override;
 
     [[nodiscard]] bool start() noexcept override;
     void drain() noexcept override;
     [[nodiscard]] bool idle() const noexcept override;
     void tick(uint64_t now_ns) noexcept override;
-    void housekeeping() noexcept override;
-    void dump() const noexcept override;
 
-private:
+  private:
     void on_accepted(int fd) noexcept override;
     void on_session_ready(tunnel::Session& session) noexcept override;
     tunnel::StreamHandler* on_stream_open(tunnel::Session& session, tunnel::Stream& stream,
@@ -50,14 +40,8 @@ private:
     void on_session_closed(tunnel::Session& session) noexcept override;
     void on_session_rotation_due(tunnel::Session& session, const char* why) noexcept override;
 
-    tunnel::Context& ctx_;
     TerminatorConfig config_;
-    io::Acceptor acceptor_;
-    base::ObjectPool<TcpLeg> legs_;
-    std::vector<std::unique_ptr<tunnel::Session>> sessions_;
-    std::vector<std::unique_ptr<tunnel::Session>> closed_;
     bool draining_ = false;
-    std::unique_ptr<ShardTls> tls_;
 };
 
 }  // namespace ferry::role

@@ -25,15 +25,16 @@ struct TunnelSecurity {
 // A shard's TLS state: its own SSL_CTX (so a reload never races another thread), re-read when
 // the certificate, key or CA file changes on disk (a rotated Kubernetes Secret).
 class ShardTls final {
-public:
-    [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardTls>> create(const TunnelSecurity& sec);
+  public:
+    [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardTls>> create(
+        const TunnelSecurity& sec);
 
     // The link for a freshly connected or accepted tunnel socket.
     [[nodiscard]] std::unique_ptr<tunnel::Link> make_link(tunnel::Context& ctx, int fd) const;
     // Reloads the certificates if their files changed since the last look; logs the outcome.
     void maybe_reload(uint64_t now_ns) noexcept;
 
-private:
+  private:
     explicit ShardTls(const TunnelSecurity& sec) : sec_(sec) {}
     [[nodiscard]] int64_t files_stamp() const noexcept;
 

@@ -30,23 +30,23 @@ struct Tuning {
 // Something whose multishot recv ended for lack of provided buffers, to re-arm once the shard
 // has refilled the ring (intrusive, so parking costs nothing).
 class Rearmable {
-public:
+  public:
     virtual void rearm_recv() noexcept = 0;
     Rearmable* next_starved = nullptr;
     bool starved = false;
 
-protected:
+  protected:
     ~Rearmable() = default;
 };
 
 // An object freed at the end of the loop iteration rather than inside a callback: a CQE handler
 // may end an object's life while frames further up the stack still touch it.
 class Retirable {
-public:
+  public:
     virtual void retire() noexcept = 0;
     Retirable* next_retired = nullptr;
 
-protected:
+  protected:
     ~Retirable() = default;
 };
 
@@ -73,6 +73,18 @@ struct Context {
     void defer_retire(Retirable* r) noexcept {
         r->next_retired = retired_head;
         retired_head = r;
+    }
+
+    // A buffer for the tunnel's own output (control frames, TLS records and record reassembly).
+    // The local pool is the fallback: when many streams pin tunnel buffers at once, borrowing
+    // beats dropping the connection; the receive ring never borrows, so the credit path stays
+    // independent of local backlog.
+    [[nodiscard]] buf::Chunk alloc_tunnel_chunk() noexcept {
+        buf::Chunk c = tunnel_pool.try_alloc();
+        if (c.empty()) {
+            c = pool.try_alloc();
+        }
+        return c;
     }
 
     void park_starved(Rearmable* r) noexcept {
