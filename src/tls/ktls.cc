@@ -86,6 +86,19 @@ union CryptoInfo {
     tls12_crypto_info_chacha20_poly1305 chacha;
 };
 
+// The two AES-GCM layouts differ only in key length.
+template <class GcmInfo>
+socklen_t fill_gcm(GcmInfo& c, uint16_t cipher_type, const unsigned char* iv,
+                   const unsigned char* key, const unsigned char* seq) noexcept {
+    c.info.version = TLS_1_3_VERSION;
+    c.info.cipher_type = cipher_type;
+    std::memcpy(c.salt, iv, sizeof(c.salt));
+    std::memcpy(c.iv, iv + sizeof(c.salt), sizeof(c.iv));
+    std::memcpy(c.key, key, sizeof(c.key));
+    std::memcpy(c.rec_seq, seq, sizeof(c.rec_seq));
+    return sizeof(c);
+}
+
 // Lays the keys out as the kernel wants them. For the GCM suites the 12-byte TLS 1.3 IV splits
 // into a 4-byte salt and an 8-byte "iv"; ChaCha20-Poly1305 takes all 12 bytes as its iv.
 socklen_t fill_crypto_info(const DirectionKeys& keys, CryptoInfo* ci) noexcept {
@@ -97,26 +110,10 @@ socklen_t fill_crypto_info(const DirectionKeys& keys, CryptoInfo* ci) noexcept {
     const auto* iv = reinterpret_cast<const unsigned char*>(keys.iv.data());
     const auto* key = reinterpret_cast<const unsigned char*>(keys.key.data());
     switch (keys.cipher) {
-        case Cipher::Aes128Gcm: {
-            auto& c = ci->aes128;
-            c.info.version = TLS_1_3_VERSION;
-            c.info.cipher_type = TLS_CIPHER_AES_GCM_128;
-            std::memcpy(c.salt, iv, sizeof(c.salt));
-            std::memcpy(c.iv, iv + sizeof(c.salt), sizeof(c.iv));
-            std::memcpy(c.key, key, sizeof(c.key));
-            std::memcpy(c.rec_seq, seq, sizeof(c.rec_seq));
-            return sizeof(c);
-        }
-        case Cipher::Aes256Gcm: {
-            auto& c = ci->aes256;
-            c.info.version = TLS_1_3_VERSION;
-            c.info.cipher_type = TLS_CIPHER_AES_GCM_256;
-            std::memcpy(c.salt, iv, sizeof(c.salt));
-            std::memcpy(c.iv, iv + sizeof(c.salt), sizeof(c.iv));
-            std::memcpy(c.key, key, sizeof(c.key));
-            std::memcpy(c.rec_seq, seq, sizeof(c.rec_seq));
-            return sizeof(c);
-        }
+        case Cipher::Aes128Gcm:
+            return fill_gcm(ci->aes128, TLS_CIPHER_AES_GCM_128, iv, key, seq);
+        case Cipher::Aes256Gcm:
+            return fill_gcm(ci->aes256, TLS_CIPHER_AES_GCM_256, iv, key, seq);
         case Cipher::Chacha20Poly1305: {
             auto& c = ci->chacha;
             c.info.version = TLS_1_3_VERSION;
