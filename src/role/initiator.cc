@@ -51,13 +51,9 @@ void Initiator::connect_tunnel() noexcept {
         return;
     }
     connecting_ = true;
-    io_uring_sqe* sqe = ctx_.ring.sqe(&connect_op_);
-    io_uring_prep_connect(sqe, connect_fd_, config_.peer.get(), config_.peer.length);
-    sqe->flags |= IOSQE_IO_LINK;
-    uint64_t ns = ctx_.tuning.connect_timeout_ns;
-    connect_timeout_.tv_sec = static_cast<int64_t>(ns / 1'000'000'000);
-    connect_timeout_.tv_nsec = static_cast<long long>(ns % 1'000'000'000);
-    io_uring_prep_link_timeout(ctx_.ring.sqe(&timeout_op_), &connect_timeout_, 0);
+    io::prep_connect_with_timeout(ctx_.ring, &connect_op_, &timeout_op_, connect_fd_,
+                                  config_.peer.get(), config_.peer.length,
+                                  ctx_.tuning.connect_timeout_ns, &connect_timeout_);
     connect_ops_ += 2;
 }
 

@@ -165,8 +165,7 @@ void Shard::on_mail(int32_t res, uint32_t) noexcept {
 }
 
 void Shard::arm_tick() noexcept {
-    tick_ts_.tv_sec = static_cast<int64_t>(options_.tick_ns / 1'000'000'000);
-    tick_ts_.tv_nsec = static_cast<long long>(options_.tick_ns % 1'000'000'000);
+    tick_ts_ = io::to_kernel_timespec(options_.tick_ns);
     io_uring_prep_timeout(ring_->sqe(&tick_op_), &tick_ts_, 0, 0);
 }
 

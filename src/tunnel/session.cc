@@ -85,7 +85,6 @@ Session::~Session() {
 }
 
 void Session::start() noexcept {
-    last_rx_ns_ = ctx_.now_ns;
     last_ping_ns_ = ctx_.now_ns;
     link_->start(link_events_.get());
     if (link_->established()) {
@@ -453,7 +452,6 @@ void Session::link_read(buf::Chunk&& bytes) noexcept {
     if (state_ == State::Closed) {
         return;
     }
-    last_rx_ns_ = ctx_.now_ns;
     reading_ = &bytes;
     pt::DecodeResult r = decoder_.feed(std::span<const std::byte>(bytes.data(), bytes.size()));
     reading_ = nullptr;

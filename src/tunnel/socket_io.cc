@@ -10,7 +10,7 @@ namespace ferry::tunnel {
 
 namespace {
 // From the 6.2 uapi (liburing 2.3's header predates them).
-constexpr uint16_t kSendZcReportUsage = 1U << 3;     // IORING_SEND_ZC_REPORT_USAGE
+constexpr uint16_t kSendZcReportUsage = 1U << 3;    // IORING_SEND_ZC_REPORT_USAGE
 constexpr uint32_t kNotifUsageZcCopied = 1U << 31;  // IORING_NOTIF_USAGE_ZC_COPIED
 }  // namespace
 
@@ -18,15 +18,9 @@ SocketIo::SocketIo(Context& ctx, SocketEvents* events, io::BufRing* bufs) noexce
     : ctx_(ctx), events_(events), bufs_(bufs != nullptr ? bufs : &ctx.bufs) {}
 
 void SocketIo::connect(const sockaddr* addr, socklen_t len) noexcept {
-    io_uring_sqe* sqe = ctx_.ring.sqe(&connect_op_);
-    io_uring_prep_connect(sqe, fd_, addr, len);
-    sqe->flags |= IOSQE_IO_LINK;
-    ++ops_;
-    uint64_t ns = ctx_.tuning.connect_timeout_ns;
-    connect_timeout_.tv_sec = static_cast<int64_t>(ns / 1'000'000'000);
-    connect_timeout_.tv_nsec = static_cast<long long>(ns % 1'000'000'000);
-    io_uring_prep_link_timeout(ctx_.ring.sqe(&aux_op_), &connect_timeout_, 0);
-    ++ops_;
+    io::prep_connect_with_timeout(ctx_.ring, &connect_op_, &aux_op_, fd_, addr, len,
+                                  ctx_.tuning.connect_timeout_ns, &connect_timeout_);
+    ops_ += 2;
 }
 
 void SocketIo::on_connect(int32_t res, uint32_t) noexcept {

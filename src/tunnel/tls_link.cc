@@ -368,7 +368,6 @@ bool TlsLink::seal_batch(WriteBatch* batch) noexcept {
                     ++first;
                 }
             }
-            bytes_sealed_ += r.consumed;
             key_epoch_bytes_ += r.consumed;
         }
         out.set_size(used);

@@ -34,7 +34,7 @@ struct RingFeatures {
 };
 
 class Ring final {
-public:
+  public:
     [[nodiscard]] static absl::StatusOr<std::unique_ptr<Ring>> create(const RingOptions& options);
     ~Ring();
     Ring(const Ring&) = delete;
@@ -57,10 +57,28 @@ public:
     [[nodiscard]] int fd() const noexcept { return ring_.ring_fd; }
     [[nodiscard]] const RingFeatures& features() const noexcept { return features_; }
 
-private:
+  private:
     Ring() = default;
     io_uring ring_{};
     RingFeatures features_;
 };
+
+// `ns` as the kernel's timespec (timeouts on the ring).
+[[nodiscard]] inline __kernel_timespec to_kernel_timespec(uint64_t ns) noexcept {
+    return {static_cast<int64_t>(ns / 1'000'000'000), static_cast<long long>(ns % 1'000'000'000)};
+}
+
+// An async connect of `fd` with a linked timeout of `timeout_ns`: `connect_op` completes with 0,
+// a negative errno, or -ECANCELED when the timeout fired; `timeout_op` completes too (two ops).
+// `ts` must stay valid until the SQEs are submitted.
+inline void prep_connect_with_timeout(Ring& ring, Op* connect_op, Op* timeout_op, int fd,
+                                      const sockaddr* addr, socklen_t len, uint64_t timeout_ns,
+                                      __kernel_timespec* ts) noexcept {
+    io_uring_sqe* sqe = ring.sqe(connect_op);
+    io_uring_prep_connect(sqe, fd, addr, len);
+    sqe->flags |= IOSQE_IO_LINK;
+    *ts = to_kernel_timespec(timeout_ns);
+    io_uring_prep_link_timeout(ring.sqe(timeout_op), ts, 0);
+}
 
 }  // namespace ferry::io

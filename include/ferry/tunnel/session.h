@@ -45,7 +45,7 @@ struct SessionFrameSink {
 
 // The role that owns sessions (initiator connector or terminator acceptor).
 class SessionOwner {
-public:
+  public:
     // The peer's HELLO arrived: streams may be opened.
     virtual void on_session_ready(Session& session) noexcept = 0;
     // The peer opened a stream; return its handler, or nullptr to refuse it.
@@ -58,12 +58,12 @@ public:
     // The link's keys must rotate by replacing the connection: open a new one, then drain this.
     virtual void on_session_rotation_due(Session& session, const char* why) noexcept = 0;
 
-protected:
+  protected:
     ~SessionOwner() = default;
 };
 
 class Session final {
-public:
+  public:
     enum class Role : uint8_t { Initiator, Terminator };
     enum class State : uint8_t { Hello, Open, Draining, Closing, Closed };
 
@@ -77,7 +77,8 @@ public:
     void start() noexcept;
     // Opens a stream (initiator side, or terminator pushing); nullptr when the session is not
     // open, is draining, or the peer's stream limit is reached.
-    [[nodiscard]] Stream* open_stream(proto::tunnel::StreamProtocol protocol, std::string_view routing_key,
+    [[nodiscard]] Stream* open_stream(proto::tunnel::StreamProtocol protocol,
+                                      std::string_view routing_key,
                                       StreamHandler* handler) noexcept;
     // Writes everything queued (control first, then data round-robin). Called once per loop
     // iteration by the shard for sessions marked dirty.
@@ -104,7 +105,7 @@ public:
     Session* next_dirty = nullptr;
     bool in_dirty_list = false;
 
-private:
+  private:
     friend struct SessionFrameSink;
     // Frame events (through SessionFrameSink).
     bool on_hello(const proto::tunnel::Hello& hello) noexcept;
@@ -189,7 +190,6 @@ private:
 
     uint64_t last_ping_ns_ = 0;
     uint64_t ping_outstanding_ns_ = 0;
-    uint64_t last_rx_ns_ = 0;
 };
 
 }  // namespace ferry::tunnel

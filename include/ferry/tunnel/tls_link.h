@@ -34,9 +34,10 @@ struct TlsLinkOptions {
 };
 
 class TlsLink final : public Link, private SocketEvents {
-public:
+  public:
     // Takes ownership of the connected socket `fd`; `tls` must outlive the link.
-    TlsLink(Context& ctx, int fd, const tls::TlsContext& tls, const TlsLinkOptions& options) noexcept;
+    TlsLink(Context& ctx, int fd, const tls::TlsContext& tls,
+            const TlsLinkOptions& options) noexcept;
     ~TlsLink() override;
 
     void start(LinkSink* sink) noexcept override;
@@ -49,7 +50,7 @@ public:
     void tick(uint64_t now_ns) noexcept override;
     [[nodiscard]] std::string_view peer_identity() const noexcept override { return identity_; }
 
-private:
+  private:
     enum class Mode : uint8_t { Handshake, User, Kernel };
 
     void on_socket_data(buf::Chunk&& bytes) noexcept override;
@@ -98,14 +99,12 @@ private:
     // kTLS switch-over: waits until no send or recv is in flight and input is at a record
     // boundary, then hands the keys (and sequence numbers) to the kernel.
     bool ktls_wanted_ = false;
-    bool ktls_rx_ = false;
     bool peer_key_update_ = false;
     bool peer_requested_update_ = false;  // the peer's KeyUpdate asked us to rotate too
     bool reconnect_requested_ = false;
     bool down_ = false;
     uint64_t key_epoch_ns_ = 0;
     uint64_t key_epoch_bytes_ = 0;
-    uint64_t bytes_sealed_ = 0;
     uint64_t generation_at_start_ = 0;
 };
 
