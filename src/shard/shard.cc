@@ -5,10 +5,6 @@
 
 #include "ferry/base/clock.h"
 #include "ferry/base/log.h"
-#include "ferry/buf/chunk_queue.h"
-#include "ferry/buf/pool.h"
-#include "ferry/io/buf_ring.h"
-#include "ferry/tunnel/session.h"
 
 namespace ferry::shard {
 
@@ -40,31 +36,15 @@ void Shard::run() {
             FERRY_LOG(Warn, "cannot pin shard %d to CPU %d", index_, options_.cpu);
         }
     }
-    absl::StatusOr<std::unique_ptr<io::Ring>> ring = io::Ring::create(options_.ring);
-    if (!ring.ok()) {
-        FERRY_LOG(Error, "%s", ring.status().message());
+    absl::StatusOr<std::unique_ptr<tunnel::ContextOwner>> owner =
+        tunnel::ContextOwner::create(options_, *metrics_, options_.tuning);
+    if (!owner.ok()) {
+        FERRY_LOG(Error, "%s", owner.status().message());
         status_.store(Status::Failed, std::memory_order_release);
         return;
     }
-    ring_ = ring->get();
-    buf::Pool pool(options_.buffer_size, options_.buffer_count);
-    buf::NodePool nodes;
-    io::BufRing bufs(**ring, pool, /*group=*/0, options_.buffer_ring_entries);
-    if (absl::Status st = bufs.init(); !st.ok()) {
-        FERRY_LOG(Error, "%s", st.message());
-        status_.store(Status::Failed, std::memory_order_release);
-        return;
-    }
-    buf::Pool tunnel_pool(options_.buffer_size, options_.tunnel_buffer_count);
-    io::BufRing tunnel_bufs(**ring, tunnel_pool, /*group=*/1, options_.tunnel_buffer_ring_entries);
-    if (absl::Status st = tunnel_bufs.init(); !st.ok()) {
-        FERRY_LOG(Error, "%s", st.message());
-        status_.store(Status::Failed, std::memory_order_release);
-        return;
-    }
-    tunnel::Context ctx{**ring,      pool,        nodes,     bufs,
-                        tunnel_pool, tunnel_bufs, *metrics_, options_.tuning};
-    ctx.now_ns = base::mono_ns();
+    tunnel::Context& ctx = (*owner)->context();
+    ring_ = &ctx.ring;
     ctx_ = &ctx;
     std::vector<std::unique_ptr<Service>> services = factory_(ctx, index_);
     for (auto& s : services) {

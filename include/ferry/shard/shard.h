@@ -16,18 +16,14 @@
 #include "ferry/shard/mailbox.h"
 #include "ferry/shard/service.h"
 #include "ferry/tunnel/context.h"
+#include "ferry/tunnel/context_owner.h"
 #include "ferry/tunnel/metrics.h"
 
 namespace ferry::shard {
 
-struct ShardOptions {
+// The ring and pool sizes (ContextOptions) plus what the shard itself needs.
+struct ShardOptions : tunnel::ContextOptions {
     int cpu = -1;  // pin to this CPU; -1 = no pinning
-    io::RingOptions ring;
-    uint32_t buffer_size = 16384;
-    uint32_t buffer_count = 4096;
-    uint32_t buffer_ring_entries = 2048;
-    uint32_t tunnel_buffer_count = 2048;
-    uint32_t tunnel_buffer_ring_entries = 1024;
     tunnel::Tuning tuning;
     uint64_t tick_ns = 100'000'000;
 };
@@ -37,7 +33,7 @@ using ServiceFactory =
     std::function<std::vector<std::unique_ptr<Service>>(tunnel::Context& ctx, int shard_index)>;
 
 class Shard final {
-public:
+  public:
     enum class Status : int { Starting = 0, Running = 1, Failed = 2, Exited = 3 };
 
     Shard(int index, ShardOptions options, ServiceFactory factory, tunnel::Metrics* metrics);
@@ -52,13 +48,14 @@ public:
     [[nodiscard]] Status status() const noexcept { return status_.load(std::memory_order_acquire); }
     [[nodiscard]] int index() const noexcept { return index_; }
 
-private:
+  private:
     void run();
     void loop(tunnel::Context& ctx, std::vector<std::unique_ptr<Service>>& services);
     void on_mail(int32_t res, uint32_t flags) noexcept;
     void on_tick(int32_t res, uint32_t flags) noexcept;
     void arm_tick() noexcept;
-    void housekeeping(tunnel::Context& ctx, std::vector<std::unique_ptr<Service>>& services) noexcept;
+    void housekeeping(tunnel::Context& ctx,
+                      std::vector<std::unique_ptr<Service>>& services) noexcept;
 
     int index_;
     ShardOptions options_;

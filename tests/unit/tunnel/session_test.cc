@@ -26,6 +26,7 @@
 #include "ferry/proto/tunnel/frame_decoder.h"
 #include "ferry/proto/tunnel/frame_encoder.h"
 #include "ferry/tunnel/context.h"
+#include "ferry/tunnel/context_owner.h"
 #include "ferry/tunnel/metrics.h"
 #include "ferry/tunnel/plain_link.h"
 #include "ferry/tunnel/stream.h"
@@ -236,26 +237,20 @@ class SessionTest : public ::testing::Test {
 
     // Builds a shard's worth of context by hand; tests adjust tuning_ before.
     void build() {
-        io::RingOptions options;
-        options.entries = 256;
-        absl::StatusOr<std::unique_ptr<io::Ring>> ring = io::Ring::create(options);
-        if (!ring.ok()) {
-            GTEST_SKIP() << ring.status();
+        ContextOptions options;
+        options.ring.entries = 256;
+        options.buffer_size = kBufferSize;
+        options.buffer_count = 2048;
+        options.buffer_ring_entries = 512;
+        options.tunnel_buffer_count = 1024;
+        options.tunnel_buffer_ring_entries = 256;
+        absl::StatusOr<std::unique_ptr<ContextOwner>> owner =
+            ContextOwner::create(options, metrics_, tuning_);
+        if (!owner.ok()) {
+            GTEST_SKIP() << owner.status();
         }
-        ring_ = *std::move(ring);
-        pool_ = std::make_unique<buf::Pool>(kBufferSize, 2048);
-        tunnel_pool_ = std::make_unique<buf::Pool>(kBufferSize, 1024);
-        nodes_ = std::make_unique<buf::NodePool>();
-        bufs_ = std::make_unique<io::BufRing>(*ring_, *pool_, /*group=*/0, 512);
-        tunnel_bufs_ = std::make_unique<io::BufRing>(*ring_, *tunnel_pool_, /*group=*/1, 256);
-        for (io::BufRing* b : {bufs_.get(), tunnel_bufs_.get()}) {
-            if (absl::Status st = b->init(); !st.ok()) {
-                GTEST_SKIP() << st;
-            }
-        }
-        ctx_ = std::make_unique<Context>(*ring_, *pool_, *nodes_, *bufs_, *tunnel_pool_,
-                                         *tunnel_bufs_, metrics_, tuning_);
-        ctx_->now_ns = base::mono_ns();
+        owner_ = *std::move(owner);
+        ctx_ = &owner_->context();
     }
 
     std::unique_ptr<Session> make_session(int fd, Session::Role role, TestOwner* owner,
@@ -302,9 +297,9 @@ class SessionTest : public ::testing::Test {
         housekeeping();
         __kernel_timespec ts{0, static_cast<long long>(wait_ms) * 1'000'000};
         io_uring_cqe* cqe = nullptr;
-        (void)io_uring_submit_and_wait_timeout(ring_->raw(), &cqe, 1, &ts, nullptr);
+        (void)io_uring_submit_and_wait_timeout(ctx_->ring.raw(), &cqe, 1, &ts, nullptr);
         ctx_->now_ns = base::mono_ns();
-        unsigned n = ring_->dispatch();
+        unsigned n = ctx_->ring.dispatch();
         housekeeping();
         if (between_steps_) {
             between_steps_();
@@ -353,7 +348,7 @@ class SessionTest : public ::testing::Test {
     uint64_t pump(Stream* s, uint32_t seed, uint64_t sent, uint64_t total,
                   bool ignore_pause = false) {
         while (sent < total && (ignore_pause || !s->should_pause())) {
-            buf::Chunk c = pool_->try_alloc();
+            buf::Chunk c = ctx_->pool.try_alloc();
             if (c.empty()) {
                 break;
             }
@@ -370,7 +365,7 @@ class SessionTest : public ::testing::Test {
     }
 
     void write_text(Stream* s, std::string_view text) {
-        buf::Chunk c = pool_->try_alloc();
+        buf::Chunk c = ctx_->pool.try_alloc();
         ASSERT_FALSE(c.empty());
         ASSERT_LE(text.size(), c.size());
         std::memcpy(c.data(), text.data(), text.size());
@@ -385,15 +380,10 @@ class SessionTest : public ::testing::Test {
     }
 
     // Declared in construction order; destroyed in reverse (sessions first, ring last).
-    std::unique_ptr<io::Ring> ring_;
-    std::unique_ptr<buf::Pool> pool_;
-    std::unique_ptr<buf::Pool> tunnel_pool_;
-    std::unique_ptr<buf::NodePool> nodes_;
-    std::unique_ptr<io::BufRing> bufs_;
-    std::unique_ptr<io::BufRing> tunnel_bufs_;
     Metrics metrics_;
     Tuning tuning_;
-    std::unique_ptr<Context> ctx_;
+    std::unique_ptr<ContextOwner> owner_;
+    Context* ctx_ = nullptr;
     std::deque<TestHandler> handlers_;
     TestOwner init_owner_;
     TestOwner term_owner_;

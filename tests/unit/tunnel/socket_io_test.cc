@@ -22,6 +22,7 @@
 #include "ferry/io/ring.h"
 #include "ferry/io/socket.h"
 #include "ferry/tunnel/context.h"
+#include "ferry/tunnel/context_owner.h"
 #include "ferry/tunnel/metrics.h"
 
 namespace ferry::tunnel {
@@ -95,28 +96,22 @@ class SocketIoTest : public ::testing::Test {
 
     void build(uint32_t buffer_size = 16384, uint32_t buffer_count = 256,
                uint32_t ring_entries = 64) {
-        io::RingOptions options;
-        options.entries = 64;
-        absl::StatusOr<std::unique_ptr<io::Ring>> ring = io::Ring::create(options);
-        if (!ring.ok()) {
-            GTEST_SKIP() << ring.status();
+        ContextOptions options;
+        options.ring.entries = 64;
+        options.buffer_size = buffer_size;
+        options.buffer_count = buffer_count;
+        options.buffer_ring_entries = ring_entries;
+        options.tunnel_buffer_count = 64;
+        options.tunnel_buffer_ring_entries = 16;
+        absl::StatusOr<std::unique_ptr<ContextOwner>> owner =
+            ContextOwner::create(options, metrics_, tuning_);
+        if (!owner.ok()) {
+            GTEST_SKIP() << owner.status();
         }
-        ring_ = *std::move(ring);
-        pool_ = std::make_unique<buf::Pool>(buffer_size, buffer_count);
-        tunnel_pool_ = std::make_unique<buf::Pool>(16384, 64);
-        nodes_ = std::make_unique<buf::NodePool>();
-        bufs_ = std::make_unique<io::BufRing>(*ring_, *pool_, /*group=*/0, ring_entries);
-        tunnel_bufs_ = std::make_unique<io::BufRing>(*ring_, *tunnel_pool_, /*group=*/1, 16);
-        for (io::BufRing* b : {bufs_.get(), tunnel_bufs_.get()}) {
-            if (absl::Status st = b->init(); !st.ok()) {
-                GTEST_SKIP() << st;
-            }
-        }
-        ctx_ = std::make_unique<Context>(*ring_, *pool_, *nodes_, *bufs_, *tunnel_pool_,
-                                         *tunnel_bufs_, metrics_, tuning_);
-        ctx_->now_ns = base::mono_ns();
+        owner_ = *std::move(owner);
+        ctx_ = &owner_->context();
         io_ = std::make_unique<SocketIo>(*ctx_, &events_,
-                                         use_tunnel_bufs_ ? tunnel_bufs_.get() : nullptr);
+                                         use_tunnel_bufs_ ? &ctx_->tunnel_bufs : nullptr);
     }
 
     // A SocketIo on one end of a loopback pair; the test drives the other end by hand.
@@ -147,8 +142,8 @@ class SocketIoTest : public ::testing::Test {
     unsigned step() {
         __kernel_timespec ts{0, 20'000'000};
         io_uring_cqe* cqe = nullptr;
-        (void)io_uring_submit_and_wait_timeout(ring_->raw(), &cqe, 1, &ts, nullptr);
-        unsigned n = ring_->dispatch();
+        (void)io_uring_submit_and_wait_timeout(ctx_->ring.raw(), &cqe, 1, &ts, nullptr);
+        unsigned n = ctx_->ring.dispatch();
         housekeeping();
         if (between_steps_) {
             between_steps_();
@@ -191,15 +186,10 @@ class SocketIoTest : public ::testing::Test {
         }
     }
 
-    std::unique_ptr<io::Ring> ring_;
-    std::unique_ptr<buf::Pool> pool_;
-    std::unique_ptr<buf::Pool> tunnel_pool_;
-    std::unique_ptr<buf::NodePool> nodes_;
-    std::unique_ptr<io::BufRing> bufs_;
-    std::unique_ptr<io::BufRing> tunnel_bufs_;
     Metrics metrics_;
     Tuning tuning_;
-    std::unique_ptr<Context> ctx_;
+    std::unique_ptr<ContextOwner> owner_;
+    Context* ctx_ = nullptr;
     RecordingEvents events_;
     std::unique_ptr<SocketIo> io_;
     std::function<void()> between_steps_;
@@ -233,10 +223,10 @@ TEST_F(SocketIoTest, ReadsLandInTheBufferRingItWasGiven) {
     peer_write("tunnel bytes");
     ASSERT_TRUE(run_until([&] { return events_.text == "tunnel bytes"; }));
     ASSERT_EQ(events_.held.size(), 1U);
-    const std::span<std::byte> region = tunnel_pool_->region();
+    const std::span<std::byte> region = ctx_->tunnel_pool.region();
     EXPECT_GE(events_.held[0].data(), region.data());
     EXPECT_LT(events_.held[0].data(), region.data() + region.size());
-    EXPECT_EQ(bufs_->lent(), 64U) << "the local-socket ring is untouched";
+    EXPECT_EQ(ctx_->bufs.lent(), 64U) << "the local-socket ring is untouched";
 }
 
 TEST_F(SocketIoTest, StartingToReadTwiceDeliversEachByteOnce) {
@@ -313,7 +303,7 @@ TEST_F(SocketIoTest, ALargeSendCompletesOnceAfterEveryByteLeft) {
         << events_.errors.size();
     EXPECT_TRUE(got == big) << "payload differs";
     EXPECT_FALSE(io_->sending());
-    if (ring_->features().send_zc) {
+    if (ctx_->ring.features().send_zc) {
         EXPECT_GE(metrics_.send_zc.value(), 1U);
     }
     settle();
