@@ -299,7 +299,8 @@ KtlsRecvResult ktls_recv(int fd, std::span<std::byte> buf, int flags) noexcept {
     return r;
 }
 
-int ktls_send_record(int fd, uint8_t record_type, std::span<const std::byte> payload) noexcept {
+int ktls_send_record(int fd, uint8_t record_type, std::span<const std::byte> payload,
+                     int flags) noexcept {
     iovec iov{const_cast<std::byte*>(payload.data()), payload.size()};
     alignas(cmsghdr) unsigned char control[kKtlsCmsgSpace] = {};
     msghdr msg{};
@@ -312,11 +313,18 @@ int ktls_send_record(int fd, uint8_t record_type, std::span<const std::byte> pay
     c->cmsg_type = TLS_SET_RECORD_TYPE;
     c->cmsg_len = CMSG_LEN(sizeof(record_type));
     *CMSG_DATA(c) = record_type;
-    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
     if (n < 0) {
         return errno;
     }
     return static_cast<size_t>(n) == payload.size() ? 0 : EIO;
+}
+
+int ktls_send_key_update(int fd, bool request_peer_update, int flags) noexcept {
+    // HandshakeType key_update (24), a 3-byte length of 1, KeyUpdateRequest.
+    const std::byte msg[5] = {std::byte{24}, std::byte{0}, std::byte{0}, std::byte{1},
+                              std::byte{static_cast<uint8_t>(request_peer_update ? 1 : 0)}};
+    return ktls_send_record(fd, 22, msg, flags);
 }
 
 int ktls_send_close_notify(int fd) noexcept {

@@ -89,7 +89,9 @@ void SocketIo::on_recv(int32_t res, uint32_t flags) noexcept {
             ctx_.park_starved(this);
         }
     } else if (res != -ECANCELED) {
-        fail("recv failed", -res);
+        if (closing_ || failed_ || !events_->on_socket_recv_error(-res)) {
+            fail("recv failed", -res);
+        }
     }
     if (!more) {
         recv_armed_ = false;

@@ -45,11 +45,14 @@ const char* TlsLink::kind() const noexcept {
 }
 
 uint32_t TlsLink::capabilities() const noexcept {
-    // We follow a peer's KeyUpdate only while our RX records are opened in user space. Under
-    // kTLS a KeyUpdate would need the next RX key installed in the kernel (Linux 6.14+), which
-    // this link does not do yet (TODO(#3): kernel rekey), so kTLS links never advertise it and
-    // the peer rotates by make-before-break reconnect instead.
-    return mode_ == Mode::Kernel ? 0 : proto::tunnel::kCapabilityKeyUpdate;
+    // We can follow a peer's KeyUpdate while our RX records are opened in user space, and under
+    // kTLS only where the kernel takes a new RX key in place (Linux 6.14+, probed at run time).
+    // Otherwise the peer must rotate by make-before-break reconnect: a KeyUpdate would leave our
+    // kernel decrypting with the old key.
+    if (mode_ == Mode::Kernel && !kernel_keys_) {
+        return 0;
+    }
+    return proto::tunnel::kCapabilityKeyUpdate;
 }
 
 void TlsLink::set_peer_capabilities(uint32_t caps) noexcept {
@@ -159,10 +162,18 @@ void TlsLink::try_install_ktls() noexcept {
     if (st.ok()) {
         mode_ = Mode::Kernel;
         ctx_.metrics.tunnel_ktls.add(1);
-        // The kernel holds the keys now; ours are wiped (DirectionKeys' destructor).
+        if (tls::ktls_rekey_supported()) {
+            // Kept only to derive the next generation on KeyUpdate; the kernel has the keys.
+            kernel_keys_.emplace();
+            kernel_keys_->cipher = records_->cipher();
+            kernel_keys_->tx = records_->tx_keys();
+            kernel_keys_->rx = records_->rx_keys();
+        }
+        // Ours are wiped (DirectionKeys' destructor).
         records_.reset();
         io_.set_zerocopy(false);  // SEND_ZC on a kTLS socket fails with EOPNOTSUPP
-        FERRY_LOG(Info, "kTLS on: the kernel now encrypts and decrypts this tunnel connection");
+        FERRY_LOG(Info, "kTLS on: the kernel now encrypts and decrypts this tunnel connection%s",
+                  kernel_keys_ ? " (in-place rekey)" : "");
     } else if (options_.ktls == KtlsMode::On) {
         FERRY_LOG(Error, "--ktls=on but installing the keys failed: %s", st.message());
         down("kTLS install failed", 0);
@@ -289,27 +300,108 @@ void TlsLink::on_socket_eof() noexcept {
          0);
 }
 
-void TlsLink::on_socket_error(const char* what, int err) noexcept {
-    if (mode_ == Mode::Kernel && err == EIO) {
-        // A non-data record under kTLS RX: read it with its record type to say what it was.
-        std::byte buf[64];
-        tls::KtlsRecvResult r = tls::ktls_recv(io_.fd(), buf, MSG_DONTWAIT);
-        switch (r.record.kind) {
-            case tls::KtlsRecordKind::CloseNotify:
-                down("peer sent close_notify", 0);
-                return;
-            case tls::KtlsRecordKind::Alert:
-                FERRY_LOG(Warn, "tunnel TLS: peer alert %s", tls::alert_name(r.record.alert));
-                down("peer sent a TLS alert", 0);
-                return;
-            case tls::KtlsRecordKind::KeyUpdate:
-                down("peer sent a KeyUpdate this kernel cannot follow", 0);
-                return;
-            default:
-                break;
-        }
+void TlsLink::on_socket_error(const char* what, int err) noexcept { down(what, err); }
+
+bool TlsLink::on_socket_recv_error(int err) noexcept {
+    // Under kTLS RX a plain recv fails with EIO when the next record is not application data;
+    // EKEYEXPIRED would mean the kernel waits for a key after a KeyUpdate we never read.
+    if (mode_ != Mode::Kernel || (err != EIO && err != EKEYEXPIRED)) {
+        return false;
     }
-    down(what, err);
+    kernel_control_record();
+    return true;
+}
+
+void TlsLink::kernel_control_record() noexcept {
+    // Read the record with its type. A pool buffer, not a small one: the kernel truncates a
+    // control record to the buffer, and should data come first it is delivered, not dropped.
+    buf::Chunk c = ctx_.alloc_tunnel_chunk();
+    if (c.empty()) {
+        down("out of buffers reading a kTLS control record", 0);
+        return;
+    }
+    tls::KtlsRecvResult r = tls::ktls_recv(io_.fd(), c.span(), MSG_DONTWAIT);
+    if (r.err != 0) {
+        down(r.err == EKEYEXPIRED ? "kTLS RX is waiting for a key after an unseen KeyUpdate"
+                                  : "recv of a kTLS control record failed",
+             r.err);
+        return;
+    }
+    switch (r.record.kind) {
+        case tls::KtlsRecordKind::Data:
+            if (r.bytes == 0) {
+                on_socket_eof();
+                return;
+            }
+            c.set_size(static_cast<uint32_t>(r.bytes));
+            ctx_.metrics.tunnel_bytes_in.add(r.bytes);
+            sink_->on_link_read(std::move(c));
+            return;
+        case tls::KtlsRecordKind::CloseNotify:
+            down("peer sent close_notify", 0);
+            return;
+        case tls::KtlsRecordKind::Alert:
+            FERRY_LOG(Warn, "tunnel TLS: peer alert %s", tls::alert_name(r.record.alert));
+            down("peer sent a TLS alert", 0);
+            return;
+        case tls::KtlsRecordKind::KeyUpdate:
+            kernel_rx_key_update(r.record.update_requested);
+            return;
+        case tls::KtlsRecordKind::Malformed:
+            break;
+    }
+    down("malformed TLS control record under kTLS", 0);
+}
+
+void TlsLink::kernel_rx_key_update(bool update_requested) noexcept {
+    ctx_.metrics.key_updates_received.add();
+    if (!kernel_keys_) {
+        down("peer sent a KeyUpdate this kernel cannot follow", 0);
+        return;
+    }
+    // The kernel holds every later record (reads fail with EKEYEXPIRED) until the next RX key
+    // is in: install it now, before the recv is re-armed.
+    tls::DirectionKeys next;
+    if (!tls::next_direction_keys(kernel_keys_->rx, &next)) {
+        down("deriving the next TLS RX key failed", 0);
+        return;
+    }
+    if (absl::Status st = tls::ktls_rekey(io_.fd(), tls::KtlsDirection::Rx, next); !st.ok()) {
+        FERRY_LOG(Error, "tunnel kTLS: %s", st.message());
+        down("kTLS RX rekey failed", 0);
+        return;
+    }
+    kernel_keys_->rx = next;
+    if (update_requested) {
+        peer_requested_update_ = true;
+    }
+}
+
+bool TlsLink::kernel_tx_key_update() noexcept {
+    tls::DirectionKeys next;
+    if (!tls::next_direction_keys(kernel_keys_->tx, &next)) {
+        down("deriving the next TLS TX key failed", 0);
+        return false;
+    }
+    // No ring send is in flight (write() holds the only batch), so the KeyUpdate lands between
+    // the bytes already sent under the old key and the ones sent next under the new key. A
+    // non-blocking sendmsg of 5 bytes: if the socket buffer is full, rotate on the next write.
+    const int err = tls::ktls_send_key_update(io_.fd(), false, MSG_DONTWAIT);
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        return false;
+    }
+    if (err != 0) {
+        down("sending a KeyUpdate failed", err);
+        return false;
+    }
+    if (absl::Status st = tls::ktls_rekey(io_.fd(), tls::KtlsDirection::Tx, next); !st.ok()) {
+        // The peer switches keys at the KeyUpdate already sent: this connection cannot go on.
+        FERRY_LOG(Error, "tunnel kTLS: %s", st.message());
+        down("kTLS TX rekey failed", 0);
+        return false;
+    }
+    kernel_keys_->tx = next;
+    return true;
 }
 
 // ---- output -----------------------------------------------------------------------------------
@@ -376,26 +468,40 @@ bool TlsLink::seal_batch(WriteBatch* batch) noexcept {
     return true;
 }
 
+bool TlsLink::key_update_due() const noexcept {
+    return (peer_requested_update_ || (peer_key_update_ && rotation_due(ctx_.now_ns))) &&
+           tls_.generation() == generation_at_start_;
+}
+
+void TlsLink::key_update_done() noexcept {
+    ctx_.metrics.key_updates_sent.add();
+    peer_requested_update_ = false;
+    start_key_epoch(ctx_.now_ns);
+}
+
 void TlsLink::write(WriteBatch* batch) noexcept {
     batch_ = batch;
     if (mode_ == Mode::Kernel) {
+        if (kernel_keys_ && key_update_due() && !io_.sending() && kernel_tx_key_update()) {
+            key_update_done();
+        }
+        if (down_) {
+            return;
+        }
         key_epoch_bytes_ += batch->bytes;
         ctx_.metrics.tunnel_bytes_out.add(batch->bytes);
         sending_bytes_ = 0;
         io_.send(batch->iov, batch->iov_count, batch->bytes);
         return;
     }
-    if ((peer_requested_update_ || (peer_key_update_ && rotation_due(ctx_.now_ns))) &&
-        tls_.generation() == generation_at_start_) {
+    if (key_update_due()) {
         // TLS 1.3 KeyUpdate (RFC 8446 §4.6.3): the record goes out under the old key, everything
         // after it under the next one. No connection, stream or byte is disturbed.
         buf::Chunk ku = ctx_.alloc_tunnel_chunk();
         if (!ku.empty()) {
             ku.set_size(static_cast<uint32_t>(records_->update_tx_key(ku.span())));
             queue_ciphertext(std::move(ku));
-            ctx_.metrics.key_updates_sent.add();
-            peer_requested_update_ = false;
-            start_key_epoch(ctx_.now_ns);
+            key_update_done();
         }
     }
     if (!seal_batch(batch)) {
@@ -451,10 +557,10 @@ void TlsLink::tick(uint64_t now_ns) noexcept {
     ctx_.metrics.key_bytes.set(static_cast<int64_t>(key_epoch_bytes_));
     ctx_.metrics.key_age_ms.set(static_cast<int64_t>((now_ns - key_epoch_ns_) / 1'000'000));
     bool certs_changed = tls_.generation() != generation_at_start_;
-    bool in_place = mode_ == Mode::User && peer_key_update_;
+    bool in_place = peer_key_update_ && (mode_ == Mode::User || kernel_keys_);
     if ((rotation_due(now_ns) && !in_place) || certs_changed) {
-        // New certificates can only reach the peer in a new handshake; kTLS on this kernel
-        // cannot take a new key. Either way: a fresh connection, then drain this one.
+        // New certificates can only reach the peer in a new handshake, and kTLS before Linux
+        // 6.14 cannot take a new key. Either way: a fresh connection, then drain this one.
         if (!reconnect_requested_) {
             reconnect_requested_ = true;
             ctx_.metrics.rotations_reconnect.add();

@@ -1,7 +1,9 @@
 #!/bin/sh
 # kTLS end to end, run INSIDE the VM (busybox sh): echo upstream, terminator and initiator with
-# --ktls=on, traffic verified byte for byte, the kernel's TLS counters must move, and a forced
-# rotation (the 6.1 kernel cannot rekey kTLS, so it is make-before-break) must disturb nothing.
+# --ktls=on, traffic verified byte for byte, the kernel's TLS counters must move, and forced
+# rotations must disturb nothing. A kernel that can rekey kTLS (Linux 6.14+, which also counts
+# TlsTxRekeyOk in /proc/net/tls_stat) must rotate in place by KeyUpdate with no reconnect; an
+# older one (Debian 12's 6.1) must rotate by make-before-break reconnect.
 #   ktls_vm_e2e.sh FERRY FERRY_LOAD PKI_DIR
 F=$1
 L=$2
@@ -19,7 +21,9 @@ fail() {
 metric() {  # PORT NAME: the value summed over shards
     wget -q -O - "http://127.0.0.1:$1/metrics" | grep "^$2{" | awk '{s += $2} END {print s + 0}'
 }
-tls_stat() { grep "^$1" /proc/net/tls_stat | awk '{print $2}'; }
+tls_stat() { grep "^$1 " /proc/net/tls_stat | awk '{print $2}'; }
+if grep -q "^TlsTxRekeyOk " /proc/net/tls_stat; then rekey=1; else rekey=0; fi
+echo "kernel $(uname -r): kTLS rekey $([ $rekey = 1 ] && echo supported || echo unsupported)"
 
 tls_t="--tls-cert $P/terminator.crt --tls-key $P/terminator.key --tls-ca $P/ca.crt"
 tls_i="--tls-cert $P/initiator.crt --tls-key $P/initiator.key --tls-ca $P/ca.crt"
@@ -55,9 +59,25 @@ echo "TlsTxSw $tx0 -> $tx1, TlsRxSw $rx0 -> $rx1"
 [ "$tx1" -gt "$tx0" ] || fail "TlsTxSw did not grow: the kernel did not encrypt"
 [ "$rx1" -gt "$rx0" ] || fail "TlsRxSw did not grow: the kernel did not decrypt"
 rot=$(metric 7005 ferry_rotations_reconnect_total)
-echo "reconnect rotations: $rot"
-[ "$rot" -ge 1 ] || fail "no rotation happened"
+ku_i=$(metric 7005 ferry_key_updates_sent_total)
+ku_t=$(metric 7003 ferry_key_updates_sent_total)
+echo "reconnect rotations: $rot; KeyUpdates sent: initiator $ku_i, terminator $ku_t"
 [ "$(metric 7005 ferry_resets_received_total)" -eq 0 ] || fail "a stream was reset"
 grep -q "kTLS on" /tmp/i.log || fail "no kTLS log line"
-echo "PASS: kTLS tunnel verified, kernel crypto counters moved, $rot rotation(s) without a reset"
+if [ $rekey = 1 ]; then
+    [ "$ku_i" -ge 1 ] && [ "$ku_t" -ge 1 ] || fail "no in-place KeyUpdate under kTLS"
+    [ "$rot" -eq 0 ] || fail "rotated by reconnect although the kernel can rekey"
+    [ "$(metric 7005 ferry_key_updates_received_total)" -ge 1 ] || fail "initiator got no KeyUpdate"
+    txk=$(tls_stat TlsTxRekeyOk)
+    rxk=$(tls_stat TlsRxRekeyOk)
+    echo "TlsTxRekeyOk $txk, TlsRxRekeyOk $rxk"
+    [ "$txk" -ge 2 ] && [ "$rxk" -ge 2 ] || fail "the kernel did not take the new keys"
+    [ "$(tls_stat TlsRxRekeyError)" -eq 0 ] && [ "$(tls_stat TlsTxRekeyError)" -eq 0 ] ||
+        fail "the kernel refused a new key"
+    echo "PASS: kTLS tunnel verified, kernel crypto counters moved, $ku_i + $ku_t in-place rekeys"
+else
+    [ "$rot" -ge 1 ] || fail "no rotation happened"
+    [ "$ku_i" -eq 0 ] && [ "$ku_t" -eq 0 ] || fail "sent a KeyUpdate the kernel cannot follow"
+    echo "PASS: kTLS tunnel verified, kernel crypto counters moved, $rot rotation(s) without a reset"
+fi
 exit 0

@@ -83,9 +83,13 @@ struct KtlsRecvResult {
 [[nodiscard]] KtlsRecvResult ktls_recv(int fd, std::span<std::byte> buf, int flags = 0) noexcept;
 
 // Sends one record of `record_type` (e.g. 21 alert, 22 handshake) through kTLS TX with the
-// TLS_SET_RECORD_TYPE control message. Returns 0 or an errno.
-[[nodiscard]] int ktls_send_record(int fd, uint8_t record_type,
-                                   std::span<const std::byte> payload) noexcept;
+// TLS_SET_RECORD_TYPE control message; `flags` go to sendmsg (MSG_DONTWAIT...). Returns 0 or an
+// errno (EAGAIN: the socket buffer is full and nothing was sent).
+[[nodiscard]] int ktls_send_record(int fd, uint8_t record_type, std::span<const std::byte> payload,
+                                   int flags = 0) noexcept;
+// A TLS 1.3 KeyUpdate (RFC 8446 §4.6.3) through kTLS TX, under the current key; install the next
+// TX key with ktls_rekey() right after it. Returns 0 or an errno, like ktls_send_record.
+[[nodiscard]] int ktls_send_key_update(int fd, bool request_peer_update, int flags = 0) noexcept;
 // close_notify through kTLS TX: the clean way to end the stream before shutdown(SHUT_WR).
 [[nodiscard]] int ktls_send_close_notify(int fd) noexcept;
 

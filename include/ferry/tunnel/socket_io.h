@@ -6,12 +6,11 @@
 // Events go to SocketEvents from CQE dispatch, never synchronously from a SocketIo call.
 #pragma once
 
+#include <liburing.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <cstdint>
-
-#include <liburing.h>
 
 #include "ferry/io/op.h"
 #include "ferry/tunnel/context.h"
@@ -19,13 +18,17 @@
 namespace ferry::tunnel {
 
 class SocketEvents {
-public:
+  public:
     // Bytes read, in order (may be called many times per CQE batch).
     virtual void on_socket_data(buf::Chunk&& bytes) noexcept = 0;
     // The peer half-closed (recv returned 0). Reading stops.
     virtual void on_socket_eof() noexcept = 0;
     // A recv or send failed; `what` is static text. Reading and sending stop.
     virtual void on_socket_error(const char* what, int err) noexcept = 0;
+    // A recv failed with `err` (an errno). Return true when the owner dealt with it and reading
+    // goes on (kTLS RX fails a plain recv with EIO at a control record, which the owner then
+    // reads with its record type); false makes it a socket error.
+    virtual bool on_socket_recv_error(int /*err*/) noexcept { return false; }
     // The iovecs given to send() are fully written (and, for SEND_ZC, released by the kernel).
     virtual void on_socket_sent() noexcept = 0;
     // Asynchronous connect() finished: 0 or a negative errno.
@@ -35,12 +38,12 @@ public:
     // The recv op ended after pause_reading(): no read is in flight (kTLS install point).
     virtual void on_socket_recv_stopped() noexcept {}
 
-protected:
+  protected:
     ~SocketEvents() = default;
 };
 
 class SocketIo final : public Rearmable {
-public:
+  public:
     // `bufs` is the provided-buffer ring reads land in (ctx.bufs unless given).
     SocketIo(Context& ctx, SocketEvents* events, io::BufRing* bufs = nullptr) noexcept;
     SocketIo(const SocketIo&) = delete;
@@ -74,7 +77,7 @@ public:
 
     void rearm_recv() noexcept override;
 
-private:
+  private:
     void on_recv(int32_t res, uint32_t flags) noexcept;
     void on_send(int32_t res, uint32_t flags) noexcept;
     void on_connect(int32_t res, uint32_t flags) noexcept;

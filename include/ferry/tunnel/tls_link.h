@@ -8,8 +8,11 @@
 // (counted in ferry_bytes_copied_total).
 //
 // Rotation: every rekey_bytes / rekey_interval the TX key moves on — by TLS 1.3 KeyUpdate when
-// the peer said it can take one, else (kTLS without kernel rekey, or changed certificates) by
-// asking the owner for a make-before-break reconnect.
+// the peer said it can take one (sealed by the link in user space; under kTLS sent as a handshake
+// record and followed by the next TX key, where the kernel can rekey: Linux 6.14+), else (kTLS
+// without kernel rekey, or changed certificates) by asking the owner for a make-before-break
+// reconnect. A peer's KeyUpdate under kTLS arrives as a control record; the next RX key goes
+// into the kernel before reading resumes.
 #pragma once
 
 #include <cstdint>
@@ -56,6 +59,7 @@ class TlsLink final : public Link, private SocketEvents {
     void on_socket_data(buf::Chunk&& bytes) noexcept override;
     void on_socket_eof() noexcept override;
     void on_socket_error(const char* what, int err) noexcept override;
+    bool on_socket_recv_error(int err) noexcept override;
     void on_socket_sent() noexcept override;
     void on_socket_connected(int) noexcept override {}
     void on_socket_closed() noexcept override;
@@ -67,6 +71,13 @@ class TlsLink final : public Link, private SocketEvents {
     // Opens the record in `chunk` at [offset, offset+size) in place; false when the link died.
     [[nodiscard]] bool open_record(buf::Chunk& chunk, uint32_t offset, uint32_t size) noexcept;
     void try_install_ktls() noexcept;
+    // kTLS: reads the non-data record that failed a plain recv and acts on it.
+    void kernel_control_record() noexcept;
+    void kernel_rx_key_update(bool update_requested) noexcept;
+    // Sends a KeyUpdate and installs the next TX key; false when it did not happen now.
+    [[nodiscard]] bool kernel_tx_key_update() noexcept;
+    [[nodiscard]] bool key_update_due() const noexcept;
+    void key_update_done() noexcept;
     void queue_ciphertext(buf::Chunk&& c) noexcept;
     void send_queued() noexcept;
     [[nodiscard]] bool seal_batch(WriteBatch* batch) noexcept;
@@ -82,6 +93,8 @@ class TlsLink final : public Link, private SocketEvents {
     Mode mode_ = Mode::Handshake;
     std::unique_ptr<tls::Handshake> handshake_;
     std::optional<tls::RecordLayer> records_;
+    // Under kTLS on a kernel that can rekey: the current secrets, to derive the next keys.
+    std::optional<tls::TrafficKeys> kernel_keys_;
     std::string identity_;
     std::string failure_;
 
