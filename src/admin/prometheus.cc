@@ -13,15 +13,21 @@ struct MetricDef {
     int64_t (*read)(const tunnel::Metrics&);
 };
 
-#define FERRY_COUNTER(field, help) \
-    {"ferry_" #field "_total", "counter", help, [](const tunnel::Metrics& m) { return static_cast<int64_t>(m.field.value()); }}
-#define FERRY_GAUGE(field, help) \
-    {"ferry_" #field, "gauge", help, [](const tunnel::Metrics& m) { return m.field.value(); }}
+#define FERRY_COUNTER(field, help)                                                         \
+    {                                                                                      \
+        "ferry_" #field "_total", "counter", help,                                         \
+            [](const tunnel::Metrics& m) { return static_cast<int64_t>(m.field.value()); } \
+    }
+#define FERRY_GAUGE(field, help)                                                                 \
+    {                                                                                            \
+        "ferry_" #field, "gauge", help, [](const tunnel::Metrics& m) { return m.field.value(); } \
+    }
 
 // One table drives the whole exposition, so a metric added to Metrics needs one line here.
 const MetricDef kMetrics[] = {
     FERRY_GAUGE(ready, "1 when this shard can carry traffic"),
-    FERRY_COUNTER(connections_accepted, "Local TCP connections accepted (clients or upstreams opened)"),
+    FERRY_COUNTER(connections_accepted,
+                  "Local TCP connections accepted (clients or upstreams opened)"),
     FERRY_COUNTER(connections_rejected, "Connections refused: limit reached or no tunnel"),
     FERRY_GAUGE(connections_active, "Local TCP connections open"),
     FERRY_COUNTER(upstream_connect_errors, "Upstream connects that failed"),
@@ -53,10 +59,15 @@ const MetricDef kMetrics[] = {
     FERRY_GAUGE(key_age_ms, "Age of the current sending key in milliseconds"),
     FERRY_COUNTER(bytes_copied, "Payload bytes copied in user space by the data path"),
     FERRY_COUNTER(send_zc, "Zero-copy sends issued"),
-    FERRY_COUNTER(send_zc_copied, "Sockets that fell back from SEND_ZC because the kernel copied (local delivery)"),
+    FERRY_COUNTER(send_zc_copied,
+                  "Sockets that fell back from SEND_ZC because the kernel copied (local delivery)"),
     FERRY_COUNTER(recv_no_buffers, "Receives that found the buffer ring empty"),
-    FERRY_GAUGE(buffers_in_use, "Local-socket pool buffers held (lent to the kernel or holding data)"),
-    FERRY_GAUGE(tunnel_buffers_in_use, "Tunnel pool buffers held (lent to the kernel or holding data)"),
+    FERRY_COUNTER(tls_buffer_waits,
+                  "Times TLS sealing or record gathering waited for a free buffer"),
+    FERRY_GAUGE(buffers_in_use,
+                "Local-socket pool buffers held (lent to the kernel or holding data)"),
+    FERRY_GAUGE(tunnel_buffers_in_use,
+                "Tunnel pool buffers held (lent to the kernel or holding data)"),
 };
 
 #undef FERRY_COUNTER

@@ -23,7 +23,7 @@ void end_of_iteration(Context& ctx) noexcept {
         Rearmable* next = r->next_starved;
         r->starved = false;
         r->next_starved = nullptr;
-        r->rearm_recv();
+        r->rearm();
         r = next;
     }
     while (ctx.retired_head != nullptr) {

@@ -57,7 +57,7 @@ void SocketIo::pause_reading() noexcept {
     }
 }
 
-void SocketIo::rearm_recv() noexcept {
+void SocketIo::rearm() noexcept {
     if (!want_read_ || recv_armed_ || closing_ || failed_) {
         return;
     }

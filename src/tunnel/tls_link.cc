@@ -26,7 +26,9 @@ TlsLink::TlsLink(Context& ctx, int fd, const tls::TlsContext& tls,
 }
 
 TlsLink::~TlsLink() {
+    ctx_.unpark_starved(this);
     tx_.clear(ctx_.nodes);
+    rx_stalled_.clear(ctx_.nodes);
     if (mode_ == Mode::Kernel) {
         ctx_.metrics.tunnel_ktls.add(-1);
     }
@@ -74,6 +76,7 @@ void TlsLink::close() noexcept {
 }
 
 void TlsLink::down(const char* reason, int err) noexcept {
+    ctx_.unpark_starved(this);
     if (!down_) {
         down_ = true;
         sink_->on_link_down(reason, err);
@@ -154,7 +157,7 @@ void TlsLink::handshake_done() noexcept {
 
 void TlsLink::try_install_ktls() noexcept {
     if (!ktls_wanted_ || down_ || io_.sending() || !tx_.empty() || io_.recv_in_flight() ||
-        partial_len_ != 0) {
+        partial_len_ != 0 || !rx_stalled_.empty()) {
         return;
     }
     ktls_wanted_ = false;
@@ -205,6 +208,11 @@ void TlsLink::on_socket_data(buf::Chunk&& bytes) noexcept {
 }
 
 void TlsLink::user_input(buf::Chunk&& c) noexcept {
+    if (!rx_stalled_.empty()) {
+        // Waiting for a buffer to gather a split record: keep later bytes in order behind it.
+        rx_stalled_.push(ctx_.nodes, std::move(c));
+        return;
+    }
     uint32_t offset = 0;
     const uint32_t len = c.size();
     if (partial_len_ > 0) {
@@ -248,7 +256,12 @@ void TlsLink::user_input(buf::Chunk&& c) noexcept {
             // The record continues in the next buffer: gather it (the one copy of this path).
             partial_ = ctx_.alloc_tunnel_chunk();
             if (partial_.empty()) {
-                down("out of buffers for a split TLS record", 0);
+                // Both pools are dry: hold the rest (and what still arrives) and stop reading
+                // until buffers come back, rather than drop the connection and its streams.
+                rx_stalled_.push(ctx_.nodes, c.share(offset, len - offset));
+                ctx_.metrics.tls_buffer_waits.add();
+                io_.pause_reading();
+                ctx_.park_starved(this);
                 return;
             }
             std::memcpy(partial_.data(), rest.data(), rest.size());
@@ -425,19 +438,27 @@ void TlsLink::send_queued() noexcept {
     io_.send(iov_, n, bytes);
 }
 
-bool TlsLink::seal_batch(WriteBatch* batch) noexcept {
-    // Gather the batch's iovecs as spans and seal them straight into pool buffers: the cipher
-    // reads each plaintext byte once and writes its ciphertext once.
+bool TlsLink::seal_batch() noexcept {
+    // Gather what is left of the batch as spans and seal it straight into pool buffers: the
+    // cipher reads each plaintext byte once and writes its ciphertext once.
+    WriteBatch* batch = batch_;
     std::span<const std::byte> pieces[WriteBatch::kMaxIov];
-    uint32_t count = batch->iov_count;
+    const uint32_t start = seal_iov_;
+    const uint32_t count = batch->iov_count - start;
     for (uint32_t i = 0; i < count; ++i) {
-        pieces[i] = {static_cast<const std::byte*>(batch->iov[i].iov_base), batch->iov[i].iov_len};
+        pieces[i] = {static_cast<const std::byte*>(batch->iov[start + i].iov_base),
+                     batch->iov[start + i].iov_len};
+    }
+    if (count > 0) {
+        pieces[0] = pieces[0].subspan(seal_offset_);
     }
     uint32_t first = 0;
+    bool done = true;
     while (first < count) {
         buf::Chunk out = ctx_.alloc_tunnel_chunk();
         if (out.empty()) {
-            return false;
+            done = false;
+            break;
         }
         // Fill the buffer with records of at most kMaxOwnRecord bytes each.
         uint32_t used = 0;
@@ -465,7 +486,56 @@ bool TlsLink::seal_batch(WriteBatch* batch) noexcept {
         out.set_size(used);
         queue_ciphertext(std::move(out));
     }
-    return true;
+    // Remember where sealing stopped, to go on once buffers come back.
+    seal_iov_ = start + first;
+    seal_offset_ = first < count ? batch->iov[seal_iov_].iov_len - pieces[first].size() : 0;
+    return done;
+}
+
+bool TlsLink::batch_sealed() const noexcept {
+    return mode_ != Mode::User || batch_ == nullptr || seal_iov_ >= batch_->iov_count;
+}
+
+void TlsLink::seal_and_send() noexcept {
+    if (!batch_sealed() && !seal_batch()) {
+        // Both pools are dry. Our own queued records return buffers as they go out; with none
+        // queued, wait for other sockets to return some instead of dropping the connection.
+        ctx_.metrics.tls_buffer_waits.add();
+        if (tx_.empty() && !io_.sending()) {
+            ctx_.park_starved(this);
+        }
+    }
+    send_queued();
+}
+
+void TlsLink::rearm() noexcept {
+    if (down_) {
+        return;
+    }
+    if (!batch_sealed()) {
+        seal_and_send();
+    }
+    if (rx_stalled_.empty()) {
+        return;
+    }
+    // Feed the held bytes again, in order; a record that still cannot be gathered stalls anew
+    // and the rest queues behind it.
+    buf::ChunkQueue held;
+    held.swap(rx_stalled_);
+    while (!held.empty() && !down_) {
+        buf::Chunk c = held.pop(ctx_.nodes);
+        user_input(std::move(c));
+    }
+    while (!held.empty()) {
+        rx_stalled_.push(ctx_.nodes, held.pop(ctx_.nodes));
+    }
+    if (rx_stalled_.empty() && !down_) {
+        if (ktls_wanted_) {
+            try_install_ktls();
+        } else {
+            io_.start_reading();
+        }
+    }
 }
 
 bool TlsLink::key_update_due() const noexcept {
@@ -504,11 +574,9 @@ void TlsLink::write(WriteBatch* batch) noexcept {
             key_update_done();
         }
     }
-    if (!seal_batch(batch)) {
-        down("out of buffers while sealing TLS records", 0);
-        return;
-    }
-    send_queued();
+    seal_iov_ = 0;
+    seal_offset_ = 0;
+    seal_and_send();
 }
 
 void TlsLink::on_socket_sent() noexcept {
@@ -516,11 +584,14 @@ void TlsLink::on_socket_sent() noexcept {
         tx_.consume(ctx_.nodes, sending_bytes_);
         sending_bytes_ = 0;
     }
+    if (!batch_sealed()) {
+        seal_and_send();  // our records freed buffers: seal what is left of the batch
+    }
     if (!tx_.empty()) {
         send_queued();
         return;
     }
-    if (batch_ != nullptr) {
+    if (batch_ != nullptr && batch_sealed()) {
         batch_ = nullptr;
         sink_->on_link_written();
     }
@@ -530,6 +601,7 @@ void TlsLink::on_socket_sent() noexcept {
 void TlsLink::on_socket_closed() noexcept {
     partial_.reset();
     tx_.clear(ctx_.nodes);
+    rx_stalled_.clear(ctx_.nodes);
     if (batch_ != nullptr) {
         batch_ = nullptr;
         sink_->on_link_written();

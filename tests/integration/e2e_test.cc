@@ -58,8 +58,10 @@ int accept_within(int lfd, int timeout_ms) {
 
 // Mutual TLS flags for one side, from a PKI made by tools/gen-certs.sh.
 std::vector<std::string> tls_flags(const std::string& pki, const std::string& cert) {
-    return {"--tunnel-transport", "tls", "--tls-cert", pki + "/" + cert + ".crt", "--tls-key",
-            pki + "/" + cert + ".key", "--tls-ca", pki + "/ca.crt"};
+    return {"--tunnel-transport", "tls",
+            "--tls-cert",         pki + "/" + cert + ".crt",
+            "--tls-key",          pki + "/" + cert + ".key",
+            "--tls-ca",           pki + "/ca.crt"};
 }
 
 std::string make_pki(const std::string& dir) {
@@ -72,7 +74,7 @@ std::string make_pki(const std::string& dir) {
 }
 
 class Tunnel {
-public:
+  public:
     // Starts a terminator forwarding to `upstream_port` and an initiator in front of it. The
     // tunnel is plain TCP unless `pki` is given (then mutual TLS with the demo certificates).
     Tunnel(const std::string& dir, uint16_t upstream_port, int shards = 2,
@@ -92,19 +94,35 @@ public:
     }
 
     void start_terminator() {
-        std::vector<std::string> args = {ferry_bin(), "terminator", "--listen-tunnel", addr(tunnel_port_),
-                                         "--upstream", addr(upstream_port_), "--admin", addr(admin_t_),
-                                         "--shards", std::to_string(terminator_shards_), "--cpus", "none",
-                                         "--node-name", "cluster-b-0", "--connect-timeout", "2s"};
+        std::vector<std::string> args = {ferry_bin(),
+                                         "terminator",
+                                         "--listen-tunnel",
+                                         addr(tunnel_port_),
+                                         "--upstream",
+                                         addr(upstream_port_),
+                                         "--admin",
+                                         addr(admin_t_),
+                                         "--shards",
+                                         std::to_string(terminator_shards_),
+                                         "--cpus",
+                                         "none",
+                                         "--node-name",
+                                         "cluster-b-0",
+                                         "--connect-timeout",
+                                         "2s"};
         add_transport(args, "terminator");
         args.insert(args.end(), extra_.begin(), extra_.end());
         terminator = std::make_unique<Process>(args, dir_ + "/terminator.log");
     }
     void start_initiator() {
-        std::vector<std::string> args = {ferry_bin(), "initiator", "--listen", addr(listen_port_),
-                                         "--peer", addr(tunnel_port_), "--admin", addr(admin_i_),
-                                         "--shards", std::to_string(shards_), "--cpus", "none",
-                                         "--node-name", "cluster-a-0", "--drain-timeout", "10s"};
+        std::vector<std::string> args = {ferry_bin(),       "initiator",
+                                         "--listen",        addr(listen_port_),
+                                         "--peer",          addr(tunnel_port_),
+                                         "--admin",         addr(admin_i_),
+                                         "--shards",        std::to_string(shards_),
+                                         "--cpus",          "none",
+                                         "--node-name",     "cluster-a-0",
+                                         "--drain-timeout", "10s"};
         add_transport(args, "initiator");
         args.insert(args.end(), extra_.begin(), extra_.end());
         initiator = std::make_unique<Process>(args, dir_ + "/initiator.log");
@@ -143,7 +161,7 @@ public:
 };
 
 class E2e : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override { dir_ = testlib::make_temp_dir(); }
     void TearDown() override {
         if (HasFailure()) {
@@ -175,9 +193,9 @@ protected:
     }
     // ferry-load verify through the initiator: each connection's echo is checked with xxHash.
     int verify(uint16_t port, int connections, const std::string& bytes_per_connection) {
-        Process load({load_bin(), "run", "--target", addr(port), "--mode", "verify", "--connections",
-                      std::to_string(connections), "--bytes-per-connection", bytes_per_connection,
-                      "--timeout", "240s"},
+        Process load({load_bin(), "run", "--target", addr(port), "--mode", "verify",
+                      "--connections", std::to_string(connections), "--bytes-per-connection",
+                      bytes_per_connection, "--timeout", "240s"},
                      dir_ + "/load.log");
         std::optional<int> rc = load.wait(300000);
         std::fprintf(stderr, "%s", load.log().c_str());
@@ -202,7 +220,8 @@ TEST_F(E2e, SixtyFourClientsPushQuarterGigabyteByteExact) {
     // The plain tunnel path copies no payload byte in user space.
     EXPECT_EQ(t.initiator_metric("ferry_bytes_copied_total"), 0);
     EXPECT_EQ(t.terminator_metric("ferry_bytes_copied_total"), 0);
-    EXPECT_TRUE(testlib::wait_until([&] { return t.initiator_metric("ferry_streams_active") == 0; }, 10000));
+    EXPECT_TRUE(testlib::wait_until([&] { return t.initiator_metric("ferry_streams_active") == 0; },
+                                    10000));
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
 }
 
@@ -331,7 +350,10 @@ TEST_F(E2e, RoguePeersAreDisconnectedWithAReasonWhileTheRealTunnelCarriesOn) {
     ASSERT_TRUE(t.ready());
     EXPECT_TRUE(rogue_peer_is_dropped(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
     // A valid preface and HELLO, then a frame header claiming a 64 MiB payload.
-    std::string oversized("\x89" "FERRY\r\n", 8);
+    std::string oversized(
+        "\x89"
+        "FERRY\r\n",
+        8);
     const unsigned char hello[] = {0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1};
     oversized.append(reinterpret_cast<const char*>(hello), sizeof(hello));
     const unsigned char huge[] = {0x04, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 1};
@@ -354,13 +376,16 @@ TEST_F(E2e, RoguePeersAreDisconnectedWithAReasonWhileTheRealTunnelCarriesOn) {
 TEST_F(E2e, SigtermDrainsAnInFlightStreamAndExitsZero) {
     uint16_t echo_port = testlib::free_port();
     auto echo = start_echo(echo_port);
-    Tunnel t(dir_, echo_port, 1, {"--log-level", std::getenv("FERRY_TEST_LOG") ? std::getenv("FERRY_TEST_LOG") : "info"});
+    Tunnel t(
+        dir_, echo_port, 1,
+        {"--log-level", std::getenv("FERRY_TEST_LOG") ? std::getenv("FERRY_TEST_LOG") : "info"});
     ASSERT_TRUE(t.ready());
     int c = testlib::connect_to(t.listen_port_);
     ASSERT_GE(c, 0);
     std::string first(100000, 'a');
     ASSERT_TRUE(testlib::write_all(c, first.data(), first.size()));
-    ASSERT_TRUE(testlib::wait_until([&] { return t.initiator_metric("ferry_streams_active") == 1; }, 10000));
+    ASSERT_TRUE(testlib::wait_until([&] { return t.initiator_metric("ferry_streams_active") == 1; },
+                                    10000));
     t.initiator->signal(SIGTERM);
     // New clients are no longer taken once the drain began...
     ASSERT_TRUE(testlib::wait_until(
@@ -403,7 +428,8 @@ TEST_F(E2e, TunnelLossClosesClientsAndTheInitiatorReconnects) {
     // The stream dies with its tunnel: the client sees a clean close, not a hang.
     EXPECT_EQ(testlib::read_all(c, 20000), "");
     close(c);
-    EXPECT_TRUE(testlib::wait_until([&] { return testlib::http_get(t.admin_i_, "/ready").status == 503; }, 10000));
+    EXPECT_TRUE(testlib::wait_until(
+        [&] { return testlib::http_get(t.admin_i_, "/ready").status == 503; }, 10000));
     t.start_terminator();
     ASSERT_TRUE(t.ready(30000));
     EXPECT_EQ(verify(t.listen_port_, 4, "512KiB"), 0);
@@ -445,6 +471,24 @@ TEST_F(E2e, ArmoredTunnelRotatingKeysEvery100msCarriesQuarterGigabyteInOrder) {
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_protocol_errors_total"), 0);
 }
 
+TEST_F(E2e, ArmoredTunnelWaitsForBuffersRatherThanDroppingStreams) {
+    std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    // The smallest pools on one shard: 128 streams pin every buffer, so sealing a TLS record or
+    // gathering one split across receive buffers finds both pools empty and must wait.
+    Tunnel t(dir_, echo_port, 1, {"--buffer-count", "64", "--tunnel-buffer-count", "64"}, pki);
+    ASSERT_TRUE(t.ready());
+    EXPECT_EQ(verify(t.listen_port_, 128, "2MiB"), 0);
+    EXPECT_GE(t.initiator_metric("ferry_tls_buffer_waits_total") +
+                  t.terminator_metric("ferry_tls_buffer_waits_total"),
+              1)
+        << "the pools never ran dry: this test no longer exercises the wait";
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_resets_received_total"), 0);
+    EXPECT_EQ(t.terminator_metric("ferry_resets_received_total"), 0);
+}
+
 // Runs `cmd` (a shell line) with a bound and returns its output.
 std::string run_shell(const std::string& dir, const std::string& cmd) {
     Process p({"/bin/sh", "-c", cmd}, dir + "/shell.log");
@@ -463,12 +507,14 @@ TEST_F(E2e, TerminatorRefusesBadClientsWithAReasonAndKeepsItsTunnel) {
     {
         uint16_t lp = testlib::free_port();
         std::vector<std::string> args = {ferry_bin(), "initiator", "--listen", addr(lp), "--peer",
-                                         target, "--shards", "1", "--cpus", "none"};
+                                         target,      "--shards",  "1",        "--cpus", "none"};
         std::vector<std::string> f = tls_flags(pki, "expired-initiator");
         args.insert(args.end(), f.begin(), f.end());
         Process bad(args, dir_ + "/expired.log");
         EXPECT_TRUE(testlib::wait_until(
-            [&] { return t.terminator->log().find("certificate has expired") != std::string::npos; },
+            [&] {
+                return t.terminator->log().find("certificate has expired") != std::string::npos;
+            },
             20000))
             << t.terminator->log();
     }
@@ -476,16 +522,16 @@ TEST_F(E2e, TerminatorRefusesBadClientsWithAReasonAndKeepsItsTunnel) {
     std::string s_client = "timeout 10 openssl s_client -connect " + target + " -CAfile " + pki +
                            "/ca.crt -servername ferry-terminator </dev/null 2>&1";
     (void)run_shell(dir_, s_client);
-    (void)run_shell(dir_, "timeout 10 openssl s_client -tls1_2 -connect " + target +
-                              " </dev/null 2>&1");
+    (void)run_shell(dir_,
+                    "timeout 10 openssl s_client -tls1_2 -connect " + target + " </dev/null 2>&1");
     (void)run_shell(dir_, "timeout 10 openssl s_client -connect " + target + " -cert " + pki +
                               "/foreign-terminator.crt -key " + pki +
                               "/foreign-terminator.key -CAfile " + pki + "/ca.crt </dev/null 2>&1");
     EXPECT_TRUE(rogue_peer_is_dropped(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-    for (const char* reason : {"certificate has expired", "no client certificate",
-                               "peer offered TLS 1.2, ferry requires TLS 1.3",
-                               "unable to get local issuer certificate",
-                               "not TLS: first bytes look like HTTP"}) {
+    for (const char* reason :
+         {"certificate has expired", "no client certificate",
+          "peer offered TLS 1.2, ferry requires TLS 1.3", "unable to get local issuer certificate",
+          "not TLS: first bytes look like HTTP"}) {
         EXPECT_TRUE(testlib::wait_until(
             [&] { return t.terminator->log().find(reason) != std::string::npos; }, 20000))
             << reason << "\n"
@@ -501,20 +547,22 @@ TEST_F(E2e, InitiatorRefusesTerminatorsWithTheWrongNameOrCa) {
     std::string pki = make_pki(dir_);
     uint16_t echo_port = testlib::free_port();
     auto echo = start_echo(echo_port);
-    for (const auto& [cert, reason] : {std::pair<std::string, std::string>{"wrong-san-terminator", "peer name mismatch"},
-                                      {"foreign-terminator", "peer certificate verify failed"}}) {
+    for (const auto& [cert, reason] :
+         {std::pair<std::string, std::string>{"wrong-san-terminator", "peer name mismatch"},
+          {"foreign-terminator", "peer certificate verify failed"}}) {
         uint16_t tp = testlib::free_port();
         uint16_t lp = testlib::free_port();
         uint16_t ap = testlib::free_port();
-        std::vector<std::string> targs = {ferry_bin(), "terminator", "--listen-tunnel", addr(tp),
-                                          "--upstream", addr(echo_port), "--shards", "1", "--cpus", "none",
-                                          "--tunnel-transport", "tls", "--tls-cert",
-                                          pki + "/" + cert + ".crt", "--tls-key", pki + "/" + cert + ".key",
-                                          // Its own CA file is the one that signed its certificate.
-                                          "--tls-ca", pki + (cert == "foreign-terminator" ? "/foreign-ca.crt" : "/ca.crt")};
+        std::vector<std::string> targs = {
+            ferry_bin(), "terminator", "--listen-tunnel", addr(tp), "--upstream", addr(echo_port),
+            "--shards", "1", "--cpus", "none", "--tunnel-transport", "tls", "--tls-cert",
+            pki + "/" + cert + ".crt", "--tls-key", pki + "/" + cert + ".key",
+            // Its own CA file is the one that signed its certificate.
+            "--tls-ca", pki + (cert == "foreign-terminator" ? "/foreign-ca.crt" : "/ca.crt")};
         Process rogue(targs, dir_ + "/rogue.log");
-        std::vector<std::string> iargs = {ferry_bin(), "initiator", "--listen", addr(lp), "--peer", addr(tp),
-                                          "--admin", addr(ap), "--shards", "1", "--cpus", "none"};
+        std::vector<std::string> iargs = {ferry_bin(), "initiator", "--listen", addr(lp),
+                                          "--peer",    addr(tp),    "--admin",  addr(ap),
+                                          "--shards",  "1",         "--cpus",   "none"};
         std::vector<std::string> f = tls_flags(pki, "initiator");
         iargs.insert(iargs.end(), f.begin(), f.end());
         Process init(iargs, dir_ + "/initiator2.log");
@@ -532,15 +580,24 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
         const char* expect;
     };
     std::vector<Case> cases = {
-        {{"initiator", "--shards=abc", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--shards"},
+        {{"initiator", "--shards=abc", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"},
+         "--shards"},
         {{"initiator", "--tunnel-transport=plain", "--listen", "127.0.0.1:1"}, "--peer"},
-        {{"terminator", "--tunnel-transport=plain", "--listen-tunnel", "127.0.0.1:1", "--upstream", "nohost"}, "--upstream"},
+        {{"terminator", "--tunnel-transport=plain", "--listen-tunnel", "127.0.0.1:1", "--upstream",
+          "nohost"},
+         "--upstream"},
         {{"initiator", "--no-such-flag=1"}, "unknown flag"},
-        {{"initiator", "--tunnel-transport=plain", "--ring-entries=1000", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--ring-entries"},
+        {{"initiator", "--tunnel-transport=plain", "--ring-entries=1000", "--listen", "127.0.0.1:1",
+          "--peer", "127.0.0.1:2"},
+         "--ring-entries"},
         {{"bridge"}, "unknown role"},
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--tls-cert"},
-        {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2", "--tunnel-transport=quic"}, "--tunnel-transport"},
-        {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2", "--tunnel-transport=plain", "--ktls=maybe"}, "--ktls"},
+        {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2",
+          "--tunnel-transport=quic"},
+         "--tunnel-transport"},
+        {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2",
+          "--tunnel-transport=plain", "--ktls=maybe"},
+         "--ktls"},
     };
     for (const Case& c : cases) {
         std::vector<std::string> argv = {ferry_bin()};
@@ -553,12 +610,29 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
     }
     Process help({ferry_bin(), "--help"}, dir + "/help.log");
     EXPECT_EQ(help.wait(10000).value_or(-1), 0);
-    for (const char* flag : {"--shards", "--cpus", "--ring-entries", "--sqpoll", "--buffer-size",
-                             "--buffer-count", "--zerocopy-threshold", "--stream-window",
-                             "--connection-window", "--max-connections", "--max-streams",
-                             "--connect-timeout", "--drain-timeout", "--log-level", "--tls-cert",
-                             "--tls-key", "--tls-ca", "--peer-name", "--allowed-peers", "--ktls",
-                             "--rekey-bytes", "--rekey-interval", "--tls-ciphers"}) {
+    for (const char* flag : {"--shards",
+                             "--cpus",
+                             "--ring-entries",
+                             "--sqpoll",
+                             "--buffer-size",
+                             "--buffer-count",
+                             "--zerocopy-threshold",
+                             "--stream-window",
+                             "--connection-window",
+                             "--max-connections",
+                             "--max-streams",
+                             "--connect-timeout",
+                             "--drain-timeout",
+                             "--log-level",
+                             "--tls-cert",
+                             "--tls-key",
+                             "--tls-ca",
+                             "--peer-name",
+                             "--allowed-peers",
+                             "--ktls",
+                             "--rekey-bytes",
+                             "--rekey-interval",
+                             "--tls-ciphers"}) {
         EXPECT_NE(help.log().find(flag), std::string::npos) << flag;
     }
     testlib::remove_tree(dir);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "ferry/buf/pool.h"
@@ -19,7 +20,7 @@ struct ChunkNode {
 };
 
 class NodePool final {
-public:
+  public:
     NodePool() = default;
     NodePool(const NodePool&) = delete;
     NodePool& operator=(const NodePool&) = delete;
@@ -39,7 +40,7 @@ public:
         free_ = n;
     }
 
-private:
+  private:
     static constexpr size_t kBlock = 256;
     void grow();
 
@@ -49,10 +50,17 @@ private:
 
 // Owns its nodes' chunks; must be cleared (or drained) before its NodePool dies.
 class ChunkQueue final {
-public:
+  public:
     ChunkQueue() noexcept = default;
     ChunkQueue(const ChunkQueue&) = delete;
     ChunkQueue& operator=(const ChunkQueue&) = delete;
+
+    void swap(ChunkQueue& other) noexcept {
+        std::swap(head_, other.head_);
+        std::swap(tail_, other.tail_);
+        std::swap(bytes_, other.bytes_);
+        std::swap(count_, other.count_);
+    }
 
     void push(NodePool& nodes, Chunk&& c) noexcept {
         bytes_ += c.size();
@@ -104,7 +112,7 @@ public:
     [[nodiscard]] uint64_t bytes() const noexcept { return bytes_; }
     [[nodiscard]] uint32_t count() const noexcept { return count_; }
 
-private:
+  private:
     ChunkNode* head_ = nullptr;
     ChunkNode* tail_ = nullptr;
     uint64_t bytes_ = 0;

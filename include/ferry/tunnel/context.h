@@ -27,11 +27,12 @@ struct Tuning {
     uint64_t connect_timeout_ns = 5'000'000'000;
 };
 
-// Something whose multishot recv ended for lack of provided buffers, to re-arm once the shard
-// has refilled the ring (intrusive, so parking costs nothing).
+// Something that stopped for lack of buffers (a multishot recv whose ring ran dry, a TLS link with
+// records left to seal or to gather), re-armed at the end of the loop iteration once buffers may
+// have come back; it parks itself again if they have not (intrusive, so parking costs nothing).
 class Rearmable {
   public:
-    virtual void rearm_recv() noexcept = 0;
+    virtual void rearm() noexcept = 0;
     Rearmable* next_starved = nullptr;
     bool starved = false;
 

@@ -37,17 +37,18 @@ struct Metrics {
     // Armored tunnel.
     base::Counter tls_handshakes;
     base::Counter tls_handshake_failures;
-    base::Gauge tunnel_ktls;          // established tunnel connections whose crypto is in the kernel
-    base::Counter key_updates_sent;   // TLS 1.3 KeyUpdate rotations of our TX key
+    base::Gauge tunnel_ktls;         // established tunnel connections whose crypto is in the kernel
+    base::Counter key_updates_sent;  // TLS 1.3 KeyUpdate rotations of our TX key
     base::Counter key_updates_received;
     base::Counter rotations_reconnect;  // rotations by make-before-break reconnect
-    base::Gauge key_bytes;   // bytes sent under the current TX key (last link to report)
-    base::Gauge key_age_ms;  // age of the current TX key
+    base::Gauge key_bytes;              // bytes sent under the current TX key (last link to report)
+    base::Gauge key_age_ms;             // age of the current TX key
     // Buffers and copies.
-    base::Counter bytes_copied;  // payload bytes the data path copied in user space
-    base::Counter send_zc;        // zero-copy sends issued
-    base::Counter send_zc_copied;  // sockets that stopped SEND_ZC because the kernel copied anyway
+    base::Counter bytes_copied;     // payload bytes the data path copied in user space
+    base::Counter send_zc;          // zero-copy sends issued
+    base::Counter send_zc_copied;   // sockets that stopped SEND_ZC because the kernel copied anyway
     base::Counter recv_no_buffers;  // multishot recv ended because the buffer ring ran dry
+    base::Counter tls_buffer_waits;  // TLS sealing or record gathering waited for a free buffer
     base::Gauge buffers_in_use;
     base::Gauge tunnel_buffers_in_use;
 };

@@ -75,7 +75,7 @@ class SocketIo final : public Rearmable {
     // kTLS sockets reject SEND_ZC (EOPNOTSUPP): turn it off for them.
     void set_zerocopy(bool allowed) noexcept { zerocopy_ = allowed; }
 
-    void rearm_recv() noexcept override;
+    void rearm() noexcept override;
 
   private:
     void on_recv(int32_t res, uint32_t flags) noexcept;

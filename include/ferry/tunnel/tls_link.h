@@ -36,7 +36,7 @@ struct TlsLinkOptions {
     uint64_t rekey_interval_ns = 0;  // 0 = no age limit
 };
 
-class TlsLink final : public Link, private SocketEvents {
+class TlsLink final : public Link, private SocketEvents, private Rearmable {
   public:
     // Takes ownership of the connected socket `fd`; `tls` must outlive the link.
     TlsLink(Context& ctx, int fd, const tls::TlsContext& tls,
@@ -80,7 +80,12 @@ class TlsLink final : public Link, private SocketEvents {
     void key_update_done() noexcept;
     void queue_ciphertext(buf::Chunk&& c) noexcept;
     void send_queued() noexcept;
-    [[nodiscard]] bool seal_batch(WriteBatch* batch) noexcept;
+    // Seals what is left of batch_ into pool buffers; false when the buffers ran out first.
+    [[nodiscard]] bool seal_batch() noexcept;
+    [[nodiscard]] bool batch_sealed() const noexcept;
+    void seal_and_send() noexcept;
+    // Buffers may be back: go on sealing, or gathering a split record.
+    void rearm() noexcept override;
     [[nodiscard]] bool rotation_due(uint64_t now_ns) const noexcept;
     void start_key_epoch(uint64_t now_ns) noexcept;
     void down(const char* reason, int err) noexcept;
@@ -104,10 +109,14 @@ class TlsLink final : public Link, private SocketEvents {
     iovec iov_[kMaxIov];
     uint32_t sending_bytes_ = 0;
     WriteBatch* batch_ = nullptr;  // the session's batch, released once its records went out
+    uint32_t seal_iov_ = 0;        // where sealing of batch_ stopped for lack of buffers
+    size_t seal_offset_ = 0;
 
     // Incoming: a record split across receive buffers is gathered here.
     buf::Chunk partial_;
     uint32_t partial_len_ = 0;
+    // Received bytes held, in order, while no buffer is free to gather a split record.
+    buf::ChunkQueue rx_stalled_;
 
     // kTLS switch-over: waits until no send or recv is in flight and input is at a record
     // boundary, then hands the keys (and sequence numbers) to the kernel.
