@@ -9,6 +9,8 @@ build_deps=(
     liburing-dev libssl-dev openssl libxxhash-dev libabsl-dev
     libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev
     iproute2 procps curl python3 ca-certificates
+    # the kTLS tests boot Debian kernels in QEMU (shared/vm/run-in-vm.sh, tools/vm-kernel.sh)
+    qemu-system-x86 xz-utils zstd debian-archive-keyring
 )
 bench_deps=(haproxy stunnel4 nginx-light libnginx-mod-stream linux-perf)
 

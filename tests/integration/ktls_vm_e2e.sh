@@ -24,6 +24,9 @@ metric() {  # PORT NAME: the value summed over shards
 tls_stat() { grep "^$1 " /proc/net/tls_stat | awk '{print $2}'; }
 if grep -q "^TlsTxRekeyOk " /proc/net/tls_stat; then rekey=1; else rekey=0; fi
 echo "kernel $(uname -r): kTLS rekey $([ $rekey = 1 ] && echo supported || echo unsupported)"
+# kTLS sessions the kernel set up before ferry started (TlsTxSw/TlsRxSw count installs).
+tx0=$(tls_stat TlsTxSw)
+rx0=$(tls_stat TlsRxSw)
 
 tls_t="--tls-cert $P/terminator.crt --tls-key $P/terminator.key --tls-ca $P/ca.crt"
 tls_i="--tls-cert $P/initiator.crt --tls-key $P/initiator.key --tls-ca $P/ca.crt"
@@ -46,8 +49,8 @@ until wget -q -O /dev/null http://127.0.0.1:7005/ready 2>/dev/null; do
 done
 [ "$(metric 7005 ferry_tunnel_ktls)" -ge 1 ] || fail "initiator tunnel is not on kTLS"
 [ "$(metric 7003 ferry_tunnel_ktls)" -ge 1 ] || fail "terminator tunnel is not on kTLS"
-tx0=$(tls_stat TlsTxSw)
-rx0=$(tls_stat TlsRxSw)
+[ "$(tls_stat TlsCurrTxSw)" -ge 2 ] && [ "$(tls_stat TlsCurrRxSw)" -ge 2 ] ||
+    fail "the kernel holds no TLS session for the tunnel"
 
 # Long enough (the VM's crypto is emulated, ~10 MB/s) to span several rotations.
 $L run --target 127.0.0.1:7004 --mode verify --connections 4 --bytes-per-connection 2MiB \
@@ -58,6 +61,8 @@ rx1=$(tls_stat TlsRxSw)
 echo "TlsTxSw $tx0 -> $tx1, TlsRxSw $rx0 -> $rx1"
 [ "$tx1" -gt "$tx0" ] || fail "TlsTxSw did not grow: the kernel did not encrypt"
 [ "$rx1" -gt "$rx0" ] || fail "TlsRxSw did not grow: the kernel did not decrypt"
+# Both ends read through kTLS RX, so every verified byte was sealed and opened by the kernel.
+[ "$(tls_stat TlsDecryptError)" -eq 0 ] || fail "the kernel failed to decrypt a record"
 rot=$(metric 7005 ferry_rotations_reconnect_total)
 ku_i=$(metric 7005 ferry_key_updates_sent_total)
 ku_t=$(metric 7003 ferry_key_updates_sent_total)
