@@ -229,6 +229,7 @@ start_upstream() { # start_upstream MODE
     local name=upstream-$1
     start_bg "$name" "$LOAD_CPU" "$LOAD" serve --listen 127.0.0.1:0 --mode "$1"
     local pid=$STARTED_PID
+    UPSTREAM_PID=$pid
     for _ in $(seq 100); do
         UPSTREAM_PORT=$(sed -n 's/^listening on 127\.0\.0\.1://p' "$TMP/$name.log")
         [[ -n $UPSTREAM_PORT ]] && return 0
@@ -496,10 +497,17 @@ workload_bulk() { # workload_bulk SCENARIO
     start_upstream source
     start_chain "$scenario" "$UPSTREAM_PORT"
     log "$scenario: bulk ($BULK_CONNS connections, $BULK_SIZE B reads)"
-    # shellcheck disable=SC2046
+    local pids
+    pids=$(pids_flag)
+    if [[ $scenario == direct ]]; then
+        # No proxy: watch the source instead, so source + reader give the CPU cost of one
+        # loopback TCP hop (the floor a proxy pair, which pays for about two, is measured against).
+        pids="--proxy-pids=$UPSTREAM_PID"
+    fi
+    # shellcheck disable=SC2086
     load "$scenario.bulk" run --target "127.0.0.1:$FRONT_PORT" --mode bulk \
         --connections "$BULK_CONNS" --size "$BULK_SIZE" --duration "$DURATION" \
-        --warmup "$WARMUP" --json --label "$scenario/bulk" $(pids_flag) ||
+        --warmup "$WARMUP" --json --label "$scenario/bulk" $pids ||
         { cat "$TMP/$scenario.bulk.stderr" >&2; die "$scenario bulk run failed"; }
     stop_scenario
 }
@@ -607,7 +615,7 @@ if has("bulk"):
           f"{'core0':>7}{'core1':>7}")
 for s in scenarios:
     r = runs.get((s, "bulk"))
-    if not r:
+    if not r or s == "direct":
         continue
     busy = r.get("cpu_busy", [])
     b0 = busy[int(proxy_cpu)] * 100 if len(busy) > int(proxy_cpu) else None
@@ -615,6 +623,18 @@ for s in scenarios:
     print(f"{s:<14}{fmt(r['mb_per_s'], '{:.0f}'):>10}{fmt(r['gbit_per_s'], '{:.2f}'):>8}"
           f"{fmt(r.get('proxy_cpu_s'), '{:.2f}'):>12}{fmt(r.get('cpu_s_per_gb'), '{:.3f}'):>10}"
           f"{fmt(b0, '{:.0f}%'):>7}{fmt(b1, '{:.0f}%'):>7}")
+hop = None
+d = runs.get(("direct", "bulk"))
+if d and d.get("bytes") and d.get("proxy_cpu_s") is not None:
+    # The direct run watched the source: source + reader = one loopback hop's CPU per GB.
+    hop = (d["proxy_cpu_s"] + d.get("load_cpu_s", 0)) / (d["bytes"] / 1e9)
+    busy = d.get("cpu_busy", [])
+    b0 = busy[int(proxy_cpu)] * 100 if len(busy) > int(proxy_cpu) else None
+    b1 = busy[int(load_cpu)] * 100 if len(busy) > int(load_cpu) else None
+    print(f"{'direct':<14}{fmt(d['mb_per_s'], '{:.0f}'):>10}{fmt(d['gbit_per_s'], '{:.2f}'):>8}"
+          f"{'-':>12}{'-':>10}{fmt(b0, '{:.0f}%'):>7}{fmt(b1, '{:.0f}%'):>7}")
+    print(f"one loopback TCP hop (direct: source + reader): {hop:.3f} CPU-s/GB; a proxy pair in"
+          f" the middle pays for about two ({2 * hop:.3f})")
 idle = [(s, runs[(s, "idle")]) for s in scenarios if (s, "idle") in runs]
 if idle:
     print()
@@ -644,6 +664,10 @@ for ferry, peers in (("ferry-plain", ["haproxy-tcp"]),
         ratio(f"{ferry} / {peer} idle KiB/conn", ferry, peer, "idle", "kib_per_conn", "lower")
 for s in ["ferry-plain", "ferry-tls", "haproxy-tcp"]:
     ratio(f"{s} / direct bulk MB/s", s, "direct", "bulk", "mb_per_s", "higher")
+    if hop and get(s, "bulk", "cpu_s_per_gb") is not None:
+        ratios.append({"name": f"{s} cpu s/GB / two loopback hops", "a": s, "b": "direct",
+                       "workload": "bulk", "metric": "cpu_s_per_gb",
+                       "ratio": get(s, "bulk", "cpu_s_per_gb") / (2 * hop), "better": "lower"})
     ratio(f"{s} / direct msgs/s", s, "direct", "rr", "msgs_per_s", "higher")
 if ratios:
     print()
