@@ -374,28 +374,15 @@ void TlsLink::kernel_rx_key_update(bool update_requested) noexcept {
     }
     // The kernel holds every later record (reads fail with EKEYEXPIRED) until the next RX key
     // is in: install it now, before the recv is re-armed.
-    tls::DirectionKeys next;
-    if (!tls::next_direction_keys(kernel_keys_->rx, &next)) {
-        down("deriving the next TLS RX key failed", 0);
+    if (!install_next_kernel_key(tls::KtlsDirection::Rx)) {
         return;
     }
-    if (absl::Status st = tls::ktls_rekey(io_.fd(), tls::KtlsDirection::Rx, next); !st.ok()) {
-        FERRY_LOG(Error, "tunnel kTLS: %s", st.message());
-        down("kTLS RX rekey failed", 0);
-        return;
-    }
-    kernel_keys_->rx = next;
     if (update_requested) {
         peer_requested_update_ = true;
     }
 }
 
 bool TlsLink::kernel_tx_key_update() noexcept {
-    tls::DirectionKeys next;
-    if (!tls::next_direction_keys(kernel_keys_->tx, &next)) {
-        down("deriving the next TLS TX key failed", 0);
-        return false;
-    }
     // No ring send is in flight (write() holds the only batch), so the KeyUpdate lands between
     // the bytes already sent under the old key and the ones sent next under the new key. A
     // non-blocking sendmsg of 5 bytes: if the socket buffer is full, rotate on the next write.
@@ -407,13 +394,24 @@ bool TlsLink::kernel_tx_key_update() noexcept {
         down("sending a KeyUpdate failed", err);
         return false;
     }
-    if (absl::Status st = tls::ktls_rekey(io_.fd(), tls::KtlsDirection::Tx, next); !st.ok()) {
-        // The peer switches keys at the KeyUpdate already sent: this connection cannot go on.
-        FERRY_LOG(Error, "tunnel kTLS: %s", st.message());
-        down("kTLS TX rekey failed", 0);
+    // The peer switches keys at the KeyUpdate just sent: failing here ends the connection.
+    return install_next_kernel_key(tls::KtlsDirection::Tx);
+}
+
+bool TlsLink::install_next_kernel_key(tls::KtlsDirection direction) noexcept {
+    const bool tx = direction == tls::KtlsDirection::Tx;
+    tls::DirectionKeys& current = tx ? kernel_keys_->tx : kernel_keys_->rx;
+    tls::DirectionKeys next;
+    if (!tls::next_direction_keys(current, &next)) {
+        down(tx ? "deriving the next TLS TX key failed" : "deriving the next TLS RX key failed", 0);
         return false;
     }
-    kernel_keys_->tx = next;
+    if (absl::Status st = tls::ktls_rekey(io_.fd(), direction, next); !st.ok()) {
+        FERRY_LOG(Error, "tunnel kTLS: %s", st.message());
+        down(tx ? "kTLS TX rekey failed" : "kTLS RX rekey failed", 0);
+        return false;
+    }
+    current = next;
     return true;
 }
 

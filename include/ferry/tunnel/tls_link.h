@@ -21,6 +21,7 @@
 #include <string>
 
 #include "ferry/tls/handshake.h"
+#include "ferry/tls/ktls.h"
 #include "ferry/tls/record_layer.h"
 #include "ferry/tls/tls_context.h"
 #include "ferry/tunnel/link.h"
@@ -76,6 +77,9 @@ class TlsLink final : public Link, private SocketEvents, private Rearmable {
     void kernel_rx_key_update(bool update_requested) noexcept;
     // Sends a KeyUpdate and installs the next TX key; false when it did not happen now.
     [[nodiscard]] bool kernel_tx_key_update() noexcept;
+    // Ratchets one direction's secret (RFC 8446 §7.2) and puts the next key into the kernel;
+    // false, with the link down, when that fails.
+    [[nodiscard]] bool install_next_kernel_key(tls::KtlsDirection direction) noexcept;
     [[nodiscard]] bool key_update_due() const noexcept;
     void key_update_done() noexcept;
     void queue_ciphertext(buf::Chunk&& c) noexcept;
