@@ -259,7 +259,7 @@ void TlsLink::user_input(buf::Chunk&& c) noexcept {
                 // Both pools are dry: hold the rest (and what still arrives) and stop reading
                 // until buffers come back, rather than drop the connection and its streams.
                 rx_stalled_.push(ctx_.nodes, c.share(offset, len - offset));
-                ctx_.metrics.tls_buffer_waits.add();
+                waiting_for_buffers();
                 io_.pause_reading();
                 ctx_.park_starved(this);
                 return;
@@ -498,12 +498,22 @@ void TlsLink::seal_and_send() noexcept {
     if (!batch_sealed() && !seal_batch()) {
         // Both pools are dry. Our own queued records return buffers as they go out; with none
         // queued, wait for other sockets to return some instead of dropping the connection.
-        ctx_.metrics.tls_buffer_waits.add();
+        waiting_for_buffers();
         if (tx_.empty() && !io_.sending()) {
             ctx_.park_starved(this);
         }
+    } else if (rx_stalled_.empty()) {
+        buffer_wait_ = false;
     }
     send_queued();
+}
+
+void TlsLink::waiting_for_buffers() noexcept {
+    // One wait, however many re-arms it takes to end.
+    if (!buffer_wait_) {
+        buffer_wait_ = true;
+        ctx_.metrics.tls_buffer_waits.add();
+    }
 }
 
 void TlsLink::rearm() noexcept {
@@ -528,6 +538,7 @@ void TlsLink::rearm() noexcept {
         rx_stalled_.push(ctx_.nodes, held.pop(ctx_.nodes));
     }
     if (rx_stalled_.empty() && !down_) {
+        buffer_wait_ = !batch_sealed();
         if (ktls_wanted_) {
             try_install_ktls();
         } else {

@@ -88,6 +88,8 @@ class TlsLink final : public Link, private SocketEvents, private Rearmable {
     [[nodiscard]] bool seal_batch() noexcept;
     [[nodiscard]] bool batch_sealed() const noexcept;
     void seal_and_send() noexcept;
+    // Counts the start of a wait for buffers (sealing or gathering); ends in rearm/seal_and_send.
+    void waiting_for_buffers() noexcept;
     // Buffers may be back: go on sealing, or gathering a split record.
     void rearm() noexcept override;
     [[nodiscard]] bool rotation_due(uint64_t now_ns) const noexcept;
@@ -121,6 +123,7 @@ class TlsLink final : public Link, private SocketEvents, private Rearmable {
     uint32_t partial_len_ = 0;
     // Received bytes held, in order, while no buffer is free to gather a split record.
     buf::ChunkQueue rx_stalled_;
+    bool buffer_wait_ = false;  // a wait for buffers is under way (counted once)
 
     // kTLS switch-over: waits until no send or recv is in flight and input is at a record
     // boundary, then hands the keys (and sequence numbers) to the kernel.

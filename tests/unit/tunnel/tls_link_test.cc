@@ -1,0 +1,251 @@
+#include "ferry/tunnel/tls_link.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ferry/buf/pool.h"
+#include "ferry/tls/record_layer.h"
+#include "ferry/tls/tls_context.h"
+#include "ferry/tunnel/session.h"
+#include "ferry/tunnel/stream.h"
+#include "session_harness.h"
+#include "tls_test_util.h"
+
+namespace ferry::tunnel {
+namespace {
+
+namespace pt = proto::tunnel;
+using harness::tcp_pair;
+using harness::TestHandler;
+
+// Moves bytes between two sockets the test holds, so it decides where the terminator's receives
+// end: bytes toward the terminator pass only up to `limit`.
+class Relay {
+  public:
+    Relay(int initiator_side, int terminator_side)
+        : initiator_side_(initiator_side), terminator_side_(terminator_side) {
+        (void)fcntl(initiator_side_, F_SETFL, O_NONBLOCK);
+        (void)fcntl(terminator_side_, F_SETFL, O_NONBLOCK);
+    }
+    ~Relay() {
+        close(initiator_side_);
+        close(terminator_side_);
+    }
+    Relay(const Relay&) = delete;
+    Relay& operator=(const Relay&) = delete;
+
+    void shuttle() {
+        read_into(initiator_side_, to_terminator_);
+        while (forwarded_ < limit && forwarded_ < to_terminator_.size()) {
+            const size_t n = std::min<uint64_t>(limit, to_terminator_.size()) - forwarded_;
+            ssize_t w = send(terminator_side_, to_terminator_.data() + forwarded_, n, MSG_NOSIGNAL);
+            if (w <= 0) {
+                break;
+            }
+            forwarded_ += static_cast<size_t>(w);
+        }
+        std::vector<std::byte> back;
+        read_into(terminator_side_, back);
+        size_t off = 0;
+        while (off < back.size()) {
+            ssize_t w = send(initiator_side_, back.data() + off, back.size() - off, MSG_NOSIGNAL);
+            if (w <= 0) {
+                break;  // the initiator end is gone; the test is over
+            }
+            off += static_cast<size_t>(w);
+        }
+    }
+
+    // Bytes from the initiator not yet passed on, starting at the next one to pass.
+    [[nodiscard]] std::span<const std::byte> held() const {
+        return std::span<const std::byte>(to_terminator_).subspan(forwarded_);
+    }
+    [[nodiscard]] uint64_t forwarded() const { return forwarded_; }
+
+    uint64_t limit = UINT64_MAX;
+
+  private:
+    static void read_into(int fd, std::vector<std::byte>& out) {
+        std::byte buf[65536];
+        for (;;) {
+            ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n <= 0) {
+                return;
+            }
+            out.insert(out.end(), buf, buf + n);
+        }
+    }
+
+    int initiator_side_;
+    int terminator_side_;
+    std::vector<std::byte> to_terminator_;
+    size_t forwarded_ = 0;
+};
+
+// Two Sessions over TlsLink (user-space records: kTLS off) in the test's one ring.
+class TlsLinkTest : public harness::SessionHarness {
+  protected:
+    void SetUp() override {
+        SessionHarness::SetUp();
+        client_tls_ = tls::testing::make_context(tls::testing::client_config());
+        server_tls_ = tls::testing::make_context(tls::testing::server_config());
+        ASSERT_NE(client_tls_, nullptr);
+        ASSERT_NE(server_tls_, nullptr);
+    }
+
+    void TearDown() override {
+        hoard_.clear();
+        SessionHarness::TearDown();
+        relay_.reset();
+    }
+
+    std::unique_ptr<Link> make_link(int fd, Session::Role role) override {
+        TlsLinkOptions options;
+        options.ktls = KtlsMode::Off;
+        const tls::TlsContext& tls = role == Session::Role::Initiator ? *client_tls_ : *server_tls_;
+        return std::make_unique<TlsLink>(*ctx_, fd, tls, options);
+    }
+
+    // Sessions whose bytes toward the terminator pass through relay_.
+    void connect_through_relay() {
+        build();
+        if (IsSkipped()) {
+            return;
+        }
+        auto [initiator_fd, relay_a] = tcp_pair();
+        auto [relay_b, terminator_fd] = tcp_pair();
+        ASSERT_GE(initiator_fd, 0);
+        ASSERT_GE(terminator_fd, 0);
+        relay_ = std::make_unique<Relay>(relay_a, relay_b);
+        between_steps_ = [this] { relay_->shuttle(); };
+        step_wait_ms_ = 1;
+        ASSERT_NO_FATAL_FAILURE(start_sessions(initiator_fd, terminator_fd));
+    }
+
+    // Takes every free buffer of both pools, as local streams waiting for credit would.
+    void hoard() {
+        for (buf::Pool* pool : {&ctx_->tunnel_pool, &ctx_->pool}) {
+            for (buf::Chunk c = pool->try_alloc(); !c.empty(); c = pool->try_alloc()) {
+                hoard_.push_back(std::move(c));
+            }
+        }
+    }
+
+    // Opens a stream whose far end checks every byte against seed 1.
+    Stream* open_checked(TestHandler& h) {
+        term_owner_.configure = [](TestHandler& th, const pt::Open&) { th.seed = 1; };
+        Stream* s = open(h);
+        if (s != nullptr && !run_until([&] { return !term_owner_.accepted.empty(); })) {
+            return nullptr;
+        }
+        return s;
+    }
+
+    // Pumps the rest of `total` and finishes, then checks the far end got every byte in order.
+    void finish_and_verify(Stream* s, uint64_t sent, uint64_t total) {
+        std::function<void()> before = between_steps_;
+        between_steps_ = [&, before] {
+            if (before) {
+                before();
+            }
+            if (sent < total) {
+                sent = pump(s, 1, sent, total);
+                if (sent == total) {
+                    s->finish();
+                }
+            }
+        };
+        const TestHandler& far = term_owner_.handler(0);
+        ASSERT_TRUE(run_until([&] { return far.fin; })) << "received " << far.received;
+        EXPECT_EQ(far.received, total);
+        EXPECT_EQ(far.first_mismatch, UINT64_MAX) << "first bad byte at " << far.first_mismatch;
+        EXPECT_EQ(init_owner_.closed, 0);
+        EXPECT_EQ(term_owner_.closed, 0);
+        EXPECT_EQ(metrics_.tunnel_protocol_errors.value(), 0U);
+    }
+
+    std::unique_ptr<tls::TlsContext> client_tls_;
+    std::unique_ptr<tls::TlsContext> server_tls_;
+    std::unique_ptr<Relay> relay_;
+    std::vector<buf::Chunk> hoard_;
+};
+
+TEST_F(TlsLinkTest, SessionsCarryMebibytesBothWays) {
+    ASSERT_NO_FATAL_FAILURE(connect());
+    if (IsSkipped()) {
+        return;
+    }
+    TestHandler& h = handlers_.emplace_back();
+    Stream* s = open_checked(h);
+    ASSERT_NE(s, nullptr);
+    finish_and_verify(s, 0, 4 * 1024 * 1024 + 17);
+    EXPECT_EQ(metrics_.tls_buffer_waits.value(), 0U);
+}
+
+TEST_F(TlsLinkTest, SealingWaitsForBuffersThenSendsEveryByte) {
+    ASSERT_NO_FATAL_FAILURE(connect());
+    if (IsSkipped()) {
+        return;
+    }
+    TestHandler& h = handlers_.emplace_back();
+    Stream* s = open_checked(h);
+    ASSERT_NE(s, nullptr);
+    constexpr uint64_t kTotal = 1024 * 1024;
+    // Queue a window of plaintext, then leave no buffer for its records before the flush.
+    const uint64_t sent = pump(s, 1, 0, kTotal);
+    ASSERT_GT(sent, 0U);
+    hoard();
+    for (int i = 0; i < 20; ++i) {
+        step(1);
+    }
+    EXPECT_EQ(metrics_.tls_buffer_waits.value(), 1U) << "one wait, counted once";
+    EXPECT_EQ(term_owner_.handler(0).received, 0U);
+    EXPECT_EQ(initiator_->state(), Session::State::Open);
+    hoard_.clear();
+    finish_and_verify(s, sent, kTotal);
+}
+
+TEST_F(TlsLinkTest, ARecordSplitAcrossReceivesWaitsForABufferThenOpens) {
+    ASSERT_NO_FATAL_FAILURE(connect_through_relay());
+    if (IsSkipped()) {
+        return;
+    }
+    TestHandler& h = handlers_.emplace_back();
+    Stream* s = open_checked(h);
+    ASSERT_NE(s, nullptr);
+    settle();
+    // Hold everything the initiator seals from here on, starting at a record boundary.
+    relay_->limit = relay_->forwarded();
+    constexpr uint64_t kTotal = 1024 * 1024;
+    const uint64_t sent = pump(s, 1, 0, kTotal);
+    ASSERT_TRUE(run_until([&] { return relay_->held().size() >= sent; }));
+    const std::span<const std::byte> records = relay_->held();
+    ASSERT_EQ(records[0], std::byte{23}) << "held bytes start with an application-data record";
+    ASSERT_GT(tls::record_size(records), 10U);
+    // Once the sent records have come back to the pool, pass on the first ten bytes of a record
+    // with no buffer left to gather it in.
+    settle();
+    hoard();
+    relay_->limit = relay_->forwarded() + 10;
+    ASSERT_TRUE(run_until([&] { return metrics_.tls_buffer_waits.value() >= 1; }));
+    // Everything else arrives meanwhile; the terminator holds it unread, in order.
+    relay_->limit = UINT64_MAX;
+    for (int i = 0; i < 20; ++i) {
+        step(1);
+    }
+    EXPECT_EQ(metrics_.tls_buffer_waits.value(), 1U) << "one wait, counted once";
+    EXPECT_EQ(term_owner_.handler(0).received, 0U);
+    EXPECT_EQ(terminator_->state(), Session::State::Open);
+    hoard_.clear();
+    finish_and_verify(s, sent, kTotal);
+}
+
+}  // namespace
+}  // namespace ferry::tunnel
