@@ -77,9 +77,12 @@ Session::Session(Context& ctx, SessionOwner* owner, std::unique_ptr<Link> link, 
       node_name_(node_name),
       decoder_(sink_, ctx.tuning.max_frame_size),
       next_stream_id_(role == Role::Initiator ? 1 : 2),
-      conn_recv_(ctx.tuning.connection_window) {}
+      conn_recv_(ctx.tuning.connection_window) {
+    owed_resets_.reserve(ctx.tuning.max_streams);
+}
 
 Session::~Session() {
+    ctx_.unpark_starved(this);
     batch_.owned.clear(ctx_.nodes);
     ctrl_full_.clear(ctx_.nodes);
 }
@@ -145,10 +148,7 @@ void Session::drain() noexcept {
     }
     if (state_ != State::Draining) {
         state_ = State::Draining;
-        std::span<std::byte> out = control_space(64);
-        control_commit(
-            pt::encode_goaway(out, last_peer_stream_id_, pt::ErrorCode::NoError, "drain"));
-        mark_dirty();
+        send_drain_goaway();
     }
     maybe_finish_drain();
 }
@@ -185,11 +185,14 @@ void Session::tick(uint64_t now_ns) noexcept {
         return;
     }
     if (ping_outstanding_ns_ == 0 && now_ns - last_ping_ns_ >= ctx_.tuning.ping_interval_ns) {
-        last_ping_ns_ = now_ns;
-        ping_outstanding_ns_ = now_ns;
-        std::span<std::byte> out = control_space(32);
-        control_commit(pt::encode_ping(out, false, now_ns));
-        mark_dirty();
+        // With no buffer free the PING waits for a later tick; its timeout starts once it is out.
+        std::span<std::byte> out = control_space(pt::kPingFrameSize);
+        if (!out.empty()) {
+            last_ping_ns_ = now_ns;
+            ping_outstanding_ns_ = now_ns;
+            control_commit(pt::encode_ping(out, false, now_ns));
+            mark_dirty();
+        }
     }
 }
 
@@ -238,10 +241,12 @@ void Session::control_commit(size_t n) noexcept {
     ctx_.metrics.frames_out.add();
 }
 
-void Session::send_window_update(uint32_t stream_id, uint32_t increment) noexcept {
-    std::span<std::byte> out = control_space(pt::kFrameHeaderSize + 4);
+void Session::send_credit(uint32_t stream_id, pt::RecvWindow& window, uint32_t increment) noexcept {
+    std::span<std::byte> out = control_space(pt::kWindowFrameSize);
     if (out.empty()) {
-        fail(pt::ErrorCode::InternalError, "out of buffers for control frames");
+        window.unsend(increment);
+        owe_credit_ = true;
+        ctx_.park_starved(this);
         return;
     }
     control_commit(pt::encode_window(out, stream_id, increment));
@@ -249,14 +254,79 @@ void Session::send_window_update(uint32_t stream_id, uint32_t increment) noexcep
 }
 
 void Session::send_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
-    std::span<std::byte> out = control_space(pt::kFrameHeaderSize + 4);
+    std::span<std::byte> out = control_space(pt::kResetFrameSize);
     if (out.empty()) {
-        fail(pt::ErrorCode::InternalError, "out of buffers for control frames");
+        if (owed_resets_.size() == owed_resets_.capacity()) {
+            fail(pt::ErrorCode::InternalError, "out of buffers for control frames");
+            return;
+        }
+        owed_resets_.emplace_back(stream_id, code);
+        ctx_.park_starved(this);
         return;
     }
     control_commit(pt::encode_reset(out, stream_id, code));
     ctx_.metrics.resets_sent.add();
     mark_dirty();
+}
+
+void Session::send_drain_goaway() noexcept {
+    std::span<std::byte> out = control_space(pt::kFrameHeaderSize + 8 + 8);
+    if (out.empty()) {
+        owe_goaway_ = true;
+        ctx_.park_starved(this);
+        return;
+    }
+    owe_goaway_ = false;
+    control_commit(pt::encode_goaway(out, last_peer_stream_id_, pt::ErrorCode::NoError, "drain"));
+    mark_dirty();
+}
+
+bool Session::owes_control() const noexcept {
+    return owe_credit_ || owe_goaway_ || owed_ping_ack_.has_value() || !owed_resets_.empty();
+}
+
+void Session::pay_owed_control() noexcept {
+    if (owe_goaway_) {
+        send_drain_goaway();
+    }
+    if (owed_ping_ack_.has_value()) {
+        std::span<std::byte> out = control_space(pt::kPingFrameSize);
+        if (!out.empty()) {
+            control_commit(pt::encode_ping(out, true, *owed_ping_ack_));
+            owed_ping_ack_.reset();
+        }
+    }
+    size_t paid = 0;
+    for (; paid < owed_resets_.size(); ++paid) {
+        std::span<std::byte> out = control_space(pt::kResetFrameSize);
+        if (out.empty()) {
+            break;
+        }
+        control_commit(pt::encode_reset(out, owed_resets_[paid].first, owed_resets_[paid].second));
+        ctx_.metrics.resets_sent.add();
+    }
+    owed_resets_.erase(owed_resets_.begin(), owed_resets_.begin() + static_cast<ptrdiff_t>(paid));
+    if (owe_credit_) {
+        // Credit coalesced while owed: one WINDOW per stream carries all it has consumed.
+        owe_credit_ = false;
+        for (auto& [id, s] : streams_) {
+            if (s->recv_.unacked() > 0 && !s->fin_received_) {
+                send_credit(id, s->recv_, s->recv_.take_unacked());
+            }
+        }
+        if (conn_recv_.unacked() > 0) {
+            send_credit(0, conn_recv_, conn_recv_.take_unacked());
+        }
+    }
+    if (owes_control()) {
+        ctx_.park_starved(this);
+    }
+}
+
+void Session::rearm() noexcept {
+    if (owes_control()) {
+        flush();
+    }
 }
 
 void Session::mark_dirty() noexcept {
@@ -376,6 +446,9 @@ bool Session::emit_data_frame(Stream& s) noexcept {
 void Session::flush() noexcept {
     if (writing_ || link_closed_ || !link_->established()) {
         return;
+    }
+    if (owes_control()) {
+        pay_owed_control();
     }
     WriteBatch& b = batch_;
     b.iov_count = 0;
@@ -562,14 +635,14 @@ void Session::stream_maybe_done(Stream& s) noexcept {
 
 void Session::stream_consumed(Stream& s, uint32_t n) noexcept {
     if (uint32_t inc = s.recv_.on_consumed(n); inc > 0 && !s.fin_received_) {
-        send_window_update(s.id_, inc);
+        send_credit(s.id_, s.recv_, inc);
     }
     stream_consumed_conn_only(n);
 }
 
 void Session::stream_consumed_conn_only(uint32_t n) noexcept {
     if (uint32_t inc = conn_recv_.on_consumed(n); inc > 0) {
-        send_window_update(0, inc);
+        send_credit(0, conn_recv_, inc);
     }
 }
 
@@ -757,11 +830,14 @@ bool Session::on_ping(bool ack, uint64_t opaque) noexcept {
         }
         return true;
     }
-    std::span<std::byte> out = control_space(32);
-    if (!out.empty()) {
-        control_commit(pt::encode_ping(out, true, opaque));
-        mark_dirty();
+    std::span<std::byte> out = control_space(pt::kPingFrameSize);
+    if (out.empty()) {
+        owed_ping_ack_ = opaque;  // only the newest PING is waited for
+        ctx_.park_starved(this);
+        return true;
     }
+    control_commit(pt::encode_ping(out, true, opaque));
+    mark_dirty();
     return true;
 }
 

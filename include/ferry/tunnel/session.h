@@ -5,16 +5,19 @@
 // without a copy. Outgoing, handlers queue chunks on their Stream; once per loop iteration the
 // shard calls flush(), which packs control frames and then DATA frames of ready streams,
 // round-robin with one frame per stream per turn (so a bulk stream cannot starve the others),
-// into one gathered write. Credit-based flow control bounds every queue.
+// into one gathered write. Credit-based flow control bounds every queue. When both buffer pools
+// are dry, control frames are owed (kept as state) rather than dropped or fatal.
 // Shard-affine; callbacks to handlers and the owner run from CQE dispatch.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "ferry/base/object_pool.h"
@@ -62,7 +65,7 @@ class SessionOwner {
     ~SessionOwner() = default;
 };
 
-class Session final {
+class Session final : private Rearmable {
   public:
     enum class Role : uint8_t { Initiator, Terminator };
     enum class State : uint8_t { Hello, Open, Draining, Closing, Closed };
@@ -138,8 +141,16 @@ class Session final {
     void mark_dirty() noexcept;
     [[nodiscard]] std::span<std::byte> control_space(size_t n) noexcept;
     void control_commit(size_t n) noexcept;
-    void send_window_update(uint32_t stream_id, uint32_t increment) noexcept;
+    // Sends the increment `window` returned; when no buffer is free it is owed instead.
+    void send_credit(uint32_t stream_id, proto::tunnel::RecvWindow& window,
+                     uint32_t increment) noexcept;
     void send_reset(uint32_t stream_id, proto::tunnel::ErrorCode code) noexcept;
+    void send_drain_goaway() noexcept;
+    [[nodiscard]] bool owes_control() const noexcept;
+    // Encodes what is owed, as far as buffers allow; parks the session for the rest.
+    void pay_owed_control() noexcept;
+    // Buffers may be back (Rearmable): pay what is owed and write.
+    void rearm() noexcept override;
     void fail(proto::tunnel::ErrorCode code, const char* detail) noexcept;
     void reset_all_streams(proto::tunnel::ErrorCode code) noexcept;
     void destroy_stream(Stream* s) noexcept;
@@ -181,6 +192,14 @@ class Session final {
     buf::Chunk ctrl_;
     uint32_t ctrl_used_ = 0;
     uint32_t ctrl_sent_ = 0;
+    // Control frames owed to the peer because no buffer was free to encode them (both pools
+    // dry), kept as state rather than dropped or failing the connection; paid at the next flush
+    // that finds a buffer. Bounded: credit coalesces in the windows, only the newest PING wants
+    // its ACK, and resets are capped (reserved once, at max_streams).
+    bool owe_credit_ = false;
+    bool owe_goaway_ = false;
+    std::optional<uint64_t> owed_ping_ack_;
+    std::vector<std::pair<uint32_t, proto::tunnel::ErrorCode>> owed_resets_;
     Stream* ready_head_ = nullptr;
     Stream* ready_tail_ = nullptr;
     WriteBatch batch_;

@@ -69,6 +69,9 @@ class TestHandler final : public StreamHandler {
         } else {
             held += data.size();
         }
+        if (keep_chunks) {
+            kept.push_back(std::move(data));
+        }
     }
     void on_stream_fin() noexcept override { fin = true; }
     void on_stream_reset(pt::ErrorCode code) noexcept override {
@@ -92,6 +95,8 @@ class TestHandler final : public StreamHandler {
     Stream* stream = nullptr;
     std::optional<uint32_t> seed;  // verify bytes against pattern_byte instead of keeping them
     bool consume = true;
+    bool keep_chunks = false;  // hold the received buffers (as a slow local socket would)
+    std::vector<buf::Chunk> kept;
     std::string text;
     uint64_t received = 0;
     uint64_t held = 0;
@@ -169,6 +174,7 @@ class SessionHarness : public ::testing::Test {
     }
 
     void TearDown() override {
+        hoard_.clear();
         shut_down();
         if (raw_fd_ >= 0) {
             close(raw_fd_);
@@ -315,6 +321,15 @@ class SessionHarness : public ::testing::Test {
         return sent;
     }
 
+    // Takes every free buffer of both pools, as local streams waiting for credit would.
+    void hoard() {
+        for (buf::Pool* pool : {&ctx_->tunnel_pool, &ctx_->pool}) {
+            for (buf::Chunk c = pool->try_alloc(); !c.empty(); c = pool->try_alloc()) {
+                hoard_.push_back(std::move(c));
+            }
+        }
+    }
+
     void write_text(Stream* s, std::string_view text) {
         buf::Chunk c = ctx_->pool.try_alloc();
         ASSERT_FALSE(c.empty());
@@ -335,6 +350,7 @@ class SessionHarness : public ::testing::Test {
     Tuning tuning_;
     std::unique_ptr<ContextOwner> owner_;
     Context* ctx_ = nullptr;
+    std::vector<buf::Chunk> hoard_;  // buffers taken by hoard()
     std::deque<TestHandler> handlers_;
     TestOwner init_owner_;
     TestOwner term_owner_;

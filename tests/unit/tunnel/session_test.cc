@@ -1,5 +1,6 @@
 #include "ferry/tunnel/session.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <liburing.h>
 #include <sys/socket.h>
@@ -36,6 +37,7 @@ namespace ferry::tunnel {
 namespace {
 
 namespace pt = proto::tunnel;
+using harness::kBufferSize;
 using harness::tcp_pair;
 using harness::TestHandler;
 using harness::TestOwner;
@@ -51,10 +53,20 @@ struct CaptureSink {
     }
     bool on_open(uint32_t, const pt::Open&) noexcept { return true; }
     bool on_data(uint32_t, std::span<const std::byte>, bool) noexcept { return true; }
-    bool on_window(uint32_t, uint32_t) noexcept { return true; }
-    bool on_reset(uint32_t, pt::ErrorCode) noexcept { return true; }
-    bool on_ping(bool ack, uint64_t) noexcept {
-        pings += ack ? 0 : 1;
+    bool on_window(uint32_t stream_id, uint32_t increment) noexcept {
+        windows.emplace_back(stream_id, increment);
+        return true;
+    }
+    bool on_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
+        resets.emplace_back(stream_id, code);
+        return true;
+    }
+    bool on_ping(bool ack, uint64_t opaque) noexcept {
+        if (ack) {
+            ping_acks.push_back(opaque);
+        } else {
+            ++pings;
+        }
         return true;
     }
     bool on_goaway(uint32_t, pt::ErrorCode code, std::string_view debug) noexcept {
@@ -65,6 +77,9 @@ struct CaptureSink {
 
     int hellos = 0;
     int pings = 0;
+    std::vector<uint64_t> ping_acks;
+    std::vector<std::pair<uint32_t, uint32_t>> windows;
+    std::vector<std::pair<uint32_t, pt::ErrorCode>> resets;
     std::string hello_name;
     std::optional<pt::ErrorCode> goaway;
     std::string goaway_debug;
@@ -75,6 +90,25 @@ std::vector<std::byte> preface_and_hello(const pt::HelloSettings& settings) {
     size_t n = pt::encode_preface(out);
     n += pt::encode_hello(std::span<std::byte>(out).subspan(n), settings);
     out.resize(n);
+    return out;
+}
+
+std::vector<std::byte> open_frame(uint32_t stream_id) {
+    std::vector<std::byte> out(pt::open_frame_size(pt::StreamProtocol::Tcp, "k", {}));
+    out.resize(pt::encode_open(out, stream_id, pt::StreamProtocol::Tcp, "k", {}));
+    return out;
+}
+
+std::vector<std::byte> ping_frame(uint64_t opaque) {
+    std::vector<std::byte> out(pt::kPingFrameSize);
+    out.resize(pt::encode_ping(out, false, opaque));
+    return out;
+}
+
+std::vector<std::byte> data_frame(uint32_t stream_id, uint32_t len) {
+    std::vector<std::byte> out(pt::kFrameHeaderSize + len, std::byte{'d'});
+    const size_t n = pt::encode_data_header(out, stream_id, len, false);
+    out.resize(n == 0 ? 0 : out.size());
     return out;
 }
 
@@ -730,6 +764,96 @@ TEST_F(SessionTest, AnUnansweredPingTimesTheSessionOut) {
     EXPECT_EQ(sink.pings, 1);
     ASSERT_TRUE(sink.goaway.has_value());
     EXPECT_EQ(*sink.goaway, pt::ErrorCode::Timeout);
+}
+
+TEST_F(SessionTest, ControlFramesOwedWhileThePoolsAreDryGoOutOnceBuffersReturn) {
+    tuning_.stream_window = 16384;
+    tuning_.ping_interval_ns = 1;  // a PING is due at every tick the test makes
+    ASSERT_NO_FATAL_FAILURE(connect_raw());
+    if (IsSkipped()) {
+        return;
+    }
+    write_all(raw_fd_, preface_and_hello({}));
+    ASSERT_TRUE(run_until([&] { return term_owner_.ready == 1; }));
+    // Two streams from the peer whose ends hold what they receive (buffers and credit), as a
+    // slow local socket would.
+    term_owner_.configure = [](TestHandler& h, const pt::Open&) {
+        h.consume = false;
+        h.keep_chunks = true;
+    };
+    std::vector<std::byte> opens = open_frame(1);
+    std::vector<std::byte> open3 = open_frame(3);
+    opens.insert(opens.end(), open3.begin(), open3.end());
+    write_all(raw_fd_, opens);
+    ASSERT_TRUE(run_until([&] { return term_owner_.accepted.size() == 2; }));
+    settle();
+    CaptureSink sink;
+    pt::FrameDecoder<CaptureSink> decoder(sink);
+    uint64_t peer_got = 0;
+    auto read_peer = [&] {
+        std::vector<std::byte> bytes = read_available(raw_fd_);
+        peer_got += bytes.size();
+        (void)decoder.feed(bytes);
+    };
+    read_peer();
+    // All the session sent so far sits in its first control buffer (one pool buffer): PING ACKs
+    // fill it up to the last one that fits.
+    const uint64_t fits = (kBufferSize - peer_got) / pt::kPingFrameSize;
+    std::vector<std::byte> pings;
+    for (uint64_t opaque = 0; opaque < fits; ++opaque) {
+        std::vector<std::byte> ping = ping_frame(opaque);
+        pings.insert(pings.end(), ping.begin(), ping.end());
+    }
+    write_all(raw_fd_, pings);
+    ASSERT_TRUE(run_until([&] {
+        read_peer();
+        return sink.ping_acks.size() == fits;
+    }));
+    ASSERT_GT(peer_got + pt::kPingFrameSize, kBufferSize);
+
+    // No free buffer from here on (taken again after every step). One more PING, in the same
+    // receive as DATA that stream 1 holds on to: its ACK is owed. So are the credit stream 1
+    // returns and the RESET of stream 3.
+    hoard();
+    between_steps_ = [this] { hoard(); };
+    std::vector<std::byte> in = ping_frame(fits);
+    std::vector<std::byte> data = data_frame(1, 8192);
+    in.insert(in.end(), data.begin(), data.end());
+    write_all(raw_fd_, in);
+    ASSERT_TRUE(run_until([&] { return term_owner_.handler(0).received == 8192; }));
+    term_owner_.handler(0).release_held();
+    ASSERT_TRUE(terminator_->usable()) << "owing credit must not fail the connection";
+    ASSERT_NE(term_owner_.handler(1).stream, nullptr);
+    term_owner_.handler(1).stream->reset(pt::ErrorCode::Cancel);
+    terminator_->tick(base::mono_ns());  // a PING of our own waits for a later tick
+    settle();
+    read_peer();
+    EXPECT_EQ(sink.ping_acks.size(), fits);
+    EXPECT_TRUE(sink.windows.empty());
+    EXPECT_TRUE(sink.resets.empty());
+    EXPECT_EQ(sink.pings, 0);
+    EXPECT_TRUE(terminator_->usable()) << "owing frames must not fail the connection";
+
+    // Buffers come back: what was owed goes out, the credit coalesced per window.
+    between_steps_ = nullptr;
+    hoard_.clear();
+    term_owner_.handler(0).kept.clear();
+    ASSERT_TRUE(run_until([&] {
+        read_peer();
+        return sink.ping_acks.size() > fits && sink.windows.size() >= 2 && !sink.resets.empty();
+    }));
+    EXPECT_EQ(sink.ping_acks.back(), fits);
+    EXPECT_THAT(sink.windows,
+                ::testing::UnorderedElementsAre(std::pair<uint32_t, uint32_t>{1, 8192},
+                                                std::pair<uint32_t, uint32_t>{0, 8192}));
+    EXPECT_EQ(sink.resets.front(), (std::pair<uint32_t, pt::ErrorCode>{3, pt::ErrorCode::Cancel}));
+    EXPECT_FALSE(sink.goaway.has_value());
+    terminator_->tick(base::mono_ns());
+    ASSERT_TRUE(run_until([&] {
+        read_peer();
+        return sink.pings == 1;
+    }));
+    EXPECT_TRUE(terminator_->usable());
 }
 
 }  // namespace

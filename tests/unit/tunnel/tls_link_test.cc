@@ -101,7 +101,6 @@ class TlsLinkTest : public harness::SessionHarness {
     }
 
     void TearDown() override {
-        hoard_.clear();
         SessionHarness::TearDown();
         relay_.reset();
     }
@@ -127,15 +126,6 @@ class TlsLinkTest : public harness::SessionHarness {
         between_steps_ = [this] { relay_->shuttle(); };
         step_wait_ms_ = 1;
         ASSERT_NO_FATAL_FAILURE(start_sessions(initiator_fd, terminator_fd));
-    }
-
-    // Takes every free buffer of both pools, as local streams waiting for credit would.
-    void hoard() {
-        for (buf::Pool* pool : {&ctx_->tunnel_pool, &ctx_->pool}) {
-            for (buf::Chunk c = pool->try_alloc(); !c.empty(); c = pool->try_alloc()) {
-                hoard_.push_back(std::move(c));
-            }
-        }
     }
 
     // Opens a stream whose far end checks every byte against seed 1.
@@ -174,7 +164,6 @@ class TlsLinkTest : public harness::SessionHarness {
     std::unique_ptr<tls::TlsContext> client_tls_;
     std::unique_ptr<tls::TlsContext> server_tls_;
     std::unique_ptr<Relay> relay_;
-    std::vector<buf::Chunk> hoard_;
 };
 
 TEST_F(TlsLinkTest, SessionsCarryMebibytesBothWays) {

@@ -81,6 +81,21 @@ class RecvWindow final {
         return increment;
     }
 
+    // Takes back an increment from on_consumed that could not be sent: it is owed again.
+    void unsend(uint32_t increment) noexcept {
+        FERRY_DCHECK(increment <= available_);
+        available_ -= increment;
+        unacked_ += increment;
+    }
+
+    // Returns everything consumed so far as one increment, however small (owed credit).
+    [[nodiscard]] uint32_t take_unacked() noexcept {
+        const uint32_t increment = unacked_;
+        available_ += increment;
+        unacked_ = 0;
+        return increment;
+    }
+
   private:
     uint32_t window_;
     uint32_t available_;

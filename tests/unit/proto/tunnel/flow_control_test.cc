@@ -101,5 +101,23 @@ TEST(TunnelRecvWindow, HandlesTheLargestWindow) {
     EXPECT_EQ(w.available(), kMaxWindowSize / 2 + 1);
 }
 
+TEST(TunnelRecvWindow, AnUnsentIncrementIsOwedAndTakenWholeLater) {
+    RecvWindow w(100);
+    ASSERT_TRUE(w.on_received(80));
+    const uint32_t inc = w.on_consumed(60);
+    ASSERT_EQ(inc, 60U);
+    // The WINDOW frame could not be written: the peer still holds only the old credit.
+    w.unsend(inc);
+    EXPECT_EQ(w.available(), 20U);
+    EXPECT_EQ(w.unacked(), 60U);
+    EXPECT_EQ(w.on_consumed(10), 70U) << "more consumption carries the owed credit with it";
+    w.unsend(70);
+    EXPECT_EQ(w.take_unacked(), 70U);
+    EXPECT_EQ(w.available(), 90U);
+    EXPECT_EQ(w.unacked(), 0U);
+    EXPECT_EQ(w.take_unacked(), 0U);
+    EXPECT_EQ(w.buffered(), 10U);
+}
+
 }  // namespace
 }  // namespace ferry::proto::tunnel
