@@ -24,6 +24,7 @@
 #include "ferry/tunnel/context.h"
 #include "ferry/tunnel/context_owner.h"
 #include "ferry/tunnel/metrics.h"
+#include "session_harness.h"
 
 namespace ferry::tunnel {
 namespace {
@@ -62,22 +63,7 @@ class RecordingEvents final : public SocketEvents {
     bool after_close = false;
 };
 
-std::pair<int, int> tcp_pair() {
-    absl::StatusOr<io::SocketAddress> any = io::parse_address("127.0.0.1:0");
-    absl::StatusOr<int> lfd = io::listen_tcp(*any, /*reuse_port=*/false, 4);
-    if (!lfd.ok()) {
-        return {-1, -1};
-    }
-    absl::StatusOr<io::SocketAddress> addr = io::local_address(*lfd);
-    int client = io::new_tcp_socket(AF_INET);
-    if (client < 0 || connect(client, addr->get(), addr->length) != 0) {
-        close(*lfd);
-        return {-1, -1};
-    }
-    int server = accept4(*lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    close(*lfd);
-    return {client, server};
-}
+using harness::tcp_pair;
 
 class SocketIoTest : public ::testing::Test {
   protected:
