@@ -327,9 +327,9 @@ int ktls_send_key_update(int fd, bool request_peer_update, int flags) noexcept {
     return ktls_send_record(fd, 22, msg, flags);
 }
 
-int ktls_send_close_notify(int fd) noexcept {
+int ktls_send_close_notify(int fd, int flags) noexcept {
     const std::byte alert[2] = {std::byte{1}, std::byte{0}};  // warning, close_notify
-    return ktls_send_record(fd, 21, alert);
+    return ktls_send_record(fd, 21, alert, flags);
 }
 
 }  // namespace ferry::tls

@@ -1,11 +1,14 @@
 #include "ferry/tunnel/tls_link.h"
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 
 #include "ferry/base/check.h"
 #include "ferry/base/log.h"
 #include "ferry/proto/tunnel/frame.h"
+#include "ferry/tls/alert.h"
 #include "ferry/tls/ktls.h"
 
 namespace ferry::tunnel {
@@ -71,8 +74,24 @@ void TlsLink::start(LinkSink* sink) noexcept {
 }
 
 void TlsLink::close() noexcept {
+    if (!down_ && !io_.sending() && tx_.empty()) {
+        send_close_notify();
+    }
     down_ = true;
     io_.close();
+}
+
+void TlsLink::send_close_notify() noexcept {
+    // Ends our stream the TLS way, so the peer can tell a close from a cut connection. One small
+    // non-blocking send straight on the socket, on the closing path with no ring send in flight;
+    // a full socket buffer skips it (the peer then sees a close without close_notify).
+    if (mode_ == Mode::Kernel) {
+        (void)tls::ktls_send_close_notify(io_.fd(), MSG_DONTWAIT);
+    } else if (mode_ == Mode::User) {
+        std::byte record[tls::kAlertRecordSize];
+        const size_t n = records_->seal_alert(tls::AlertDescription::CloseNotify, record);
+        (void)::send(io_.fd(), record, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
 }
 
 void TlsLink::down(const char* reason, int err) noexcept {

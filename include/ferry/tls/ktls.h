@@ -91,6 +91,6 @@ struct KtlsRecvResult {
 // TX key with ktls_rekey() right after it. Returns 0 or an errno, like ktls_send_record.
 [[nodiscard]] int ktls_send_key_update(int fd, bool request_peer_update, int flags = 0) noexcept;
 // close_notify through kTLS TX: the clean way to end the stream before shutdown(SHUT_WR).
-[[nodiscard]] int ktls_send_close_notify(int fd) noexcept;
+[[nodiscard]] int ktls_send_close_notify(int fd, int flags = 0) noexcept;
 
 }  // namespace ferry::tls

@@ -95,6 +95,7 @@ class TlsLink final : public Link, private SocketEvents, private Rearmable {
     [[nodiscard]] bool rotation_due(uint64_t now_ns) const noexcept;
     void start_key_epoch(uint64_t now_ns) noexcept;
     void down(const char* reason, int err) noexcept;
+    void send_close_notify() noexcept;
 
     Context& ctx_;
     SocketIo io_;

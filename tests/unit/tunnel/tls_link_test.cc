@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ferry/buf/pool.h"
@@ -236,6 +237,23 @@ TEST_F(TlsLinkTest, ARecordSplitAcrossReceivesWaitsForABufferThenOpens) {
     EXPECT_EQ(terminator_->state(), Session::State::Open);
     hoard_.clear();
     finish_and_verify(s, sent, kTotal);
+}
+
+TEST_F(TlsLinkTest, ClosingALinkEndsItsStreamWithCloseNotify) {
+    ASSERT_NO_FATAL_FAILURE(connect());
+    if (IsSkipped()) {
+        return;
+    }
+    // The peer can tell a clean close from a cut connection (a truncation) only by close_notify.
+    // Only the initiator closes here; the terminator learns of it from the link.
+    ::testing::internal::CaptureStderr();
+    initiator_->abort("closing for the test");
+    const bool closed =
+        run_until([&] { return init_owner_.closed == 1 && term_owner_.closed == 1; });
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(closed) << log;
+    EXPECT_NE(log.find("peer sent close_notify"), std::string::npos) << log;
+    EXPECT_EQ(log.find("without close_notify"), std::string::npos) << log;
 }
 
 }  // namespace
