@@ -120,7 +120,9 @@ void Initiator::open_stream_for(int fd) noexcept {
     tunnel::Stream* stream = active_->open_stream(pt::StreamProtocol::Tcp, {}, leg);
     if (stream == nullptr) {
         ctx_.metrics.connections_rejected.add();
-        FERRY_LOG(Debug, "client rejected: the tunnel connection's stream limit is reached");
+        FERRY_LOG(Debug,
+                  "client rejected: the tunnel connection takes no new stream now (stream limit "
+                  "reached, or no free buffer for the OPEN)");
         leg->reject(fd);
         return;
     }
