@@ -186,11 +186,9 @@ void Session::tick(uint64_t now_ns) noexcept {
     }
     if (ping_outstanding_ns_ == 0 && now_ns - last_ping_ns_ >= ctx_.tuning.ping_interval_ns) {
         // With no buffer free the PING waits for a later tick; its timeout starts once it is out.
-        std::span<std::byte> out = control_space(pt::kPingFrameSize);
-        if (!out.empty()) {
+        if (write_ping(false, now_ns)) {
             last_ping_ns_ = now_ns;
             ping_outstanding_ns_ = now_ns;
-            control_commit(pt::encode_ping(out, false, now_ns));
             mark_dirty();
         }
     }
@@ -253,31 +251,53 @@ void Session::send_credit(uint32_t stream_id, pt::RecvWindow& window, uint32_t i
     mark_dirty();
 }
 
-void Session::send_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
+bool Session::write_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
     std::span<std::byte> out = control_space(pt::kResetFrameSize);
     if (out.empty()) {
-        if (owed_resets_.size() == owed_resets_.capacity()) {
-            fail(pt::ErrorCode::InternalError, "out of buffers for control frames");
-            return;
-        }
-        owed_resets_.emplace_back(stream_id, code);
-        ctx_.park_starved(this);
-        return;
+        return false;
     }
     control_commit(pt::encode_reset(out, stream_id, code));
     ctx_.metrics.resets_sent.add();
-    mark_dirty();
+    return true;
+}
+
+bool Session::write_ping(bool ack, uint64_t opaque) noexcept {
+    std::span<std::byte> out = control_space(pt::kPingFrameSize);
+    if (out.empty()) {
+        return false;
+    }
+    control_commit(pt::encode_ping(out, ack, opaque));
+    return true;
+}
+
+bool Session::write_goaway(pt::ErrorCode code, std::string_view debug) noexcept {
+    std::span<std::byte> out = control_space(pt::goaway_frame_size(debug));
+    if (out.empty()) {
+        return false;
+    }
+    control_commit(pt::encode_goaway(out, last_peer_stream_id_, code, debug));
+    return true;
+}
+
+void Session::send_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
+    if (write_reset(stream_id, code)) {
+        mark_dirty();
+        return;
+    }
+    if (owed_resets_.size() == owed_resets_.capacity()) {
+        fail(pt::ErrorCode::InternalError, "out of buffers for control frames");
+        return;
+    }
+    owed_resets_.emplace_back(stream_id, code);
+    ctx_.park_starved(this);
 }
 
 void Session::send_drain_goaway() noexcept {
-    std::span<std::byte> out = control_space(pt::kFrameHeaderSize + 8 + 8);
-    if (out.empty()) {
-        owe_goaway_ = true;
+    owe_goaway_ = !write_goaway(pt::ErrorCode::NoError, "drain");
+    if (owe_goaway_) {
         ctx_.park_starved(this);
         return;
     }
-    owe_goaway_ = false;
-    control_commit(pt::encode_goaway(out, last_peer_stream_id_, pt::ErrorCode::NoError, "drain"));
     mark_dirty();
 }
 
@@ -289,21 +309,13 @@ void Session::pay_owed_control() noexcept {
     if (owe_goaway_) {
         send_drain_goaway();
     }
-    if (owed_ping_ack_.has_value()) {
-        std::span<std::byte> out = control_space(pt::kPingFrameSize);
-        if (!out.empty()) {
-            control_commit(pt::encode_ping(out, true, *owed_ping_ack_));
-            owed_ping_ack_.reset();
-        }
+    if (owed_ping_ack_.has_value() && write_ping(true, *owed_ping_ack_)) {
+        owed_ping_ack_.reset();
     }
     size_t paid = 0;
-    for (; paid < owed_resets_.size(); ++paid) {
-        std::span<std::byte> out = control_space(pt::kResetFrameSize);
-        if (out.empty()) {
-            break;
-        }
-        control_commit(pt::encode_reset(out, owed_resets_[paid].first, owed_resets_[paid].second));
-        ctx_.metrics.resets_sent.add();
+    while (paid < owed_resets_.size() &&
+           write_reset(owed_resets_[paid].first, owed_resets_[paid].second)) {
+        ++paid;
     }
     owed_resets_.erase(owed_resets_.begin(), owed_resets_.begin() + static_cast<ptrdiff_t>(paid));
     if (owe_credit_) {
@@ -575,10 +587,7 @@ void Session::fail(pt::ErrorCode code, const char* detail) noexcept {
               peer_name_.empty() ? "?" : peer_name_, pt::error_code_name(code), detail);
     state_ = State::Closing;
     reset_all_streams(code);
-    std::span<std::byte> out = control_space(pt::kFrameHeaderSize + 8 + 128);
-    if (!out.empty()) {
-        control_commit(pt::encode_goaway(out, last_peer_stream_id_, code, detail));
-    }
+    (void)write_goaway(code, detail);  // best effort: the connection closes either way
     close_after_flush_ = true;
     mark_dirty();
 }
@@ -830,13 +839,11 @@ bool Session::on_ping(bool ack, uint64_t opaque) noexcept {
         }
         return true;
     }
-    std::span<std::byte> out = control_space(pt::kPingFrameSize);
-    if (out.empty()) {
+    if (!write_ping(true, opaque)) {
         owed_ping_ack_ = opaque;  // only the newest PING is waited for
         ctx_.park_starved(this);
         return true;
     }
-    control_commit(pt::encode_ping(out, true, opaque));
     mark_dirty();
     return true;
 }

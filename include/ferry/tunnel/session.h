@@ -146,6 +146,10 @@ class Session final : private Rearmable {
                      uint32_t increment) noexcept;
     void send_reset(uint32_t stream_id, proto::tunnel::ErrorCode code) noexcept;
     void send_drain_goaway() noexcept;
+    // Encode one frame into the control buffer; false (nothing written) when no buffer is free.
+    [[nodiscard]] bool write_reset(uint32_t stream_id, proto::tunnel::ErrorCode code) noexcept;
+    [[nodiscard]] bool write_ping(bool ack, uint64_t opaque) noexcept;
+    [[nodiscard]] bool write_goaway(proto::tunnel::ErrorCode code, std::string_view debug) noexcept;
     [[nodiscard]] bool owes_control() const noexcept;
     // Encodes what is owed, as far as buffers allow; parks the session for the rest.
     void pay_owed_control() noexcept;
