@@ -16,11 +16,13 @@
 # directory and moved in, so a crash never leaves a half-made PKI behind.
 set -euo pipefail
 
-if [[ $# -ne 1 ]]; then
+if [[ $# -ne 1 || -z $1 ]]; then
     echo "usage: $0 OUTDIR" >&2
     exit 2
 fi
-out=$1
+# Absolute before the cd below: a relative OUTDIR would otherwise name a path inside the
+# scratch directory by the time the certificates are moved in.
+out=$(realpath -m -- "$1")
 files=(ca foreign-ca terminator initiator foreign-terminator expired-initiator wrong-san-terminator)
 
 complete=1

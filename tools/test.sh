@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test: an optimized build with warnings as errors, and a debug
-# build under ASan+UBSan; plus the fuzz targets over their committed corpora (clang).
+# Sets up, builds and runs every test: the layering and format checks, an optimized build with
+# warnings as errors, and a debug build under ASan+UBSan; plus the fuzz targets over their
+# committed corpora (clang).
 #   tools/test.sh            everything (what CI runs)
 #   tools/test.sh --quick    the optimized build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools/setup.sh
+
+echo "== static checks: layering and formatting"
+tools/check_layering.py
+# shellcheck disable=SC2046
+if ! clang-format --dry-run --Werror $(git ls-files '*.cc' '*.h') 2>/tmp/ferry-format.log; then
+    head -n 20 /tmp/ferry-format.log
+    echo "clang-format: the files above are not formatted (run clang-format -i on them)"
+    exit 1
+fi
 
 jobs=$(nproc)
 passed=0

@@ -14,6 +14,9 @@
 # Exits 77 with a reason on stderr when no such kernel can be had, so that
 # tests skip visibly.  Env: FERRY_VM_CACHE, FERRY_VM (harness path),
 # FERRY_VM_SUITES (default "trixie-backports sid", tried in order).
+# Under emulation (no vmx/svm) give the harness --cpus 1 (or FERRY_VM_CPUS=1):
+# with two vCPUs this kernel now and then dies at boot on a stale int3 of its
+# own live code patching; tests/ktls_vm.sh, which the tests go through, says why.
 set -euo pipefail
 
 MIN=6.14
@@ -75,6 +78,9 @@ MIRROR=$(host_mirror)
 
 mkdir -p "$DIR/lists/partial" "$DIR/cache/archives/partial" "$DIR/none.d"
 [[ -f $DIR/status ]] || : >"$DIR/status"
+# A scratch name of its own: runs that start together (two checkouts, say) each write the
+# whole file and rename it into place, instead of racing on one "$CONF.new".
+conf_tmp=$(mktemp "$CONF.XXXXXX")
 {
 	echo "Dir::State \"$DIR\"; Dir::State::Lists \"$DIR/lists\"; Dir::State::status \"$DIR/status\";"
 	echo "Dir::Cache \"$DIR/cache\"; Dir::Etc::SourceList \"$DIR/sources.list\";"
@@ -83,7 +89,7 @@ mkdir -p "$DIR/lists/partial" "$DIR/cache/archives/partial" "$DIR/none.d"
 	echo "APT::Architecture \"amd64\"; APT::Architectures { \"amd64\"; };"
 	# _apt cannot enter /root/.cache: fetch as root, like the harness does
 	if [[ $(id -u) == 0 ]]; then echo 'APT::Sandbox::User "root";'; fi
-} >"$CONF.new" && mv "$CONF.new" "$CONF"
+} >"$conf_tmp" && chmod 644 "$conf_tmp" && mv "$conf_tmp" "$CONF"
 export APT_CONFIG=$CONF
 
 # newest linux-image-<ver>-amd64 >= MIN that holds the kernel itself: from 6.19

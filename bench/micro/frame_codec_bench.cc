@@ -24,9 +24,9 @@ struct CountingSink {
         bytes += open.routing_key.size();
         return true;
     }
-    bool on_data(uint32_t, std::span<const std::byte> piece, bool fin) noexcept {
+    bool on_data(uint32_t, std::span<const std::byte> piece, DataFlags flags) noexcept {
         bytes += piece.size();
-        frames += fin ? 1 : 0;
+        frames += flags.fin() || flags.end_message() ? 1U : 0U;
         return true;
     }
     bool on_window(uint32_t, uint32_t increment) noexcept {
@@ -34,8 +34,9 @@ struct CountingSink {
         bytes += increment & 1;
         return true;
     }
-    bool on_reset(uint32_t, ErrorCode) noexcept {
+    bool on_reset(uint32_t, ErrorCode, std::string_view reason) noexcept {
         ++frames;
+        bytes += reason.size();
         return true;
     }
     bool on_ping(bool, uint64_t opaque) noexcept {
@@ -45,6 +46,16 @@ struct CountingSink {
     }
     bool on_goaway(uint32_t, ErrorCode, std::string_view) noexcept {
         ++frames;
+        return true;
+    }
+    bool on_open_ack(uint32_t, const MetadataView& metadata) noexcept {
+        ++frames;
+        bytes += metadata.size();
+        return true;
+    }
+    bool on_trailers(uint32_t, const MetadataView& metadata) noexcept {
+        ++frames;
+        bytes += metadata.size();
         return true;
     }
 };

@@ -4,16 +4,16 @@
 
 #include "absl/strings/str_format.h"
 #include "ferry/base/log.h"
+#include "ferry/io/socket_io.h"
 #include "ferry/proto/http1/request_parser.h"
-#include "ferry/tunnel/socket_io.h"
 
 namespace ferry::admin {
 
 // One admin request/response on its own socket.
-class AdminConnection final : private tunnel::SocketEvents, public tunnel::Retirable {
-public:
+class AdminConnection final : private io::SocketEvents, public loop::Retirable {
+  public:
     AdminConnection(AdminServer* server, int fd) noexcept
-        : server_(server), io_(server->ctx_, this), parser_(4096) {
+        : server_(server), io_(server->ctx_, server->ctx_.local_bufs, this), parser_(4096) {
         io_.attach(fd);
         io_.start_reading();
     }
@@ -21,7 +21,7 @@ public:
 
     void retire() noexcept override { server_->connections_->destroy(this); }
 
-private:
+  private:
     void on_socket_data(buf::Chunk&& bytes) noexcept override {
         if (answered_) {
             return;
@@ -59,17 +59,15 @@ private:
     void on_socket_closed() noexcept override { server_->ctx_.defer_retire(this); }
 
     AdminServer* server_;
-    tunnel::SocketIo io_;
+    io::SocketIo io_;
     proto::http1::RequestParser parser_;
     std::string response_;
     iovec iov_{};
     bool answered_ = false;
 };
 
-AdminServer::AdminServer(tunnel::Context& ctx, const shard::Runtime& runtime,
-                         AdminConfig config) noexcept
+AdminServer::AdminServer(loop::Context& ctx, AdminConfig config) noexcept
     : ctx_(ctx),
-      runtime_(runtime),
       config_(std::move(config)),
       acceptor_(ctx.ring, this),
       connections_(std::make_unique<base::ObjectPool<AdminConnection>>()) {}
@@ -88,9 +86,7 @@ bool AdminServer::start() noexcept {
 
 void AdminServer::drain() noexcept { acceptor_.stop(); }
 
-bool AdminServer::idle() const noexcept {
-    return acceptor_.idle() && connections_->live() == 0;
-}
+bool AdminServer::idle() const noexcept { return acceptor_.idle() && connections_->live() == 0; }
 
 void AdminServer::on_accepted(int fd) noexcept {
     if (connections_->live() >= config_.max_connections) {
@@ -125,8 +121,8 @@ std::string AdminServer::respond(std::string_view method, std::string_view path)
     }
     if (path == "/ready") {
         std::string not_ready;
-        for (size_t i = 0; i < runtime_.shard_count(); ++i) {
-            if (runtime_.metrics(i).ready.value() == 0) {
+        for (size_t i = 0; i < config_.shard_metrics.size(); ++i) {
+            if (config_.shard_metrics[i]->role.ready.value() == 0) {
                 absl::StrAppendFormat(&not_ready, "%s%u", not_ready.empty() ? "" : ",", i);
             }
         }
@@ -138,7 +134,8 @@ std::string AdminServer::respond(std::string_view method, std::string_view path)
     }
     if (path == "/metrics") {
         return http_response(200, "OK", "text/plain; version=0.0.4",
-                             render_metrics(runtime_, config_.role, config_.node_name));
+                             render_metrics(config_.loop_metrics, config_.shard_metrics,
+                                            config_.role, config_.node_name));
     }
     return http_response(404, "Not Found", "text/plain", "not found\n");
 }

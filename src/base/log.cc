@@ -45,13 +45,15 @@ void log_line(LogLevel level, std::string_view message) noexcept {
     tm utc{};
     gmtime_r(&ts.tv_sec, &utc);
     char line[2048];
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s%d] %.*s\n",
-                     utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-                     utc.tm_sec, ts.tv_nsec / 1'000'000, kLevelNames[static_cast<int>(level)],
-                     t_shard < 0 ? "main" : "shard", t_shard < 0 ? 0 : t_shard,
-                     static_cast<int>(message.size() > 1900 ? 1900 : message.size()), message.data());
+    int n =
+        snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s%d] %.*s\n",
+                 utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
+                 utc.tm_sec, ts.tv_nsec / 1'000'000, kLevelNames[static_cast<int>(level)],
+                 t_shard < 0 ? "main" : "shard", t_shard < 0 ? 0 : t_shard,
+                 static_cast<int>(message.size() > 1900 ? 1900 : message.size()), message.data());
     if (n > 0) {
-        size_t len = static_cast<size_t>(n) < sizeof(line) ? static_cast<size_t>(n) : sizeof(line) - 1;
+        size_t len =
+            static_cast<size_t>(n) < sizeof(line) ? static_cast<size_t>(n) : sizeof(line) - 1;
         ssize_t ignored = write(STDERR_FILENO, line, len);
         (void)ignored;
     }

@@ -32,8 +32,8 @@ Pool::Pool(uint32_t buffer_size, uint32_t buffer_count)
     size_t bytes = static_cast<size_t>(buffer_size) * buffer_count;
     // MAP_NORESERVE: untouched buffers cost no resident memory, so a large pool is only address
     // space until traffic actually lands in it.
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     FERRY_CHECK(p != MAP_FAILED);
     base_ = static_cast<std::byte*>(p);
     // Lowest indices on top of the stack, so a lightly loaded shard keeps reusing the same

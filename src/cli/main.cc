@@ -2,10 +2,14 @@
 //
 // Flags are Abseil flags. Parsing walks argv itself through absl's flag reflection so every bad
 // value ends in one line on stderr and exit code 2 (absl's own parser exits 1).
+#include <openssl/crypto.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,9 +22,11 @@
 #include "ferry/base/log.h"
 #include "ferry/config/options.h"
 #include "ferry/role/initiator.h"
+#include "ferry/role/metrics.h"
 #include "ferry/role/terminator.h"
 #include "ferry/shard/runtime.h"
 #include "ferry/tls/ktls.h"
+#include "version.h"
 
 // clang-format off
 ABSL_FLAG(int, shards, 0, "Shards (pinned threads, one io_uring each); 0 = one per CPU in --cpus");
@@ -41,10 +47,10 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10), "On SIGTERM/SIGINT, 
 ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(10), "Tunnel PING interval (RTT and liveness)");
 ABSL_FLAG(absl::Duration, ping_timeout, absl::Seconds(30), "Close a tunnel connection whose PING is unanswered this long");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
-ABSL_FLAG(std::string, listen, "", "initiator: address clients connect to (host:port)");
-ABSL_FLAG(std::string, peer, "", "initiator: the terminator's tunnel address (its LoadBalancer IP:port)");
+ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where clients connect, HOST:PORT or tcp://HOST:PORT (ws://, wss://, grpc://, grpcs:// listeners come with their protocols)");
+ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); new streams go to the first with a usable tunnel");
 ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listens on (host:port)");
-ABSL_FLAG(std::string, upstream, "", "terminator: the service each stream is forwarded to (host:port)");
+ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable, one per protocol: where streams go, HOST:PORT or tcp://HOST:PORT");
 ABSL_FLAG(std::string, admin, "", "Admin HTTP address for /health, /ready, /metrics (empty = off)");
 ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (default: $POD_NAME, else the host name)");
 ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default) or plain (trusted networks, tests)");
@@ -61,8 +67,13 @@ ABSL_FLAG(absl::Duration, rekey_interval, absl::Minutes(10), "Rotate a tunnel co
 
 namespace {
 
+// Flags that may be given several times: each occurrence adds one value (commas are kept, so a
+// URL with a comma in its query stays whole).
+constexpr std::string_view kRepeatable[] = {"listen", "peer", "upstream"};
+
 constexpr const char* kUsage =
     "usage: ferry <initiator|terminator> [flags]\n"
+    "       ferry --version\n"
     "\n"
     "  ferry terminator --listen-tunnel 0.0.0.0:7443 --upstream 127.0.0.1:8080 --admin :9901\n"
     "  ferry initiator  --listen 0.0.0.0:9000 --peer 203.0.113.7:7443 --admin :9900\n"
@@ -87,6 +98,14 @@ void print_help() {
     }
 }
 
+void print_version() {
+    utsname uts{};
+    uname(&uts);
+    std::printf("ferry %s\n", FERRY_VERSION);
+    std::printf("%s; Linux %s, kernel TLS %s\n", OpenSSL_version(OPENSSL_VERSION), uts.release,
+                ferry::tls::ktls_supported() ? "available" : "not available");
+}
+
 [[noreturn]] void usage_error(const std::string& message) {
     std::fprintf(stderr, "ferry: %s (see ferry --help)\n", message.c_str());
     std::exit(2);
@@ -95,10 +114,15 @@ void print_help() {
 // Parses argv[first..] as flags; returns positional arguments.
 std::vector<std::string> parse_flags(int argc, char** argv, int first) {
     std::vector<std::string> positional;
+    std::vector<std::pair<absl::CommandLineFlag*, std::vector<std::string>>> repeated;
     for (int i = first; i < argc; ++i) {
         std::string_view arg = argv[i];
         if (arg == "--help" || arg == "-h" || arg == "help") {
             print_help();
+            std::exit(0);
+        }
+        if (arg == "--version" || arg == "-V" || arg == "version") {
+            print_version();
             std::exit(0);
         }
         if (arg.size() < 3 || arg.substr(0, 2) != "--") {
@@ -136,10 +160,30 @@ std::vector<std::string> parse_flags(int argc, char** argv, int first) {
                 usage_error(absl::StrFormat("--%s needs a value", arg));
             }
         }
+        if (std::find(std::begin(kRepeatable), std::end(kRepeatable), name) !=
+            std::end(kRepeatable)) {
+            auto it = std::find_if(repeated.begin(), repeated.end(),
+                                   [&](const auto& r) { return r.first == flag; });
+            if (it == repeated.end()) {
+                repeated.push_back({flag, {}});
+                it = repeated.end() - 1;
+            }
+            it->second.push_back(value);
+            continue;
+        }
         std::string error;
         if (!flag->ParseFrom(value, &error)) {
             usage_error(absl::StrFormat("invalid value '%s' for --%s: %s", value,
                                         arg.substr(0, arg.find('=')), error));
+        }
+    }
+    for (const auto& [flag, values] : repeated) {
+        if (flag->Name() == "listen") {
+            absl::SetFlag(&FLAGS_listen, values);
+        } else if (flag->Name() == "peer") {
+            absl::SetFlag(&FLAGS_peer, values);
+        } else {
+            absl::SetFlag(&FLAGS_upstream, values);
         }
     }
     return positional;
@@ -210,41 +254,65 @@ int main(int argc, char** argv) {
         o.max_connections == 0
             ? 0
             : std::max<uint32_t>(1, o.max_connections / static_cast<uint32_t>(shards));
+    // The services' counters of every shard, made before any shard runs: the admin endpoint on
+    // shard 0 reads all of them.
+    std::vector<std::unique_ptr<ferry::role::ShardMetrics>> service_metrics;
+    std::vector<const ferry::role::ShardMetrics*> service_metrics_view;
+    for (int i = 0; i < shards; ++i) {
+        service_metrics.push_back(std::make_unique<ferry::role::ShardMetrics>());
+        service_metrics_view.push_back(service_metrics.back().get());
+    }
     ferry::shard::Runtime* runtime_ptr = nullptr;
-    auto factory = [&](ferry::tunnel::Context& ctx, int index) {
+    auto factory = [&](ferry::loop::Context& ctx, int index) {
         std::vector<std::unique_ptr<ferry::shard::Service>> services;
+        ferry::role::ShardMetrics& metrics = *service_metrics[static_cast<size_t>(index)];
         if (initiator) {
             ferry::role::InitiatorConfig c;
             c.listen = o.listen;
-            c.peer = o.peer;
+            c.peers = o.peers;
             c.max_connections = per_shard_limit;
             c.node_name = o.node_name;
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
             c.security = o.security;
-            services.push_back(std::make_unique<ferry::role::Initiator>(ctx, std::move(c)));
+            c.tuning = o.tuning;
+            services.push_back(
+                std::make_unique<ferry::role::Initiator>(ctx, metrics, std::move(c)));
         } else {
             ferry::role::TerminatorConfig c;
             c.listen_tunnel = o.listen_tunnel;
-            c.upstream = o.upstream;
+            c.upstreams = o.upstreams;
             c.max_connections = per_shard_limit;
             c.security = o.security;
             c.node_name = o.node_name;
-            services.push_back(std::make_unique<ferry::role::Terminator>(ctx, std::move(c)));
+            c.tuning = o.tuning;
+            services.push_back(
+                std::make_unique<ferry::role::Terminator>(ctx, metrics, std::move(c)));
         }
         if (index == 0 && o.has_admin) {
             ferry::admin::AdminConfig ac;
             ac.listen = o.admin;
             ac.role = initiator ? "initiator" : "terminator";
             ac.node_name = o.node_name;
-            services.push_back(std::make_unique<ferry::admin::AdminServer>(ctx, *runtime_ptr, ac));
+            ac.shard_metrics = service_metrics_view;
+            for (size_t i = 0; i < runtime_ptr->shard_count(); ++i) {
+                ac.loop_metrics.push_back(&runtime_ptr->metrics(i));
+            }
+            services.push_back(std::make_unique<ferry::admin::AdminServer>(ctx, std::move(ac)));
         }
         return services;
     };
-    for (const ferry::io::SocketAddress* a :
-         {initiator ? &o.listen : &o.listen_tunnel, o.has_admin ? &o.admin : nullptr}) {
-        if (a == nullptr) {
-            continue;
+    std::vector<const ferry::io::SocketAddress*> listening;
+    if (initiator) {
+        for (const ferry::role::ServiceUrl& url : o.listen) {
+            listening.push_back(&url.address);
         }
+    } else {
+        listening.push_back(&o.listen_tunnel);
+    }
+    if (o.has_admin) {
+        listening.push_back(&o.admin);
+    }
+    for (const ferry::io::SocketAddress* a : listening) {
         if (absl::Status st = ferry::io::ensure_not_listening(*a); !st.ok()) {
             FERRY_LOG(Error, "cannot listen: %s", st.message());
             return 1;
@@ -263,16 +331,26 @@ int main(int argc, char** argv) {
         FERRY_LOG(Error, "%s", st.message());
         return 1;
     }
-    FERRY_LOG(Info, "%s '%s' running: %d shard(s), tunnel %s, %s %s",
-              initiator ? "initiator" : "terminator", o.node_name, shards,
-              !o.security.tls                                        ? "plain (unencrypted)"
-              : o.security.link.ktls == ferry::tunnel::KtlsMode::Off ? "mutual TLS 1.3 (user space)"
+    auto join = [](const auto& items, auto text) {
+        std::string out;
+        for (const auto& item : items) {
+            out += (out.empty() ? "" : ", ") + text(item);
+        }
+        return out;
+    };
+    auto url_text = [](const ferry::role::ServiceUrl& u) { return u.text; };
+    FERRY_LOG(Info, "%s '%s' %s running: %d shard(s), tunnel %s, %s",
+              initiator ? "initiator" : "terminator", o.node_name, FERRY_VERSION, shards,
+              !o.security.tls ? "plain (unencrypted)"
+              : o.security.tls_options.ktls == ferry::transport::KtlsMode::Off
+                  ? "mutual TLS 1.3 (user space)"
               : ferry::tls::ktls_supported()
                   ? "mutual TLS 1.3 (kTLS)"
                   : "mutual TLS 1.3 (user space: no kTLS in this kernel)",
-              initiator ? "listening on" : "tunnel on",
-              initiator ? o.listen.to_string() + " -> peer " + o.peer.to_string()
-                        : o.listen_tunnel.to_string() + " -> upstream " + o.upstream.to_string());
+              initiator ? "listening on " + join(o.listen, url_text) + " -> peer(s) " +
+                              join(o.peers, [](const auto& a) { return a.to_string(); })
+                        : "tunnel on " + o.listen_tunnel.to_string() + " -> upstream(s) " +
+                              join(o.upstreams, url_text));
     bool clean = runtime.run_until_signal();
     FERRY_LOG(Info, "exiting");
     return clean ? 0 : 1;

@@ -47,7 +47,102 @@ absl::StatusOr<io::SocketAddress> address(std::string_view flag, const std::stri
 
 uint64_t to_ns(absl::Duration d) { return static_cast<uint64_t>(absl::ToInt64Nanoseconds(d)); }
 
+// Endpoints of a repeatable flag, at least one.
+absl::StatusOr<std::vector<role::ServiceUrl>> service_urls(std::string_view flag,
+                                                           const std::vector<std::string>& values) {
+    if (values.empty()) {
+        return bad(flag, "is required for this role");
+    }
+    std::vector<role::ServiceUrl> urls;
+    for (const std::string& v : values) {
+        absl::StatusOr<role::ServiceUrl> url = parse_service_url(flag, v);
+        if (!url.ok()) {
+            return url.status();
+        }
+        urls.push_back(*std::move(url));
+    }
+    return urls;
+}
+
+// The WebSocket and gRPC handlers are not part of this build yet: say so at start.
+absl::Status served(std::string_view flag, const role::ServiceUrl& url) {
+    if (url.protocol() != proto::tunnel::StreamProtocol::Tcp) {
+        return bad(flag, absl::StrFormat("'%s': %s is not served by this build (only tcp:// and "
+                                         "HOST:PORT)",
+                                         url.text, role::protocol_name(url.protocol())));
+    }
+    return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::StatusOr<role::ServiceUrl> parse_service_url(std::string_view flag, std::string_view text) {
+    role::ServiceUrl url;
+    url.text = std::string(text);
+    std::string_view rest = text;
+    uint16_t default_port = 0;
+    if (size_t sep = text.find("://"); sep != std::string_view::npos) {
+        const std::string_view scheme = text.substr(0, sep);
+        rest = text.substr(sep + 3);
+        if (scheme == "tcp") {
+            url.scheme = role::Scheme::Tcp;
+        } else if (scheme == "ws") {
+            url.scheme = role::Scheme::Ws;
+            default_port = 80;
+        } else if (scheme == "wss") {
+            url.scheme = role::Scheme::Wss;
+            default_port = 443;
+        } else if (scheme == "grpc") {
+            url.scheme = role::Scheme::Grpc;
+        } else if (scheme == "grpcs") {
+            url.scheme = role::Scheme::Grpcs;
+        } else {
+            return bad(flag, absl::StrFormat("'%s': unknown scheme '%s' (expected tcp, ws, wss, "
+                                             "grpc or grpcs)",
+                                             text, scheme));
+        }
+    }
+    const size_t path_at = rest.find_first_of("/?");
+    std::string_view authority = rest.substr(0, path_at);
+    if (path_at != std::string_view::npos) {
+        const std::string_view target = rest.substr(path_at);
+        if (target.front() == '?') {
+            url.path.push_back('/');  // a query alone asks for the root
+        }
+        url.path.append(target.data(), target.size());
+    }
+    const bool websocket = url.scheme == role::Scheme::Ws || url.scheme == role::Scheme::Wss;
+    if (websocket && url.path.empty()) {
+        url.path.push_back('/');
+    } else if (!websocket && !url.path.empty() && url.path != "/") {
+        return bad(flag, absl::StrFormat("'%s': only ws:// and wss:// URLs take a path", text));
+    } else if (!websocket) {
+        url.path.clear();
+    }
+    if (authority.empty()) {
+        return bad(flag, absl::StrFormat("'%s': no host:port", text));
+    }
+    // The port is what follows the last ':' outside brackets ([v6]:port).
+    const size_t bracket = authority.rfind(']');
+    const size_t colon = authority.rfind(':');
+    const bool has_port =
+        colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket);
+    std::string host_port(authority);
+    if (!has_port) {
+        if (default_port == 0) {
+            return bad(flag, absl::StrFormat("'%s': no port", text));
+        }
+        host_port += absl::StrFormat(":%u", default_port);
+    }
+    absl::StatusOr<io::SocketAddress> addr = io::parse_address(host_port);
+    if (!addr.ok()) {
+        return bad(flag, absl::StrFormat("'%s': %s", text, addr.status().message()));
+    }
+    url.address = *addr;
+    url.port = addr->port();
+    url.host = std::string(has_port ? authority.substr(0, colon) : authority);
+    return url;
+}
 
 std::vector<int> affinity_cpus() {
     cpu_set_t set;
@@ -106,16 +201,16 @@ absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,
 absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available,
                       role::TunnelSecurity* out) {
     if (raw.ktls == "auto") {
-        out->link.ktls = tunnel::KtlsMode::Auto;
+        out->tls_options.ktls = transport::KtlsMode::Auto;
     } else if (raw.ktls == "on") {
-        out->link.ktls = tunnel::KtlsMode::On;
+        out->tls_options.ktls = transport::KtlsMode::On;
         if (ktls_available != nullptr && !ktls_available()) {
             return bad("ktls",
                        "'on' but this kernel offers no kTLS (setsockopt TCP_ULP \"tls\" "
                        "fails: CONFIG_TLS missing or tls module not loaded)");
         }
     } else if (raw.ktls == "off") {
-        out->link.ktls = tunnel::KtlsMode::Off;
+        out->tls_options.ktls = transport::KtlsMode::Off;
     } else {
         return bad("ktls", "expected auto, on or off");
     }
@@ -161,8 +256,8 @@ absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available
     if (!raw.tls_ciphers.empty()) {
         c.ciphersuites = raw.tls_ciphers;
     }
-    out->link.rekey_bytes = raw.rekey_bytes;
-    out->link.rekey_interval_ns = to_ns(raw.rekey_interval);
+    out->tls_options.rekey_bytes = raw.rekey_bytes;
+    out->tls_options.rekey_interval_ns = to_ns(raw.rekey_interval);
     return absl::OkStatus();
 }
 
@@ -264,15 +359,15 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     so.buffer_ring_entries = ring_entries(raw.buffer_count);
     so.tunnel_buffer_count = raw.tunnel_buffer_count;
     so.tunnel_buffer_ring_entries = ring_entries(raw.tunnel_buffer_count);
-    so.tuning.max_frame_size = raw.max_frame_size;
-    so.tuning.stream_window = raw.stream_window;
-    so.tuning.connection_window = raw.connection_window;
-    so.tuning.max_streams = raw.max_streams;
-    so.tuning.zerocopy_threshold =
+    so.socket.zerocopy_threshold =
         raw.zerocopy_threshold == 0 ? UINT32_MAX : raw.zerocopy_threshold;
-    so.tuning.connect_timeout_ns = to_ns(raw.connect_timeout);
-    so.tuning.ping_interval_ns = to_ns(raw.ping_interval);
-    so.tuning.ping_timeout_ns = to_ns(raw.ping_timeout);
+    so.socket.connect_timeout_ns = to_ns(raw.connect_timeout);
+    o.tuning.max_frame_size = raw.max_frame_size;
+    o.tuning.stream_window = raw.stream_window;
+    o.tuning.connection_window = raw.connection_window;
+    o.tuning.max_streams = raw.max_streams;
+    o.tuning.ping_interval_ns = to_ns(raw.ping_interval);
+    o.tuning.ping_timeout_ns = to_ns(raw.ping_timeout);
     o.max_connections = raw.max_connections;
     o.node_name = raw.node_name.empty() ? default_node_name() : raw.node_name;
     if (o.node_name.size() > 255) {
@@ -280,27 +375,57 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     }
 
     if (o.role == Role::Initiator) {
-        absl::StatusOr<io::SocketAddress> listen = address("listen", raw.listen);
+        absl::StatusOr<std::vector<role::ServiceUrl>> listen = service_urls("listen", raw.listen);
         if (!listen.ok()) {
             return listen.status();
         }
-        absl::StatusOr<io::SocketAddress> peer = address("peer", raw.peer);
-        if (!peer.ok()) {
-            return peer.status();
+        for (const role::ServiceUrl& url : *listen) {
+            if (absl::Status st = served("listen", url); !st.ok()) {
+                return st;
+            }
+            for (const role::ServiceUrl& other : o.listen) {
+                if (other.address.to_string() == url.address.to_string()) {
+                    return bad("listen", absl::StrFormat("'%s' and '%s' are the same address",
+                                                         other.text, url.text));
+                }
+            }
+            o.listen.push_back(url);
         }
-        o.listen = *listen;
-        o.peer = *peer;
+        if (raw.peer.empty()) {
+            return bad("peer", "is required for this role");
+        }
+        for (const std::string& p : raw.peer) {
+            absl::StatusOr<io::SocketAddress> peer = address("peer", p);
+            if (!peer.ok()) {
+                return peer.status();
+            }
+            o.peers.push_back(*peer);
+        }
     } else {
         absl::StatusOr<io::SocketAddress> lt = address("listen-tunnel", raw.listen_tunnel);
         if (!lt.ok()) {
             return lt.status();
         }
-        absl::StatusOr<io::SocketAddress> up = address("upstream", raw.upstream);
+        o.listen_tunnel = *lt;
+        absl::StatusOr<std::vector<role::ServiceUrl>> up = service_urls("upstream", raw.upstream);
         if (!up.ok()) {
             return up.status();
         }
-        o.listen_tunnel = *lt;
-        o.upstream = *up;
+        for (const role::ServiceUrl& url : *up) {
+            if (absl::Status st = served("upstream", url); !st.ok()) {
+                return st;
+            }
+            for (const role::ServiceUrl& other : o.upstreams) {
+                if (other.protocol() == url.protocol()) {
+                    return bad(
+                        "upstream",
+                        absl::StrFormat("'%s' and '%s' are both %s upstreams (one per "
+                                        "protocol)",
+                                        other.text, url.text, role::protocol_name(url.protocol())));
+                }
+            }
+            o.upstreams.push_back(url);
+        }
     }
     if (!raw.admin.empty()) {
         absl::StatusOr<io::SocketAddress> admin = address("admin", raw.admin);

@@ -11,7 +11,11 @@
 namespace ferry::io {
 
 BufRing::BufRing(Ring& ring, buf::Pool& pool, uint16_t group, uint32_t entries) noexcept
-    : ring_(ring), pool_(pool), group_(group), entries_(entries), reserve_(pool.buffer_count() / 8) {
+    : ring_(ring),
+      pool_(pool),
+      group_(group),
+      entries_(entries),
+      reserve_(pool.buffer_count() / 8) {
     FERRY_CHECK(entries > 0 && (entries & (entries - 1)) == 0 && entries <= 32768);
     FERRY_CHECK(pool.buffer_count() <= 65536);  // bids are 16 bits
 }

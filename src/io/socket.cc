@@ -61,7 +61,8 @@ absl::StatusOr<SocketAddress> parse_address(std::string_view host_port) {
         port_text = host_port.substr(colon + 1);
     }
     uint32_t port = 0;
-    if (!absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) || port > 65535) {
+    if (!absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) ||
+        port > 65535) {
         return absl::InvalidArgumentError(
             absl::StrFormat("address '%s': port must be 0..65535", host_port));
     }
@@ -82,7 +83,8 @@ absl::StatusOr<SocketAddress> parse_address(std::string_view host_port) {
     if (out.family() == AF_INET) {
         reinterpret_cast<sockaddr_in*>(&out.storage)->sin_port = htons(static_cast<uint16_t>(port));
     } else {
-        reinterpret_cast<sockaddr_in6*>(&out.storage)->sin6_port = htons(static_cast<uint16_t>(port));
+        reinterpret_cast<sockaddr_in6*>(&out.storage)->sin6_port =
+            htons(static_cast<uint16_t>(port));
     }
     return out;
 }

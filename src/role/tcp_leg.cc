@@ -11,9 +11,9 @@ namespace ferry::role {
 
 namespace pt = proto::tunnel;
 
-TcpLeg::TcpLeg(tunnel::Context& ctx, base::ObjectPool<TcpLeg>* pool) noexcept
-    : ctx_(ctx), pool_(pool), io_(ctx, this) {
-    ctx_.metrics.connections_active.add(1);
+TcpLeg::TcpLeg(loop::Context& ctx, Metrics& metrics, base::ObjectPool<TcpLeg>* pool) noexcept
+    : ctx_(ctx), metrics_(metrics), pool_(pool), io_(ctx, ctx.local_bufs, this) {
+    metrics_.connections_active.add(1);
 }
 
 void TcpLeg::start_accepted(int fd, tunnel::Stream* stream) noexcept {
@@ -27,7 +27,7 @@ void TcpLeg::start_connect(const io::SocketAddress& upstream, tunnel::Stream* st
     stream_ = stream;
     int fd = io::new_tcp_socket(upstream.family());
     if (fd < 0) {
-        ctx_.metrics.upstream_connect_errors.add();
+        metrics_.upstream_connect_errors.add();
         FERRY_LOG(Warn, "upstream socket: %s", strerror(errno));
         close();
         return;
@@ -43,13 +43,20 @@ void TcpLeg::reject(int fd) noexcept {
 
 void TcpLeg::on_socket_connected(int res) noexcept {
     if (res < 0) {
-        ctx_.metrics.upstream_connect_errors.add();
+        metrics_.upstream_connect_errors.add();
         FERRY_LOG(Warn, "upstream connect failed: %s; resetting stream", strerror(-res));
         if (stream_ != nullptr) {
             tunnel::Stream* s = stream_;
             stream_ = nullptr;
             s->reset(pt::ErrorCode::ConnectRefused);
         }
+        close();
+        return;
+    }
+    if (stream_ != nullptr && !stream_->accept()) {
+        tunnel::Stream* s = stream_;
+        stream_ = nullptr;
+        s->reset(pt::ErrorCode::InternalError);
         close();
         return;
     }
@@ -61,13 +68,13 @@ void TcpLeg::on_socket_connected(int res) noexcept {
 // ---- socket -> tunnel -------------------------------------------------------------------------
 
 void TcpLeg::on_socket_data(buf::Chunk&& bytes) noexcept {
-    ctx_.metrics.bytes_from_local.add(bytes.size());
+    metrics_.bytes_from_local.add(bytes.size());
     if (stream_ == nullptr) {
         return;
     }
     stream_->write(std::move(bytes));
     if (stream_->should_pause() && io_.reading()) {
-        ctx_.metrics.flow_paused.add();
+        metrics_.flow_paused.add();
         io_.pause_reading();
     }
 }
@@ -98,7 +105,7 @@ void TcpLeg::on_socket_error(const char* what, int err) noexcept {
 
 // ---- tunnel -> socket -------------------------------------------------------------------------
 
-void TcpLeg::on_stream_data(buf::Chunk&& data) noexcept {
+void TcpLeg::on_stream_data(buf::Chunk&& data, pt::DataFlags) noexcept {
     out_.push(ctx_.nodes, std::move(data));
     send_more();
 }
@@ -150,7 +157,7 @@ void TcpLeg::on_socket_sent() noexcept {
     uint32_t sent = sending_bytes_;
     sending_bytes_ = 0;
     out_.consume(ctx_.nodes, sent);
-    ctx_.metrics.bytes_to_local.add(sent);
+    metrics_.bytes_to_local.add(sent);
     if (stream_ != nullptr) {
         stream_->consumed(sent);
     }
@@ -189,7 +196,7 @@ void TcpLeg::close() noexcept {
 void TcpLeg::on_socket_closed() noexcept { ctx_.defer_retire(this); }
 
 void TcpLeg::retire() noexcept {
-    ctx_.metrics.connections_active.add(-1);
+    metrics_.connections_active.add(-1);
     pool_->destroy(this);
 }
 

@@ -1,7 +1,7 @@
 #include "ferry/role/tunnel_security.h"
 
 #include "ferry/base/log.h"
-#include "ferry/tunnel/plain_link.h"
+#include "ferry/transport/tcp_transport.h"
 
 namespace ferry::role {
 
@@ -19,11 +19,15 @@ absl::StatusOr<std::unique_ptr<ShardTls>> ShardTls::create(const TunnelSecurity&
     return s;
 }
 
-std::unique_ptr<tunnel::Link> ShardTls::make_link(tunnel::Context& ctx, int fd) const {
+std::unique_ptr<transport::Transport> ShardTls::make_transport(loop::Context& ctx,
+                                                               transport::Metrics& metrics,
+                                                               int fd) const {
+    auto tcp = std::make_unique<transport::TcpTransport>(ctx, metrics, fd);
     if (!sec_.tls) {
-        return std::make_unique<tunnel::PlainLink>(ctx, fd);
+        return tcp;
     }
-    return std::make_unique<tunnel::TlsLink>(ctx, fd, *ctx_, sec_.link);
+    return std::make_unique<transport::TlsTransport>(ctx, metrics, std::move(tcp), *ctx_,
+                                                     sec_.tls_options);
 }
 
 int64_t ShardTls::files_stamp() const noexcept {

@@ -37,9 +37,11 @@ absl::Status Runtime::start() {
     }
     control_ring_ = std::move(*ring);
     for (int i = 0; i < options_.shards; ++i) {
-        metrics_.push_back(std::make_unique<tunnel::Metrics>());
+        metrics_.push_back(std::make_unique<loop::Metrics>());
         ShardOptions so = options_.shard;
-        so.cpu = options_.cpus.empty() ? -1 : options_.cpus[static_cast<size_t>(i) % options_.cpus.size()];
+        so.cpu = options_.cpus.empty()
+                     ? -1
+                     : options_.cpus[static_cast<size_t>(i) % options_.cpus.size()];
         shards_.push_back(std::make_unique<Shard>(i, so, factory_, metrics_.back().get()));
     }
     for (auto& s : shards_) {

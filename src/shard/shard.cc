@@ -8,7 +8,7 @@
 
 namespace ferry::shard {
 
-Shard::Shard(int index, ShardOptions options, ServiceFactory factory, tunnel::Metrics* metrics)
+Shard::Shard(int index, ShardOptions options, ServiceFactory factory, loop::Metrics* metrics)
     : index_(index),
       options_(std::move(options)),
       factory_(std::move(factory)),
@@ -36,14 +36,14 @@ void Shard::run() {
             FERRY_LOG(Warn, "cannot pin shard %d to CPU %d", index_, options_.cpu);
         }
     }
-    absl::StatusOr<std::unique_ptr<tunnel::ContextOwner>> owner =
-        tunnel::ContextOwner::create(options_, *metrics_, options_.tuning);
+    absl::StatusOr<std::unique_ptr<loop::ContextOwner>> owner =
+        loop::ContextOwner::create(options_, *metrics_);
     if (!owner.ok()) {
         FERRY_LOG(Error, "%s", owner.status().message());
         status_.store(Status::Failed, std::memory_order_release);
         return;
     }
-    tunnel::Context& ctx = (*owner)->context();
+    loop::Context& ctx = (*owner)->context();
     ring_ = &ctx.ring;
     ctx_ = &ctx;
     std::vector<std::unique_ptr<Service>> services = factory_(ctx, index_);
@@ -60,19 +60,17 @@ void Shard::run() {
     mailbox_.attach(ring_, &mail_op_);
     arm_tick();
     status_.store(Status::Running, std::memory_order_release);
-    loop(ctx, services);
+    run_loop(ctx, services);
     // Services go first (their teardown may still queue cancellations on the ring); what they
     // parked on the context dies with them.
     services_view_.clear();
     services.clear();
     mailbox_.detach();
-    ctx.dirty_head = nullptr;
-    ctx.retired_head = nullptr;
-    ctx.starved_head = nullptr;
+    ctx.forget_pending();
     status_.store(Status::Exited, std::memory_order_release);
 }
 
-void Shard::loop(tunnel::Context& ctx, std::vector<std::unique_ptr<Service>>& services) {
+void Shard::run_loop(loop::Context& ctx, std::vector<std::unique_ptr<Service>>& services) {
     while (!stop_) {
         ring_->submit_and_wait(1);
         ctx.now_ns = base::mono_ns();
@@ -98,13 +96,13 @@ void Shard::loop(tunnel::Context& ctx, std::vector<std::unique_ptr<Service>>& se
     }
 }
 
-void Shard::housekeeping(tunnel::Context& ctx,
+void Shard::housekeeping(loop::Context& ctx,
                          std::vector<std::unique_ptr<Service>>& services) noexcept {
-    tunnel::end_of_iteration(ctx);
+    loop::end_of_iteration(ctx);
     for (auto& s : services) {
         s->housekeeping();
     }
-    metrics_->buffers_in_use.set(ctx.pool.in_use().value());
+    metrics_->buffers_in_use.set(ctx.local_pool.in_use().value());
     metrics_->tunnel_buffers_in_use.set(ctx.tunnel_pool.in_use().value());
 }
 
@@ -133,9 +131,9 @@ void Shard::on_mail(int32_t res, uint32_t) noexcept {
                 FERRY_LOG(Info,
                           "buffers: local pool %u free of %u, %u lent to the kernel; tunnel pool "
                           "%u free of %u, %u lent",
-                          ctx_->pool.free_count(), ctx_->pool.buffer_count(), ctx_->bufs.lent(),
-                          ctx_->tunnel_pool.free_count(), ctx_->tunnel_pool.buffer_count(),
-                          ctx_->tunnel_bufs.lent());
+                          ctx_->local_pool.free_count(), ctx_->local_pool.buffer_count(),
+                          ctx_->local_bufs.lent(), ctx_->tunnel_pool.free_count(),
+                          ctx_->tunnel_pool.buffer_count(), ctx_->tunnel_bufs.lent());
                 for (Service* s : services_view_) {
                     s->dump();
                 }

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/escaping.h"
 #include "ferry/base/check.h"
 #include "ferry/base/clock.h"
 #include "ferry/base/log.h"
@@ -12,16 +13,28 @@ namespace ferry::tunnel {
 
 namespace pt = proto::tunnel;
 
-// Adapts Link callbacks to the Session without making Session itself virtual.
-class Session::LinkEvents final : public LinkSink {
+namespace {
+// Peer text for the log: bounded, and escaped so it can never forge a log line.
+std::string escaped(std::string_view text) {
+    text = text.substr(0, 256);
+    return absl::CHexEscape(absl::string_view(text.data(), text.size()));
+}
+}  // namespace
+
+// Adapts transport callbacks to the Session without making Session itself a TransportSink.
+class Session::TransportEvents final : public transport::TransportSink {
   public:
-    explicit LinkEvents(Session* s) noexcept : s_(s) {}
-    void on_link_read(buf::Chunk&& bytes) noexcept override { s_->link_read(std::move(bytes)); }
-    void on_link_written() noexcept override { s_->link_written(); }
-    void on_link_down(const char* reason, int err) noexcept override { s_->link_down(reason, err); }
-    void on_link_quiescent() noexcept override { s_->link_quiescent(); }
-    void on_link_established() noexcept override { s_->link_established(); }
-    void on_link_rotation_due(const char* why) noexcept override {
+    explicit TransportEvents(Session* s) noexcept : s_(s) {}
+    void on_transport_read(buf::Chunk&& bytes) noexcept override {
+        s_->transport_read(std::move(bytes));
+    }
+    void on_transport_written() noexcept override { s_->transport_written(); }
+    void on_transport_down(const char* reason, int err) noexcept override {
+        s_->transport_down(reason, err);
+    }
+    void on_transport_quiescent() noexcept override { s_->transport_quiescent(); }
+    void on_transport_established() noexcept override { s_->transport_established(); }
+    void on_transport_rotation_due(const char* why) noexcept override {
         s_->owner_->on_session_rotation_due(*s_, why);
     }
 
@@ -31,12 +44,22 @@ class Session::LinkEvents final : public LinkSink {
 
 // ---- Stream -----------------------------------------------------------------------------------
 
-void Stream::write(buf::Chunk&& data) noexcept {
-    if (data.size() == 0 || fin_queued_) {
+void Stream::write(buf::Chunk&& data, pt::DataFlags flags) noexcept {
+    // Only an empty message may be empty; FIN travels with finish(), never here.
+    if ((data.size() == 0 && !flags.end_message()) || fin_queued_) {
         return;
     }
-    out_.push(session_->ctx_.nodes, std::move(data));
+    flags.bits &= static_cast<uint8_t>(~pt::kFlagFin);
+    out_.push(session_->ctx_.nodes, std::move(data), flags.bits);
     session_->stream_has_output(*this);
+}
+
+bool Stream::finish_with_trailers(std::span<const pt::MetadataEntry> trailers) noexcept {
+    return session_->stream_trailers(*this, trailers);
+}
+
+bool Stream::accept(std::span<const pt::MetadataEntry> metadata) noexcept {
+    return session_->stream_accept(*this, metadata);
 }
 
 void Stream::finish() noexcept {
@@ -58,7 +81,7 @@ void Stream::detach() noexcept {
 bool Stream::should_pause() noexcept {
     // One window queued here is all the peer can take before it grants more, so anything
     // beyond it would only grow memory.
-    if (out_.bytes() >= session_->ctx_.tuning.stream_window) {
+    if (out_.bytes() >= session_->env_.tuning.stream_window) {
         want_writable_ = true;
         return true;
     }
@@ -67,36 +90,38 @@ bool Stream::should_pause() noexcept {
 
 // ---- Session ----------------------------------------------------------------------------------
 
-Session::Session(Context& ctx, SessionOwner* owner, std::unique_ptr<Link> link, Role role,
+Session::Session(const SessionEnv& env, SessionOwner* owner,
+                 std::unique_ptr<transport::Transport> transport, Role role,
                  std::string_view node_name) noexcept
-    : ctx_(ctx),
+    : env_(env),
+      ctx_(env.loop),
       owner_(owner),
-      link_(std::move(link)),
-      link_events_(std::make_unique<LinkEvents>(this)),
+      transport_(std::move(transport)),
+      transport_events_(std::make_unique<TransportEvents>(this)),
       role_(role),
       node_name_(node_name),
-      decoder_(sink_, ctx.tuning.max_frame_size),
+      decoder_(sink_, env.tuning.max_frame_size),
       next_stream_id_(role == Role::Initiator ? 1 : 2),
-      conn_recv_(ctx.tuning.connection_window) {
-    owed_resets_.reserve(ctx.tuning.max_streams);
+      conn_recv_(env.tuning.connection_window) {
+    owed_resets_.reserve(env.tuning.max_streams);
 }
 
 Session::~Session() {
-    ctx_.unpark_starved(this);
+    ctx_.buffer_waits.cancel(this);
     batch_.owned.clear(ctx_.nodes);
     ctrl_full_.clear(ctx_.nodes);
 }
 
 void Session::start() noexcept {
     last_ping_ns_ = ctx_.now_ns;
-    link_->start(link_events_.get());
-    if (link_->established()) {
+    transport_->start(transport_events_.get());
+    if (transport_->established()) {
         send_hello();
     }
 }
 
-void Session::link_established() noexcept {
-    FERRY_LOG(Debug, "tunnel link established over %s", link_->kind());
+void Session::transport_established() noexcept {
+    FERRY_LOG(Debug, "tunnel transport established: %s", transport_->kind());
     send_hello();
 }
 
@@ -104,11 +129,11 @@ void Session::send_hello() noexcept {
     std::span<std::byte> out = control_space(pt::kPrefaceSize);
     control_commit(pt::encode_preface(out));
     pt::HelloSettings hello;
-    hello.max_frame_size = ctx_.tuning.max_frame_size;
-    hello.initial_stream_window = ctx_.tuning.stream_window;
-    hello.connection_window = ctx_.tuning.connection_window;
-    hello.max_streams = ctx_.tuning.max_streams;
-    hello.capabilities = link_->capabilities();
+    hello.max_frame_size = env_.tuning.max_frame_size;
+    hello.initial_stream_window = env_.tuning.stream_window;
+    hello.connection_window = env_.tuning.connection_window;
+    hello.max_streams = env_.tuning.max_streams;
+    hello.capabilities = transport_->capabilities() | pt::kCapabilityMessages;
     hello.node_name = node_name_;
     out = control_space(pt::hello_frame_size(hello));
     size_t n = pt::encode_hello(out, hello);
@@ -118,43 +143,77 @@ void Session::send_hello() noexcept {
 }
 
 Stream* Session::open_stream(pt::StreamProtocol protocol, std::string_view routing_key,
+                             std::span<const pt::MetadataEntry> metadata,
                              StreamHandler* handler) noexcept {
     if (state_ != State::Open || streams_.size() >= peer_max_streams_ ||
         next_stream_id_ > 0x7fff'fffeU) {
         return nullptr;
     }
-    uint32_t id = next_stream_id_;
-    next_stream_id_ += 2;
-    size_t need = pt::open_frame_size(protocol, routing_key, {});
+    // Message protocols need message boundaries on the wire: a v1 peer cannot carry them.
+    if (protocol != pt::StreamProtocol::Tcp && !messages_) {
+        return nullptr;
+    }
+    const size_t need = pt::open_frame_size(protocol, routing_key, metadata);
+    if (need == 0 || need - pt::kFrameHeaderSize > peer_max_frame_) {
+        return nullptr;
+    }
     std::span<std::byte> out = control_space(need);
     if (out.empty()) {
         return nullptr;
     }
-    size_t n = pt::encode_open(out, id, protocol, routing_key, {});
+    uint32_t id = next_stream_id_;
+    next_stream_id_ += 2;
+    size_t n = pt::encode_open(out, id, protocol, routing_key, metadata);
     FERRY_CHECK(n == need);
     control_commit(n);
-    Stream* s =
-        stream_pool_.create(this, id, peer_stream_window_, ctx_.tuning.stream_window, handler);
+    Stream* s = stream_pool_.create(this, id, protocol, peer_stream_window_,
+                                    env_.tuning.stream_window, handler);
     streams_.emplace(id, s);
-    ctx_.metrics.streams_opened.add();
-    ctx_.metrics.streams_active.add(1);
+    env_.metrics.streams_opened.add();
+    env_.metrics.streams_active.add(1);
     mark_dirty();
     return s;
 }
 
+namespace {
+// The opaque value of a drain's PING; RTT pings carry a monotonic time, which never reaches it.
+constexpr uint64_t kDrainPingOpaque = ~0ULL;
+}  // namespace
+
 void Session::drain() noexcept {
-    if (state_ == State::Closing || state_ == State::Closed) {
+    if (state_ == State::Closing || state_ == State::Closed || state_ == State::Hello) {
+        if (state_ == State::Hello) {
+            abort("drained before the peer's HELLO");
+        }
         return;
     }
     if (state_ != State::Draining) {
         state_ = State::Draining;
+    }
+    if (drain_step_ == 0) {
+        // RFC 9113 §6.8: announce first (no new streams, please), learn after a round trip which
+        // OPENs crossed the announcement, then name the last one served.
+        drain_step_ = 1;
+        drain_started_ns_ = ctx_.now_ns;
         send_drain_goaway();
+        if (write_ping(false, kDrainPingOpaque)) {
+            mark_dirty();
+        }
     }
     maybe_finish_drain();
 }
 
+void Session::finish_drain_announcement() noexcept {
+    if (drain_step_ != 1) {
+        return;
+    }
+    drain_step_ = 2;
+    send_drain_goaway();
+    maybe_finish_drain();
+}
+
 void Session::maybe_finish_drain() noexcept {
-    if (state_ == State::Draining && streams_.empty()) {
+    if (state_ == State::Draining && streams_.empty() && (drain_step_ == 0 || drain_step_ == 2)) {
         FERRY_LOG(Debug, "tunnel %s: drained, closing", peer_name_);
         state_ = State::Closing;
         close_after_flush_ = true;
@@ -169,9 +228,9 @@ void Session::abort(const char* reason) noexcept {
     FERRY_LOG(Info, "tunnel to %s: closing: %s", peer_name_.empty() ? "?" : peer_name_, reason);
     state_ = State::Closed;
     reset_all_streams(pt::ErrorCode::Cancel);
-    if (!link_closed_) {
-        link_closed_ = true;
-        link_->close();
+    if (!transport_closed_) {
+        transport_closed_ = true;
+        transport_->close();
     }
 }
 
@@ -179,12 +238,15 @@ void Session::tick(uint64_t now_ns) noexcept {
     if (state_ != State::Open && state_ != State::Draining) {
         return;
     }
-    link_->tick(now_ns);
-    if (ping_outstanding_ns_ != 0 && now_ns - ping_outstanding_ns_ > ctx_.tuning.ping_timeout_ns) {
+    transport_->tick(now_ns);
+    if (drain_step_ == 1 && now_ns - drain_started_ns_ > env_.tuning.ping_timeout_ns) {
+        finish_drain_announcement();  // the drain's PING went unanswered: name the last stream
+    }
+    if (ping_outstanding_ns_ != 0 && now_ns - ping_outstanding_ns_ > env_.tuning.ping_timeout_ns) {
         fail(pt::ErrorCode::Timeout, "no PING acknowledgement within the ping timeout");
         return;
     }
-    if (ping_outstanding_ns_ == 0 && now_ns - last_ping_ns_ >= ctx_.tuning.ping_interval_ns) {
+    if (ping_outstanding_ns_ == 0 && now_ns - last_ping_ns_ >= env_.tuning.ping_interval_ns) {
         // With no buffer free the PING waits for a later tick; its timeout starts once it is out.
         if (write_ping(false, now_ns)) {
             last_ping_ns_ = now_ns;
@@ -198,7 +260,7 @@ void Session::dump() const noexcept {
     FERRY_LOG(Info,
               "tunnel %s over %s: state %d, %zu streams, conn send credit %u, conn recv "
               "available %u unacked %u, writing %d, ctrl queued %u+%u, ready list %s",
-              peer_name_, link_->kind(), static_cast<int>(state_), streams_.size(),
+              peer_name_, transport_->kind(), static_cast<int>(state_), streams_.size(),
               conn_send_.available(), conn_recv_.available(), conn_recv_.unacked(), writing_,
               ctrl_full_.count(), ctrl_used_ - ctrl_sent_,
               ready_head_ != nullptr ? "busy" : "empty");
@@ -236,7 +298,7 @@ std::span<std::byte> Session::control_space(size_t n) noexcept {
 
 void Session::control_commit(size_t n) noexcept {
     ctrl_used_ += static_cast<uint32_t>(n);
-    ctx_.metrics.frames_out.add();
+    env_.metrics.frames_out.add();
 }
 
 void Session::send_credit(uint32_t stream_id, pt::RecvWindow& window, uint32_t increment) noexcept {
@@ -244,20 +306,23 @@ void Session::send_credit(uint32_t stream_id, pt::RecvWindow& window, uint32_t i
     if (out.empty()) {
         window.unsend(increment);
         owe_credit_ = true;
-        ctx_.park_starved(this);
+        ctx_.buffer_waits.park(this);
         return;
     }
     control_commit(pt::encode_window(out, stream_id, increment));
     mark_dirty();
 }
 
-bool Session::write_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
-    std::span<std::byte> out = control_space(pt::kResetFrameSize);
+bool Session::write_reset(uint32_t stream_id, pt::ErrorCode code, const char* reason) noexcept {
+    // A v1 peer takes a 4-byte RESET only.
+    std::string_view text = messages_ && reason != nullptr ? std::string_view(reason) : "";
+    text = text.substr(0, pt::kMaxResetReasonSize);
+    std::span<std::byte> out = control_space(pt::reset_frame_size(text));
     if (out.empty()) {
         return false;
     }
-    control_commit(pt::encode_reset(out, stream_id, code));
-    ctx_.metrics.resets_sent.add();
+    control_commit(pt::encode_reset(out, stream_id, code, text));
+    env_.metrics.resets_sent.add();
     return true;
 }
 
@@ -270,17 +335,32 @@ bool Session::write_ping(bool ack, uint64_t opaque) noexcept {
     return true;
 }
 
-bool Session::write_goaway(pt::ErrorCode code, std::string_view debug) noexcept {
+bool Session::write_goaway(uint32_t last_stream_id, pt::ErrorCode code,
+                           std::string_view debug) noexcept {
     std::span<std::byte> out = control_space(pt::goaway_frame_size(debug));
     if (out.empty()) {
         return false;
     }
-    control_commit(pt::encode_goaway(out, last_peer_stream_id_, code, debug));
+    control_commit(pt::encode_goaway(out, last_stream_id, code, debug));
     return true;
 }
 
-void Session::send_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
-    if (write_reset(stream_id, code)) {
+buf::Chunk Session::carve(size_t n) noexcept {
+    if (side_.empty() || side_used_ + n > side_.capacity()) {
+        buf::Chunk fresh = ctx_.alloc_tunnel_chunk();
+        if (fresh.empty() || n > fresh.capacity()) {
+            return {};
+        }
+        side_ = std::move(fresh);
+        side_used_ = 0;
+    }
+    buf::Chunk piece = side_.share(side_used_, static_cast<uint32_t>(n));
+    side_used_ += static_cast<uint32_t>(n);
+    return piece;
+}
+
+void Session::send_reset(uint32_t stream_id, pt::ErrorCode code, const char* reason) noexcept {
+    if (write_reset(stream_id, code, reason)) {
         mark_dirty();
         return;
     }
@@ -288,21 +368,24 @@ void Session::send_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
         fail(pt::ErrorCode::InternalError, "out of buffers for control frames");
         return;
     }
-    owed_resets_.emplace_back(stream_id, code);
-    ctx_.park_starved(this);
+    owed_resets_.push_back({stream_id, code, reason});
+    ctx_.buffer_waits.park(this);
 }
 
 void Session::send_drain_goaway() noexcept {
-    owe_goaway_ = !write_goaway(pt::ErrorCode::NoError, "drain");
+    // First the announcement (every stream may still come), then the last one really served.
+    const uint32_t last = drain_step_ == 2 ? last_peer_stream_id_ : pt::kMaxStreamId;
+    owe_goaway_ = !write_goaway(last, pt::ErrorCode::NoError, "drain");
     if (owe_goaway_) {
-        ctx_.park_starved(this);
+        ctx_.buffer_waits.park(this);
         return;
     }
     mark_dirty();
 }
 
 bool Session::owes_control() const noexcept {
-    return owe_credit_ || owe_goaway_ || owed_ping_ack_.has_value() || !owed_resets_.empty();
+    return owe_credit_ || owe_goaway_ || owe_accept_ || owed_ping_ack_.has_value() ||
+           !owed_resets_.empty();
 }
 
 void Session::pay_owed_control() noexcept {
@@ -314,10 +397,27 @@ void Session::pay_owed_control() noexcept {
     }
     size_t paid = 0;
     while (paid < owed_resets_.size() &&
-           write_reset(owed_resets_[paid].first, owed_resets_[paid].second)) {
+           write_reset(owed_resets_[paid].stream_id, owed_resets_[paid].code,
+                       owed_resets_[paid].reason)) {
         ++paid;
     }
     owed_resets_.erase(owed_resets_.begin(), owed_resets_.begin() + static_cast<ptrdiff_t>(paid));
+    if (owe_accept_) {
+        owe_accept_ = false;
+        for (auto& [id, s] : streams_) {
+            if (!s->accept_owed_) {
+                continue;
+            }
+            if (!write_open_ack(id, {})) {
+                owe_accept_ = true;
+                break;
+            }
+            s->accept_owed_ = false;
+            if (stream_sendable(*s)) {
+                ready_push(s);
+            }
+        }
+    }
     if (owe_credit_) {
         // Credit coalesced while owed: one WINDOW per stream carries all it has consumed.
         owe_credit_ = false;
@@ -331,33 +431,39 @@ void Session::pay_owed_control() noexcept {
         }
     }
     if (owes_control()) {
-        ctx_.park_starved(this);
+        ctx_.buffer_waits.park(this);
     }
 }
 
-void Session::rearm() noexcept {
+void Session::retry_after_buffer_wait() noexcept {
     if (owes_control()) {
         flush();
     }
 }
 
 void Session::mark_dirty() noexcept {
-    if (!in_dirty_list && !link_closed_) {
-        in_dirty_list = true;
-        // The shard's dirty list, flushed after the CQE batch so many frames share one write.
-        next_dirty = ctx_.dirty_head;
-        ctx_.dirty_head = this;
+    if (!transport_closed_) {
+        // Flushed after the CQE batch, so many frames share one write.
+        ctx_.queue_flush(this);
     }
 }
 
 bool Session::stream_sendable(const Stream& s) const noexcept {
+    if (s.accept_owed_) {
+        return false;  // its OPEN_ACK must go first
+    }
     if (!s.out_.empty()) {
-        return s.send_.available() > 0;
+        // An empty message needs no credit.
+        return s.send_.available() > 0 || s.out_.head()->chunk.size() == 0;
     }
     return s.fin_queued_ && !s.fin_sent_;
 }
 
 void Session::stream_has_output(Stream& s) noexcept {
+    if (!s.accepted_) {
+        // A handler that answers has accepted the stream: the OPEN_ACK goes first.
+        (void)stream_accept(s, {});
+    }
     if (!s.in_ready_ && stream_sendable(s)) {
         ready_push(&s);
     }
@@ -408,46 +514,76 @@ void Session::ready_remove(Stream* s) noexcept {
 }
 
 bool Session::emit_data_frame(Stream& s) noexcept {
-    WriteBatch& b = batch_;
-    uint64_t room = ctx_.tuning.batch_bytes > b.bytes ? ctx_.tuning.batch_bytes - b.bytes : 0;
+    transport::WriteBatch& b = batch_;
+    uint64_t room = env_.tuning.batch_bytes > b.bytes ? env_.tuning.batch_bytes - b.bytes : 0;
     uint64_t budget =
         std::min<uint64_t>({s.send_.available(), conn_send_.available(), peer_max_frame_, room});
-    if (budget == 0 && !s.out_.empty()) {
+    const bool empty_message = !s.out_.empty() && s.out_.head()->chunk.size() == 0;
+    if (budget == 0 && !s.out_.empty() && !empty_message) {
         return false;
+    }
+    if (s.out_.empty() && !s.trailers_.empty()) {
+        // The stream ends with TRAILERS in place of a FIN, after all of its data.
+        b.add(s.trailers_.data(), s.trailers_.size());
+        b.owned.push(ctx_.nodes, std::move(s.trailers_));
+        s.fin_sent_ = true;
+        env_.metrics.frames_out.add();
+        return true;
     }
     std::byte* header = b.headers[b.headers_used++];
     b.add(header, pt::kFrameHeaderSize);
     uint32_t len = 0;
-    // A frame gathers queued chunks up to the budget: small writes share one header.
-    while (budget > 0 && !s.out_.empty() && !b.full(1)) {
-        buf::Chunk& front = s.out_.front();
-        uint32_t take = front.size();
-        buf::Chunk piece;
-        if (take <= budget) {
-            piece = s.out_.pop(ctx_.nodes);
-        } else {
-            take = static_cast<uint32_t>(budget);
-            piece = front.share(0, take);
-            s.out_.consume(ctx_.nodes, take);
+    // The frame's message flags: the kind of its first piece; END_MESSAGE when the piece that
+    // ends a message went in whole.
+    const uint8_t kind_bits =
+        s.out_.empty() ? 0 : static_cast<uint8_t>(s.out_.head()->tag & pt::kMessageKindMask);
+    bool end_message = false;
+    // A frame gathers queued chunks up to the budget: small writes share one header. It never
+    // crosses a message boundary (the receiver would lose it) nor mixes kinds.
+    while (!s.out_.empty() && !end_message && !b.full(1)) {
+        buf::ChunkNode* front = s.out_.head();
+        if ((front->tag & pt::kMessageKindMask) != kind_bits) {
+            break;
         }
-        b.add(piece.data(), take);
-        b.owned.push(ctx_.nodes, std::move(piece));
+        uint32_t take = front->chunk.size();
+        if (take > budget) {
+            if (budget == 0) {
+                break;
+            }
+            // Split the piece: the rest (and its end-of-message mark) waits for more credit.
+            take = static_cast<uint32_t>(budget);
+            buf::Chunk piece = front->chunk.share(0, take);
+            s.out_.consume(ctx_.nodes, take);
+            b.add(piece.data(), take);
+            b.owned.push(ctx_.nodes, std::move(piece));
+            budget = 0;
+            len += take;
+            break;
+        }
+        end_message = (front->tag & pt::kFlagEndMessage) != 0;
+        buf::Chunk piece = s.out_.pop(ctx_.nodes);
+        if (take > 0) {
+            b.add(piece.data(), take);
+            b.owned.push(ctx_.nodes, std::move(piece));
+        }
         budget -= take;
         len += take;
     }
-    bool fin = s.fin_queued_ && s.out_.empty();
-    FERRY_DCHECK(len > 0 || fin);
-    size_t written =
-        pt::encode_data_header(std::span<std::byte>(header, pt::kFrameHeaderSize), s.id_, len, fin);
+    const bool fin = s.fin_queued_ && s.out_.empty() && s.trailers_.empty();
+    FERRY_DCHECK(len > 0 || fin || end_message);
+    const pt::DataFlags flags{static_cast<uint8_t>(
+        kind_bits | (end_message ? pt::kFlagEndMessage : 0) | (fin ? pt::kFlagFin : 0))};
+    size_t written = pt::encode_data_header(std::span<std::byte>(header, pt::kFrameHeaderSize),
+                                            s.id_, len, flags);
     FERRY_DCHECK(written == pt::kFrameHeaderSize);
     (void)written;
     s.send_.consume(len);
     conn_send_.consume(len);
-    ctx_.metrics.frames_out.add();
+    env_.metrics.frames_out.add();
     if (fin) {
         s.fin_sent_ = true;
     }
-    if (s.want_writable_ && s.out_.bytes() <= ctx_.tuning.stream_window / 2 &&
+    if (s.want_writable_ && s.out_.bytes() <= env_.tuning.stream_window / 2 &&
         s.handler_ != nullptr) {
         s.want_writable_ = false;
         s.handler_->on_stream_writable();
@@ -456,13 +592,13 @@ bool Session::emit_data_frame(Stream& s) noexcept {
 }
 
 void Session::flush() noexcept {
-    if (writing_ || link_closed_ || !link_->established()) {
+    if (writing_ || transport_closed_ || !transport_->established()) {
         return;
     }
     if (owes_control()) {
         pay_owed_control();
     }
-    WriteBatch& b = batch_;
+    transport::WriteBatch& b = batch_;
     b.iov_count = 0;
     b.bytes = 0;
     b.headers_used = 0;
@@ -480,7 +616,7 @@ void Session::flush() noexcept {
     if (state_ == State::Open || state_ == State::Draining || state_ == State::Closing) {
         // Round-robin: each ready stream gets one frame per turn, then goes to the back.
         Stream* first_blocked = nullptr;
-        while (ready_head_ != nullptr && !b.full(3) && b.bytes < ctx_.tuning.batch_bytes &&
+        while (ready_head_ != nullptr && !b.full(3) && b.bytes < env_.tuning.batch_bytes &&
                conn_send_.available() > 0) {
             Stream* s = ready_pop();
             if (s == first_blocked) {
@@ -513,27 +649,27 @@ void Session::flush() noexcept {
         }
     }
     if (b.iov_count == 0) {
-        if (close_after_flush_ && !link_closed_) {
-            link_closed_ = true;
-            link_->close();
+        if (close_after_flush_ && !transport_closed_) {
+            transport_closed_ = true;
+            transport_->close();
         }
         return;
     }
     writing_ = true;
-    link_->write(&b);
+    transport_->write(&b);
 }
 
-// ---- Link events ------------------------------------------------------------------------------
+// ---- transport events -------------------------------------------------------------------------
 
-void Session::link_written() noexcept {
+void Session::transport_written() noexcept {
     writing_ = false;
     batch_.owned.clear(ctx_.nodes);
-    if (!link_closed_) {
+    if (!transport_closed_) {
         flush();
     }
 }
 
-void Session::link_read(buf::Chunk&& bytes) noexcept {
+void Session::transport_read(buf::Chunk&& bytes) noexcept {
     if (state_ == State::Closed) {
         return;
     }
@@ -541,18 +677,18 @@ void Session::link_read(buf::Chunk&& bytes) noexcept {
     pt::DecodeResult r = decoder_.feed(std::span<const std::byte>(bytes.data(), bytes.size()));
     reading_ = nullptr;
     if (r.status == pt::DecodeStatus::Error) {
-        ctx_.metrics.tunnel_protocol_errors.add();
+        env_.metrics.tunnel_protocol_errors.add();
         fail(r.code, r.detail);
     }
 }
 
-void Session::link_down(const char* reason, int err) noexcept {
+void Session::transport_down(const char* reason, int err) noexcept {
     if (state_ == State::Closed) {
         return;
     }
     bool expected = state_ == State::Closing || state_ == State::Draining;
     if (state_ == State::Hello) {
-        // Before HELLO the link has already said why (handshake refusal, connect loss).
+        // Before HELLO the transport has already said why (handshake refusal, connect loss).
         FERRY_LOG(Debug, "tunnel connection closed before HELLO: %s", reason);
     } else if (err != 0) {
         FERRY_LOG(Warn, "tunnel %s: connection lost: %s: %s", peer_name_.empty() ? "?" : peer_name_,
@@ -565,17 +701,18 @@ void Session::link_down(const char* reason, int err) noexcept {
     }
     state_ = State::Closed;
     reset_all_streams(pt::ErrorCode::Cancel);
-    if (!link_closed_) {
-        link_closed_ = true;
-        link_->close();
+    if (!transport_closed_) {
+        transport_closed_ = true;
+        transport_->close();
     }
 }
 
-void Session::link_quiescent() noexcept {
+void Session::transport_quiescent() noexcept {
     state_ = State::Closed;
     batch_.owned.clear(ctx_.nodes);
     ctrl_full_.clear(ctx_.nodes);
     ctrl_.reset();
+    side_.reset();
     owner_->on_session_closed(*this);
 }
 
@@ -587,7 +724,8 @@ void Session::fail(pt::ErrorCode code, const char* detail) noexcept {
               peer_name_.empty() ? "?" : peer_name_, pt::error_code_name(code), detail);
     state_ = State::Closing;
     reset_all_streams(code);
-    (void)write_goaway(code, detail);  // best effort: the connection closes either way
+    // Best effort: the connection closes either way.
+    (void)write_goaway(last_peer_stream_id_, code, detail);
     close_after_flush_ = true;
     mark_dirty();
 }
@@ -617,7 +755,7 @@ void Session::destroy_stream(Stream* s) noexcept {
     s->out_.clear(ctx_.nodes);
     streams_.erase(s->id_);
     stream_pool_.destroy(s);
-    ctx_.metrics.streams_active.add(-1);
+    env_.metrics.streams_active.add(-1);
 }
 
 void Session::stream_reset_locally(Stream& s, pt::ErrorCode code) noexcept {
@@ -659,10 +797,11 @@ void Session::stream_consumed_conn_only(uint32_t n) noexcept {
 // --------------------------------------------------------------------------------
 
 bool Session::on_hello(const pt::Hello& hello) noexcept {
-    ctx_.metrics.frames_in.add();
+    env_.metrics.frames_in.add();
     peer_name_ = std::string(hello.settings.node_name);
     peer_capabilities_ = hello.settings.capabilities;
-    link_->set_peer_capabilities(peer_capabilities_);
+    messages_ = (peer_capabilities_ & pt::kCapabilityMessages) != 0;
+    transport_->set_peer_capabilities(peer_capabilities_);
     peer_max_frame_ = hello.settings.max_frame_size;
     peer_stream_window_ = hello.settings.initial_stream_window;
     peer_max_streams_ = hello.settings.max_streams;
@@ -672,102 +811,162 @@ bool Session::on_hello(const pt::Hello& hello) noexcept {
     }
     if (state_ == State::Hello) {
         state_ = State::Open;
-        FERRY_LOG(Info, "tunnel up: peer '%s' over %s (max frame %u, stream window %u)", peer_name_,
-                  link_->kind(), peer_max_frame_, peer_stream_window_);
+        hello_exchanged_ = true;
+        FERRY_LOG(Info,
+                  "tunnel up: peer '%s' over %s (protocol %s, max frame %u, stream window %u)",
+                  peer_name_, transport_->kind(), messages_ ? "v1.1" : "v1", peer_max_frame_,
+                  peer_stream_window_);
         owner_->on_session_ready(*this);
     }
     return state_ != State::Closed;
 }
 
 bool Session::on_open(uint32_t stream_id, const pt::Open& open) noexcept {
-    ctx_.metrics.frames_in.add();
+    env_.metrics.frames_in.add();
     bool peer_parity = (stream_id & 1U) == (role_ == Role::Initiator ? 0U : 1U);
     if (!peer_parity || stream_id <= last_peer_stream_id_) {
         fail(pt::ErrorCode::ProtocolError, "OPEN with an invalid or reused stream id");
         return false;
     }
     last_peer_stream_id_ = stream_id;
-    if (state_ != State::Open) {
-        send_reset(stream_id, pt::ErrorCode::RefusedStream);
+    if (!messages_ && open.protocol != pt::StreamProtocol::Tcp) {
+        // Message streams need message boundaries on the wire (docs/tunnel-protocol.md §6.2).
+        env_.metrics.streams_refused.add();
+        send_reset(stream_id, pt::ErrorCode::UnsupportedProtocol);
         return true;
     }
-    if (streams_.size() >= ctx_.tuning.max_streams) {
-        ctx_.metrics.streams_refused.add();
-        send_reset(stream_id, pt::ErrorCode::RefusedStream);
+    // While our drain is only announced, OPENs that crossed the GOAWAY are still served.
+    const bool taking = state_ == State::Open || (state_ == State::Draining && drain_step_ < 2);
+    if (!taking) {
+        send_reset(stream_id, pt::ErrorCode::RefusedStream, "the connection is draining");
         return true;
     }
-    Stream* s = stream_pool_.create(this, stream_id, peer_stream_window_, ctx_.tuning.stream_window,
-                                    nullptr);
+    if (streams_.size() >= env_.tuning.max_streams) {
+        env_.metrics.streams_refused.add();
+        send_reset(stream_id, pt::ErrorCode::RefusedStream, "stream limit reached");
+        return true;
+    }
+    Stream* s = stream_pool_.create(this, stream_id, open.protocol, peer_stream_window_,
+                                    env_.tuning.stream_window, nullptr);
     streams_.emplace(stream_id, s);
-    ctx_.metrics.streams_opened.add();
-    ctx_.metrics.streams_active.add(1);
-    StreamHandler* h = owner_->on_stream_open(*this, *s, open);
-    if (h == nullptr) {
-        ctx_.metrics.streams_refused.add();
+    env_.metrics.streams_opened.add();
+    env_.metrics.streams_active.add(1);
+    OpenDecision d = owner_->on_stream_open(*this, *s, open);
+    if (d.handler == nullptr) {
+        env_.metrics.streams_refused.add();
+        FERRY_LOG(Debug, "stream %u refused: %s", stream_id,
+                  d.reason != nullptr ? d.reason : pt::error_code_name(d.code));
         destroy_stream(s);
-        send_reset(stream_id, pt::ErrorCode::RefusedStream);
+        send_reset(stream_id, d.code, d.reason);
         return true;
     }
-    s->handler_ = h;
+    s->handler_ = d.handler;
     return state_ != State::Closed;
 }
 
-bool Session::on_data(uint32_t stream_id, std::span<const std::byte> piece, bool fin) noexcept {
+Stream* Session::frame_stream(uint32_t stream_id, const char* frame, bool* failed) noexcept {
+    *failed = false;
+    auto it = streams_.find(stream_id);
+    if (it != streams_.end()) {
+        return it->second;
+    }
+    const bool seen =
+        ours(stream_id) ? stream_id < next_stream_id_ : stream_id <= last_peer_stream_id_;
+    if (!seen) {
+        // The decoder's detail strings are static; so is this one per frame type.
+        fail(pt::ErrorCode::ProtocolError, frame);
+        *failed = true;
+    }
+    return nullptr;
+}
+
+void Session::stream_error(Stream& s, pt::ErrorCode code, const char* reason) noexcept {
+    const uint32_t id = s.id_;
+    StreamHandler* h = s.handler_;
+    FERRY_LOG(Debug, "stream %u: %s", id, reason);
+    destroy_stream(&s);
+    send_reset(id, code, reason);
+    if (h != nullptr) {
+        h->on_stream_reset(code);
+    }
+    maybe_finish_drain();
+}
+
+bool Session::on_data(uint32_t stream_id, std::span<const std::byte> piece,
+                      pt::DataFlags flags) noexcept {
     auto n = static_cast<uint32_t>(piece.size());
-    if (fin || n > 0) {
-        ctx_.metrics.frames_in.add();
+    if (flags.fin() || flags.end_message() || n > 0) {
+        env_.metrics.frames_in.add();
     }
     if (n > 0 && !conn_recv_.on_received(n)) {
         fail(pt::ErrorCode::FlowControlError, "peer exceeded the connection window");
         return false;
     }
-    auto it = streams_.find(stream_id);
-    if (it == streams_.end()) {
-        bool ours = (stream_id & 1U) == (role_ == Role::Initiator ? 1U : 0U);
-        bool seen = ours ? stream_id < next_stream_id_ : stream_id <= last_peer_stream_id_;
-        if (!seen) {
-            fail(pt::ErrorCode::ProtocolError, "DATA on a stream that was never opened");
-            return false;
-        }
+    bool failed = false;
+    Stream* s = frame_stream(stream_id, "DATA on a stream that was never opened", &failed);
+    if (s == nullptr) {
         // A stream we already reset: the bytes still count against the connection window.
-        if (n > 0) {
+        if (!failed && n > 0) {
             stream_consumed_conn_only(n);
         }
-        return true;
+        return !failed;
     }
-    Stream* s = it->second;
     if (s->fin_received_) {
-        uint32_t id = s->id_;
-        StreamHandler* h = s->handler_;
-        destroy_stream(s);
-        send_reset(id, pt::ErrorCode::ProtocolError);
-        if (h != nullptr) {
-            h->on_stream_reset(pt::ErrorCode::ProtocolError);
-        }
+        stream_error(*s, pt::ErrorCode::ProtocolError, "DATA after the end of the stream");
+        stream_consumed_conn_only(n);  // never counted against the stream
         return true;
     }
     if (n > 0 && !s->recv_.on_received(n)) {
-        uint32_t id = s->id_;
-        StreamHandler* h = s->handler_;
-        destroy_stream(s);
-        send_reset(id, pt::ErrorCode::FlowControlError);
+        stream_error(*s, pt::ErrorCode::FlowControlError, "DATA beyond the stream window");
         stream_consumed_conn_only(n);
-        if (h != nullptr) {
-            h->on_stream_reset(pt::ErrorCode::FlowControlError);
-        }
         return true;
     }
-    if (n > 0) {
+    // From here on the bytes count against the stream: destroying it returns their credit.
+    if (messages_ && ours(stream_id) && !s->accepted_) {
+        stream_error(*s, pt::ErrorCode::ProtocolError, "DATA before the OPEN_ACK");
+        return true;
+    }
+    // Byte streams (and every stream of a v1 peer) carry no message flags; message streams
+    // keep one kind per message (docs/tunnel-protocol.md §6.3).
+    pt::DataFlags deliver{};
+    if (messages_ && s->protocol_ == pt::StreamProtocol::Tcp &&
+        (flags.end_message() || flags.kind() != pt::MessageKind::Binary)) {
+        stream_error(*s, pt::ErrorCode::ProtocolError, "message flags on a byte stream");
+        return true;
+    }
+    if (messages_ && s->protocol_ != pt::StreamProtocol::Tcp) {
+        const pt::MessageKind kind = flags.kind();
+        if (static_cast<uint8_t>(kind) > static_cast<uint8_t>(pt::MessageKind::Compressed)) {
+            stream_error(*s, pt::ErrorCode::ProtocolError, "DATA with a reserved message kind");
+            return true;
+        }
+        if (s->in_message_ && kind != s->message_kind_) {
+            stream_error(*s, pt::ErrorCode::ProtocolError, "message kind changed mid-message");
+            return true;
+        }
+        if (n > 0 || flags.end_message()) {
+            s->in_message_ = !flags.end_message();
+            s->message_kind_ = kind;
+        }
+        if (flags.fin() && s->in_message_) {
+            stream_error(*s, pt::ErrorCode::ProtocolError, "FIN in the middle of a message");
+            return true;
+        }
+        deliver = pt::DataFlags::make(false, flags.end_message(), kind);
+    }
+    if (n > 0 || deliver.end_message()) {
         if (s->handler_ == nullptr) {
             stream_consumed(*s, n);
+        } else if (n == 0) {
+            s->handler_->on_stream_data(buf::Chunk(), deliver);  // an empty message
         } else {
             // Zero copy: the payload stays where the kernel put it; the handler gets a slice.
             auto offset = static_cast<uint32_t>(piece.data() - reading_->data());
-            s->handler_->on_stream_data(reading_->share(offset, n));
+            s->handler_->on_stream_data(reading_->share(offset, n), deliver);
         }
     }
-    if (fin) {
-        it = streams_.find(stream_id);  // the handler may have reset the stream
+    if (flags.fin()) {
+        auto it = streams_.find(stream_id);  // the handler may have reset the stream
         if (it != streams_.end()) {
             s = it->second;
             s->fin_received_ = true;
@@ -781,8 +980,118 @@ bool Session::on_data(uint32_t stream_id, std::span<const std::byte> piece, bool
     return state_ != State::Closed;
 }
 
+bool Session::on_open_ack(uint32_t stream_id, const pt::MetadataView& metadata) noexcept {
+    env_.metrics.frames_in.add();
+    if (!messages_) {
+        fail(pt::ErrorCode::ProtocolError, "OPEN_ACK from a peer that did not announce v1.1");
+        return false;
+    }
+    bool failed = false;
+    Stream* s = frame_stream(stream_id, "OPEN_ACK on a stream that was never opened", &failed);
+    if (s == nullptr) {
+        return !failed;
+    }
+    if (!ours(stream_id) || s->accepted_) {
+        stream_error(*s, pt::ErrorCode::ProtocolError,
+                     ours(stream_id) ? "second OPEN_ACK" : "OPEN_ACK on a stream the peer opened");
+        return true;
+    }
+    s->accepted_ = true;
+    if (s->handler_ != nullptr) {
+        s->handler_->on_stream_accepted(metadata);
+    }
+    return state_ != State::Closed;
+}
+
+bool Session::on_trailers(uint32_t stream_id, const pt::MetadataView& metadata) noexcept {
+    env_.metrics.frames_in.add();
+    if (!messages_) {
+        fail(pt::ErrorCode::ProtocolError, "TRAILERS from a peer that did not announce v1.1");
+        return false;
+    }
+    bool failed = false;
+    Stream* s = frame_stream(stream_id, "TRAILERS on a stream that was never opened", &failed);
+    if (s == nullptr) {
+        return !failed;
+    }
+    if (s->fin_received_ || s->in_message_ || (ours(stream_id) && !s->accepted_)) {
+        stream_error(*s, pt::ErrorCode::ProtocolError,
+                     s->fin_received_ ? "TRAILERS after the end of the stream"
+                     : s->in_message_ ? "TRAILERS in the middle of a message"
+                                      : "TRAILERS before the OPEN_ACK");
+        return true;
+    }
+    s->fin_received_ = true;
+    if (s->handler_ != nullptr) {
+        s->handler_->on_stream_trailers(metadata);
+    } else {
+        stream_maybe_done(*s);
+    }
+    return state_ != State::Closed;
+}
+
+bool Session::stream_accept(Stream& s, std::span<const pt::MetadataEntry> metadata) noexcept {
+    if (s.accepted_ || ours(s.id_)) {
+        return true;
+    }
+    if (!messages_) {
+        s.accepted_ = true;
+        return true;  // a v1 peer takes the stream as accepted unless it is reset
+    }
+    const size_t need = pt::open_ack_frame_size(metadata);
+    if (need == 0 || need - pt::kFrameHeaderSize > peer_max_frame_) {
+        return false;
+    }
+    if (!write_open_ack(s.id_, metadata)) {
+        if (!metadata.empty()) {
+            return false;
+        }
+        // Both pools are dry: the (empty) OPEN_ACK is owed, and the stream's data waits for it.
+        s.accept_owed_ = true;
+        owe_accept_ = true;
+        ctx_.buffer_waits.park(this);
+    }
+    s.accepted_ = true;
+    mark_dirty();
+    return true;
+}
+
+bool Session::write_open_ack(uint32_t stream_id,
+                             std::span<const pt::MetadataEntry> metadata) noexcept {
+    std::span<std::byte> out = control_space(pt::open_ack_frame_size(metadata));
+    if (out.empty()) {
+        return false;
+    }
+    control_commit(pt::encode_open_ack(out, stream_id, metadata));
+    return true;
+}
+
+bool Session::stream_trailers(Stream& s, std::span<const pt::MetadataEntry> trailers) noexcept {
+    if (s.fin_queued_) {
+        return true;
+    }
+    if (!s.accepted_) {
+        (void)stream_accept(s, {});
+    }
+    if (messages_) {
+        const size_t need = pt::trailers_frame_size(trailers);
+        if (need == 0 || need - pt::kFrameHeaderSize > peer_max_frame_) {
+            return false;
+        }
+        buf::Chunk frame = carve(need);
+        if (frame.empty()) {
+            return false;
+        }
+        FERRY_CHECK(pt::encode_trailers(frame.span(), s.id_, trailers) == need);
+        s.trailers_ = std::move(frame);
+    }
+    // A v1 peer cannot take trailers: the stream ends with a plain FIN.
+    s.finish();
+    return true;
+}
+
 bool Session::on_window(uint32_t stream_id, uint32_t increment) noexcept {
-    ctx_.metrics.frames_in.add();
+    env_.metrics.frames_in.add();
     if (stream_id == 0) {
         if (!conn_send_.grant(increment)) {
             fail(pt::ErrorCode::FlowControlError, "connection window overflow");
@@ -812,12 +1121,17 @@ bool Session::on_window(uint32_t stream_id, uint32_t increment) noexcept {
     return true;
 }
 
-bool Session::on_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
-    ctx_.metrics.frames_in.add();
-    ctx_.metrics.resets_received.add();
+bool Session::on_reset(uint32_t stream_id, pt::ErrorCode code, std::string_view reason) noexcept {
+    env_.metrics.frames_in.add();
+    env_.metrics.resets_received.add();
     auto it = streams_.find(stream_id);
     if (it == streams_.end()) {
         return true;
+    }
+    if (!reason.empty()) {
+        // Peer text: logged escaped and bounded, never interpreted.
+        FERRY_LOG(Debug, "stream %u reset by the peer: %s: %s", stream_id,
+                  pt::error_code_name(code), escaped(reason));
     }
     Stream* s = it->second;
     StreamHandler* h = s->handler_;
@@ -830,38 +1144,64 @@ bool Session::on_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
 }
 
 bool Session::on_ping(bool ack, uint64_t opaque) noexcept {
-    ctx_.metrics.frames_in.add();
+    env_.metrics.frames_in.add();
     if (ack) {
-        if (opaque == ping_outstanding_ns_ && ping_outstanding_ns_ != 0) {
+        if (opaque == kDrainPingOpaque) {
+            // Every OPEN the peer sent before our drain announcement has arrived by now.
+            finish_drain_announcement();
+        } else if (opaque == ping_outstanding_ns_ && ping_outstanding_ns_ != 0) {
             uint64_t rtt = base::mono_ns() - opaque;
-            ctx_.metrics.rtt_us.set(static_cast<int64_t>(rtt / 1000));
+            env_.metrics.rtt_us.set(static_cast<int64_t>(rtt / 1000));
             ping_outstanding_ns_ = 0;
         }
-        return true;
+        return state_ != State::Closed;
     }
     if (!write_ping(true, opaque)) {
         owed_ping_ack_ = opaque;  // only the newest PING is waited for
-        ctx_.park_starved(this);
+        ctx_.buffer_waits.park(this);
         return true;
     }
     mark_dirty();
     return true;
 }
 
-bool Session::on_goaway(uint32_t, pt::ErrorCode code, std::string_view debug) noexcept {
-    ctx_.metrics.frames_in.add();
+bool Session::on_goaway(uint32_t last_stream_id, pt::ErrorCode code,
+                        std::string_view debug) noexcept {
+    env_.metrics.frames_in.add();
+    if (last_stream_id > peer_goaway_last_) {
+        fail(pt::ErrorCode::ProtocolError, "GOAWAY raised its last stream id");
+        return false;
+    }
+    peer_goaway_last_ = last_stream_id;
+    // Peer text: escaped and bounded before it reaches the log.
+    const std::string text = escaped(debug);
     if (code != pt::ErrorCode::NoError) {
         FERRY_LOG(Warn, "tunnel %s: peer sent GOAWAY %s: %s", peer_name_, pt::error_code_name(code),
-                  debug);
-    } else {
-        FERRY_LOG(Info, "tunnel %s: peer is draining (%s)", peer_name_, debug);
+                  text);
+    } else if (state_ == State::Open) {
+        FERRY_LOG(Info, "tunnel %s: peer is draining (%s)", peer_name_, text);
     }
     if (state_ == State::Open || state_ == State::Hello) {
         state_ = State::Draining;
         owner_->on_session_draining(*this);
     }
+    // Streams we opened above the peer's last id were never processed there: they end as
+    // refused, which tells their handlers a retry elsewhere is safe (RFC 9113 §6.8).
+    std::vector<Stream*> refused;
+    for (const auto& [id, stream] : streams_) {
+        if (ours(id) && id > last_stream_id) {
+            refused.push_back(stream);
+        }
+    }
+    for (Stream* stream : refused) {
+        StreamHandler* h = stream->handler_;
+        destroy_stream(stream);
+        if (h != nullptr) {
+            h->on_stream_reset(pt::ErrorCode::RefusedStream);
+        }
+    }
     maybe_finish_drain();
-    return true;
+    return state_ != State::Closed;
 }
 
 bool SessionFrameSink::on_hello(const pt::Hello& hello) noexcept {
@@ -871,14 +1211,15 @@ bool SessionFrameSink::on_open(uint32_t stream_id, const pt::Open& open) noexcep
     return session->on_open(stream_id, open);
 }
 bool SessionFrameSink::on_data(uint32_t stream_id, std::span<const std::byte> piece,
-                               bool fin) noexcept {
-    return session->on_data(stream_id, piece, fin);
+                               pt::DataFlags flags) noexcept {
+    return session->on_data(stream_id, piece, flags);
 }
 bool SessionFrameSink::on_window(uint32_t stream_id, uint32_t increment) noexcept {
     return session->on_window(stream_id, increment);
 }
-bool SessionFrameSink::on_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
-    return session->on_reset(stream_id, code);
+bool SessionFrameSink::on_reset(uint32_t stream_id, pt::ErrorCode code,
+                                std::string_view reason) noexcept {
+    return session->on_reset(stream_id, code, reason);
 }
 bool SessionFrameSink::on_ping(bool ack, uint64_t opaque) noexcept {
     return session->on_ping(ack, opaque);
@@ -886,6 +1227,12 @@ bool SessionFrameSink::on_ping(bool ack, uint64_t opaque) noexcept {
 bool SessionFrameSink::on_goaway(uint32_t last_stream_id, pt::ErrorCode code,
                                  std::string_view debug) noexcept {
     return session->on_goaway(last_stream_id, code, debug);
+}
+bool SessionFrameSink::on_open_ack(uint32_t stream_id, const pt::MetadataView& metadata) noexcept {
+    return session->on_open_ack(stream_id, metadata);
+}
+bool SessionFrameSink::on_trailers(uint32_t stream_id, const pt::MetadataView& metadata) noexcept {
+    return session->on_trailers(stream_id, metadata);
 }
 
 }  // namespace ferry::tunnel

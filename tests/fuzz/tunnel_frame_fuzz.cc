@@ -1,6 +1,9 @@
-// libFuzzer target for the tunnel FrameDecoder. Each input is decoded twice: whole, and in chunks
-// (with the sink stopping the decoder now and then); both runs must see the same events and the
-// same final error. The sink checks that DATA pieces lie inside the span being fed, in order.
+// libFuzzer target for the tunnel FrameDecoder (protocol v1.1). Each input is decoded twice:
+// whole, and in chunks (with the sink stopping the decoder now and then); both runs must see the
+// same events and the same final error. The sink checks that DATA pieces lie inside the span
+// being fed, in order, and the digest makes the split rules differential: every piece's bytes are
+// mixed with the frame's message kind and FIN / END_MESSAGE are mixed once per frame, so a kind
+// missing from a middle piece or an end flag delivered early breaks the comparison.
 //
 // Input layout: byte 0 picks the chunk size (low 6 bits + 1) and how often the sink stops
 // (high 2 bits: never, every 1st, 2nd or 3rd event); the rest is decoder input.
@@ -30,6 +33,16 @@ struct Digest {
         for (char c : s) {
             mix(static_cast<unsigned char>(c));  // reads every byte: ASan checks the view
         }
+    }
+    void mix(const MetadataView& metadata) noexcept {
+        size_t entries = 0;
+        for (const auto& [name, value] : metadata) {
+            mix(name);
+            mix(value);
+            ++entries;
+        }
+        FERRY_CHECK(entries == metadata.size());
+        mix(entries);
     }
 };
 
@@ -62,22 +75,17 @@ class CheckingSink {
     }
     bool on_open(uint32_t stream_id, const Open& open) noexcept {
         FERRY_CHECK(stream_id != 0 && stream_id <= kMaxStreamId);
-        FERRY_CHECK(open.protocol <= StreamProtocol::Grpc);
         digest.mix('O');
         digest.mix(stream_id);
-        digest.mix(static_cast<uint64_t>(open.protocol));
+        digest.mix(static_cast<uint64_t>(open.protocol));  // any byte value (v1.1)
         digest.mix(open.routing_key);
-        size_t entries = 0;
-        for (const auto& [name, value] : open.metadata) {
-            digest.mix(name);
-            digest.mix(value);
-            ++entries;
-        }
-        FERRY_CHECK(entries == open.metadata.size());
+        digest.mix(open.metadata);
         return proceed();
     }
-    bool on_data(uint32_t stream_id, std::span<const std::byte> piece, bool fin) noexcept {
+    bool on_data(uint32_t stream_id, std::span<const std::byte> piece, DataFlags flags) noexcept {
         FERRY_CHECK(stream_id != 0 && stream_id <= kMaxStreamId);
+        FERRY_CHECK((flags.bits & ~kDataFlagsDefined) == 0);  // reserved bits never delivered
+        const auto kind = static_cast<uint64_t>(flags.kind());
         if (!piece.empty()) {
             // Zero copy: the piece lies in the fed span, after any earlier piece of this feed.
             FERRY_CHECK(piece.data() >= chunk.data());
@@ -85,13 +93,18 @@ class CheckingSink {
             FERRY_CHECK(last_piece_end == nullptr || piece.data() >= last_piece_end);
             last_piece_end = piece.data() + piece.size();
             for (std::byte b : piece) {
-                digest.mix((uint64_t{stream_id} << 8) | std::to_integer<uint64_t>(b));
+                digest.mix((uint64_t{stream_id} << 12) | (kind << 8) |
+                           std::to_integer<uint64_t>(b));
             }
         } else {
             digest.mix('E');  // only a zero-length frame gives an empty piece
+            digest.mix((uint64_t{stream_id} << 4) | kind);
+        }
+        if (flags.end_message()) {
+            digest.mix('M');
             digest.mix(stream_id);
         }
-        if (fin) {
+        if (flags.fin()) {
             digest.mix('F');
             digest.mix(stream_id);
         }
@@ -103,10 +116,12 @@ class CheckingSink {
         digest.mix((uint64_t{stream_id} << 32) | increment);
         return proceed();
     }
-    bool on_reset(uint32_t stream_id, ErrorCode code) noexcept {
-        FERRY_CHECK(stream_id != 0);
+    bool on_reset(uint32_t stream_id, ErrorCode code, std::string_view reason) noexcept {
+        FERRY_CHECK(stream_id != 0 && stream_id <= kMaxStreamId);
+        FERRY_CHECK(reason.size() <= kDefaultMaxFrameSize - 4);
         digest.mix('R');
         digest.mix((uint64_t{stream_id} << 32) | static_cast<uint32_t>(code));
+        digest.mix(reason);
         (void)error_code_name(code);
         return proceed();
     }
@@ -120,6 +135,20 @@ class CheckingSink {
         digest.mix('G');
         digest.mix((uint64_t{last_stream_id} << 32) | static_cast<uint32_t>(code));
         digest.mix(debug);
+        return proceed();
+    }
+    bool on_open_ack(uint32_t stream_id, const MetadataView& metadata) noexcept {
+        FERRY_CHECK(stream_id != 0 && stream_id <= kMaxStreamId);
+        digest.mix('K');
+        digest.mix(stream_id);
+        digest.mix(metadata);
+        return proceed();
+    }
+    bool on_trailers(uint32_t stream_id, const MetadataView& metadata) noexcept {
+        FERRY_CHECK(stream_id != 0 && stream_id <= kMaxStreamId);
+        digest.mix('T');
+        digest.mix(stream_id);
+        digest.mix(metadata);
         return proceed();
     }
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +23,8 @@ namespace ferry {
 namespace {
 
 using testlib::Process;
+using testlib::ReadEnd;
+using testlib::ReadResult;
 
 std::string bin(const char* env, const char* fallback) {
     const char* v = std::getenv(env);
@@ -228,7 +231,7 @@ TEST_F(E2e, SixtyFourClientsPushQuarterGigabyteByteExact) {
 TEST_F(E2e, HalfCloseFromUpstreamKeepsTheClientDirectionOpen) {
     uint16_t up_port = 0;
     int lfd = listen_on(&up_port);
-    std::string received_by_upstream;
+    ReadResult received_by_upstream;
     std::thread upstream([&] {
         int fd = accept_within(lfd, 20000);
         if (fd < 0) {
@@ -244,9 +247,10 @@ TEST_F(E2e, HalfCloseFromUpstreamKeepsTheClientDirectionOpen) {
     ASSERT_TRUE(t.ready());
     int c = testlib::connect_to(t.listen_port_);
     ASSERT_GE(c, 0);
-    // The client sees the upstream's bytes and then EOF...
-    std::string got = testlib::read_all(c, 20000);
-    EXPECT_EQ(got, "hello from upstream");
+    // The client sees the upstream's bytes and then EOF (a FIN, not a reset or a hang)...
+    ReadResult got = testlib::read_all(c, 20000);
+    EXPECT_EQ(got.bytes, "hello from upstream");
+    EXPECT_EQ(got.end, ReadEnd::Eof);
     // ...and can still send, which the upstream receives until the client's own FIN.
     std::string late(300000, 'x');
     EXPECT_TRUE(testlib::write_all(c, late.data(), late.size()));
@@ -254,8 +258,9 @@ TEST_F(E2e, HalfCloseFromUpstreamKeepsTheClientDirectionOpen) {
     upstream.join();
     close(c);
     close(lfd);
-    EXPECT_EQ(received_by_upstream.size(), late.size());
-    EXPECT_TRUE(received_by_upstream == late) << "upstream got different bytes";
+    EXPECT_EQ(received_by_upstream.end, ReadEnd::Eof) << "the client's FIN did not arrive";
+    EXPECT_EQ(received_by_upstream.bytes.size(), late.size());
+    EXPECT_TRUE(received_by_upstream.bytes == late) << "upstream got different bytes";
 }
 
 TEST_F(E2e, RefusingUpstreamResetsOnlyItsStreamAndTheTunnelStaysUp) {
@@ -264,8 +269,10 @@ TEST_F(E2e, RefusingUpstreamResetsOnlyItsStreamAndTheTunnelStaysUp) {
     ASSERT_TRUE(t.ready());
     int c = testlib::connect_to(t.listen_port_);
     ASSERT_GE(c, 0);
-    // The client gets a clean close, not a hang.
-    EXPECT_EQ(testlib::read_all(c, 20000), "");
+    // The client gets a clean close (FIN), not a reset and not a hang.
+    ReadResult closed = testlib::read_all(c, 20000);
+    EXPECT_EQ(closed.end, ReadEnd::Eof);
+    EXPECT_EQ(closed.bytes, "");
     close(c);
     EXPECT_GE(t.terminator_metric("ferry_upstream_connect_errors_total"), 1);
     EXPECT_GE(t.initiator_metric("ferry_resets_received_total"), 1);
@@ -321,7 +328,10 @@ TEST_F(E2e, UpstreamDyingMidStreamResetsOnlyThatStream) {
     // Healthy streams on the same tunnel run alongside.
     std::thread healthy([&] { EXPECT_EQ(verify(t.listen_port_, 8, "2MiB"), 0); });
     EXPECT_TRUE(testlib::write_all(victim, "DIE now", 7));
-    EXPECT_EQ(testlib::read_all(victim, 20000), "");  // closed, not hung
+    // The upstream's RST becomes a clean close of the client (FIN), not a hang.
+    ReadResult closed = testlib::read_all(victim, 20000);
+    EXPECT_EQ(closed.end, ReadEnd::Eof);
+    EXPECT_EQ(closed.bytes, "");
     close(victim);
     healthy.join();
     stop = true;
@@ -331,16 +341,19 @@ TEST_F(E2e, UpstreamDyingMidStreamResetsOnlyThatStream) {
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
 }
 
-// Sends `bytes` to the tunnel port as a rogue peer and returns whether ferry closed it.
-bool rogue_peer_is_dropped(uint16_t port, const std::string& bytes) {
+// Sends `bytes` to the tunnel port as a rogue peer and reads until ferry ends the connection:
+// how it ended (Timeout: ferry kept it open for 10 s) and what ferry sent before (a GOAWAY, an
+// alert). A refused connect is an Error with its errno.
+ReadResult rogue_peer(uint16_t port, const std::string& bytes) {
     int fd = testlib::connect_to(port);
     if (fd < 0) {
-        return false;
+        return {{}, ReadEnd::Error, errno};
     }
+    // A write that fails because ferry already dropped us is fine: the read says how it ended.
     (void)testlib::write_all(fd, bytes.data(), bytes.size());
-    std::string reply = testlib::read_all(fd, 20000);  // returns at EOF
+    ReadResult r = testlib::read_all(fd, 10000);
     close(fd);
-    return true;
+    return r;
 }
 
 TEST_F(E2e, RoguePeersAreDisconnectedWithAReasonWhileTheRealTunnelCarriesOn) {
@@ -348,7 +361,8 @@ TEST_F(E2e, RoguePeersAreDisconnectedWithAReasonWhileTheRealTunnelCarriesOn) {
     auto echo = start_echo(echo_port);
     Tunnel t(dir_, echo_port, 1);
     ASSERT_TRUE(t.ready());
-    EXPECT_TRUE(rogue_peer_is_dropped(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    // Each rogue connection is closed by ferry with a FIN, not reset and not left hanging.
+    EXPECT_EQ(rogue_peer(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").end, ReadEnd::Eof);
     // A valid preface and HELLO, then a frame header claiming a 64 MiB payload.
     std::string oversized(
         "\x89"
@@ -358,7 +372,7 @@ TEST_F(E2e, RoguePeersAreDisconnectedWithAReasonWhileTheRealTunnelCarriesOn) {
     oversized.append(reinterpret_cast<const char*>(hello), sizeof(hello));
     const unsigned char huge[] = {0x04, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 1};
     oversized.append(reinterpret_cast<const char*>(huge), sizeof(huge));
-    EXPECT_TRUE(rogue_peer_is_dropped(t.tunnel_port_, oversized));
+    EXPECT_EQ(rogue_peer(t.tunnel_port_, oversized).end, ReadEnd::Eof);
     ASSERT_TRUE(testlib::wait_until(
         [&] {
             std::string log = t.terminator->log();
@@ -368,6 +382,11 @@ TEST_F(E2e, RoguePeersAreDisconnectedWithAReasonWhileTheRealTunnelCarriesOn) {
         10000))
         << t.terminator->log();
     EXPECT_EQ(t.terminator_metric("ferry_tunnel_protocol_errors_total"), 2);
+    // The terminator still serves: alive, and it takes and judges a new tunnel connection.
+    EXPECT_TRUE(t.terminator->running());
+    EXPECT_EQ(rogue_peer(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").end, ReadEnd::Eof);
+    EXPECT_TRUE(testlib::wait_until(
+        [&] { return t.terminator_metric("ferry_tunnel_protocol_errors_total") == 3; }, 10000));
     // The established tunnel never noticed.
     EXPECT_EQ(verify(t.listen_port_, 8, "1MiB"), 0);
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
@@ -401,10 +420,11 @@ TEST_F(E2e, SigtermDrainsAnInFlightStreamAndExitsZero) {
     std::string rest(200000, 'b');
     ASSERT_TRUE(testlib::write_all(c, rest.data(), rest.size()));
     shutdown(c, SHUT_WR);
-    std::string echoed = testlib::read_all(c, 20000);
+    ReadResult echoed = testlib::read_all(c, 20000);
     close(c);
-    EXPECT_EQ(echoed.size(), first.size() + rest.size());
-    EXPECT_TRUE(echoed == first + rest) << "echo differs from what was sent";
+    EXPECT_EQ(echoed.end, ReadEnd::Eof);
+    EXPECT_EQ(echoed.bytes.size(), first.size() + rest.size());
+    EXPECT_TRUE(echoed.bytes == first + rest) << "echo differs from what was sent";
     std::optional<int> rc = t.initiator->wait(15000);
     ASSERT_TRUE(rc.has_value());
     EXPECT_EQ(*rc, 0);
@@ -425,8 +445,10 @@ TEST_F(E2e, TunnelLossClosesClientsAndTheInitiatorReconnects) {
     ASSERT_EQ(recv(c, echo_buf, 4, MSG_WAITALL), 4);
     t.terminator->signal(SIGKILL);
     (void)t.terminator->wait(5000);
-    // The stream dies with its tunnel: the client sees a clean close, not a hang.
-    EXPECT_EQ(testlib::read_all(c, 20000), "");
+    // The stream dies with its tunnel: the client sees a clean close (FIN), not a hang.
+    ReadResult closed = testlib::read_all(c, 20000);
+    EXPECT_EQ(closed.end, ReadEnd::Eof);
+    EXPECT_EQ(closed.bytes, "");
     close(c);
     EXPECT_TRUE(testlib::wait_until(
         [&] { return testlib::http_get(t.admin_i_, "/ready").status == 503; }, 10000));
@@ -524,7 +546,8 @@ TEST_F(E2e, TerminatorRefusesBadClientsWithAReasonAndKeepsItsTunnel) {
     (void)run_shell(dir_, "timeout 10 openssl s_client -connect " + target + " -cert " + pki +
                               "/foreign-terminator.crt -key " + pki +
                               "/foreign-terminator.key -CAfile " + pki + "/ca.crt </dev/null 2>&1");
-    EXPECT_TRUE(rogue_peer_is_dropped(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    // Plaintext HTTP to the TLS port: refused and closed, not left open.
+    EXPECT_EQ(rogue_peer(t.tunnel_port_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").end, ReadEnd::Eof);
     for (const char* reason :
          {"certificate has expired", "no client certificate",
           "peer offered TLS 1.2, ferry requires TLS 1.3", "unable to get local issuer certificate",
@@ -595,6 +618,26 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2",
           "--tunnel-transport=plain", "--ktls=maybe"},
          "--ktls"},
+        // Listener and upstream URLs: protocols this build does not serve yet, bad schemes,
+        // two upstreams for one protocol, one listener address twice.
+        {{"initiator", "--tunnel-transport=plain", "--listen", "ws://127.0.0.1:1/chat", "--peer",
+          "127.0.0.1:2"},
+         "not served by this build"},
+        {{"initiator", "--tunnel-transport=plain", "--listen", "127.0.0.1:3", "--listen",
+          "grpcs://127.0.0.1:1", "--peer", "127.0.0.1:2"},
+         "--listen"},
+        {{"terminator", "--tunnel-transport=plain", "--listen-tunnel", "127.0.0.1:1", "--upstream",
+          "grpc://127.0.0.1:2"},
+         "not served by this build"},
+        {{"terminator", "--tunnel-transport=plain", "--listen-tunnel", "127.0.0.1:1", "--upstream",
+          "http://127.0.0.1:2"},
+         "unknown scheme"},
+        {{"terminator", "--tunnel-transport=plain", "--listen-tunnel", "127.0.0.1:1", "--upstream",
+          "127.0.0.1:2", "--upstream", "tcp://127.0.0.1:3"},
+         "one per protocol"},
+        {{"initiator", "--tunnel-transport=plain", "--listen", "127.0.0.1:1", "--listen",
+          "tcp://127.0.0.1:1", "--peer", "127.0.0.1:2"},
+         "same address"},
     };
     for (const Case& c : cases) {
         std::vector<std::string> argv = {ferry_bin()};
@@ -632,6 +675,10 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
                              "--tls-ciphers"}) {
         EXPECT_NE(help.log().find(flag), std::string::npos) << flag;
     }
+    Process version({ferry_bin(), "--version"}, dir + "/version.log");
+    EXPECT_EQ(version.wait(10000).value_or(-1), 0);
+    EXPECT_EQ(version.log().rfind("ferry 0.", 0), 0U) << version.log();
+    EXPECT_NE(version.log().find("kernel TLS"), std::string::npos) << version.log();
     testlib::remove_tree(dir);
 }
 

@@ -5,10 +5,12 @@
 # TlsTxRekeyOk in /proc/net/tls_stat) must rotate in place by KeyUpdate with no reconnect; an
 # older one (Debian 12's 6.1) must rotate by make-before-break reconnect.
 #   ktls_vm_e2e.sh FERRY FERRY_LOAD PKI_DIR
+# shellcheck disable=SC2015 # "A && B || fail": fail exits, so it runs exactly when A or B is false
 F=$1
 L=$2
 P=$3
 pids=""
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null; done
 }
@@ -36,9 +38,12 @@ common="--shards 1 --cpus none --ktls on --rekey-bytes 1048576 --rekey-interval 
 
 $L serve --listen 127.0.0.1:7001 --mode echo > /tmp/e.log 2>&1 &
 pids="$pids $!"
+# $tls_t, $tls_i and $common are flag lists: split into words on purpose (busybox sh has no arrays).
+# shellcheck disable=SC2086
 $F terminator --listen-tunnel 127.0.0.1:7002 --upstream 127.0.0.1:7001 --admin 127.0.0.1:7003 \
     $tls_t $common > /tmp/t.log 2>&1 &
 pids="$pids $!"
+# shellcheck disable=SC2086
 $F initiator --listen 127.0.0.1:7004 --peer 127.0.0.1:7002 --admin 127.0.0.1:7005 \
     $tls_i $common > /tmp/i.log 2>&1 &
 pids="$pids $!"

@@ -10,11 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <thread>
 
@@ -22,10 +24,12 @@ extern char** environ;
 
 namespace ferry::testlib {
 
-Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+Process::Process(std::vector<std::string> argv, std::string log_path)
+    : log_path_(std::move(log_path)) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     std::vector<char*> args;
     for (auto& a : argv) {
@@ -105,8 +109,24 @@ int connect_to(uint16_t port) {
     return fd;
 }
 
-std::string read_all(int fd, int timeout_ms) {
-    std::string out;
+const char* read_end_name(ReadEnd end) {
+    switch (end) {
+        case ReadEnd::Eof:
+            return "Eof";
+        case ReadEnd::Reset:
+            return "Reset";
+        case ReadEnd::Error:
+            return "Error";
+        case ReadEnd::Timeout:
+            return "Timeout";
+    }
+    return "?";
+}
+
+void PrintTo(ReadEnd end, std::ostream* os) { *os << read_end_name(end); }
+
+ReadResult read_all(int fd, int timeout_ms) {
+    ReadResult r;
     char buf[65536];
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     for (;;) {
@@ -114,19 +134,36 @@ std::string read_all(int fd, int timeout_ms) {
                         deadline - std::chrono::steady_clock::now())
                         .count();
         if (left <= 0) {
-            break;
+            r.end = ReadEnd::Timeout;
+            return r;
         }
         pollfd p{fd, POLLIN, 0};
-        if (poll(&p, 1, static_cast<int>(left)) <= 0) {
-            break;
+        int ready = poll(&p, 1, static_cast<int>(left));
+        if (ready == 0 || (ready < 0 && errno == EINTR)) {
+            continue;  // the deadline check above decides
         }
+        if (ready < 0) {
+            r.end = ReadEnd::Error;
+            r.error = errno;
+            return r;
+        }
+        // POLLHUP and POLLERR are read too: read() tells EOF from a reset.
         ssize_t n = read(fd, buf, sizeof(buf));
-        if (n <= 0) {
-            break;
+        if (n > 0) {
+            r.bytes.append(buf, static_cast<size_t>(n));
+            continue;
         }
-        out.append(buf, static_cast<size_t>(n));
+        if (n == 0) {
+            r.end = ReadEnd::Eof;
+            return r;
+        }
+        if (errno == EINTR || errno == EAGAIN) {
+            continue;
+        }
+        r.error = errno;
+        r.end = errno == ECONNRESET ? ReadEnd::Reset : ReadEnd::Error;
+        return r;
     }
-    return out;
 }
 
 bool write_all(int fd, const void* data, size_t len) {
@@ -153,7 +190,8 @@ HttpReply http_get(uint16_t port, const std::string& path) {
         close(fd);
         return reply;
     }
-    std::string resp = read_all(fd, 5000);
+    // A reply cut short by a timeout or a reset is still parsed: the caller checks the status.
+    std::string resp = read_all(fd, 5000).bytes;
     close(fd);
     if (resp.size() > 12 && resp.compare(0, 5, "HTTP/") == 0) {
         reply.status = std::atoi(resp.c_str() + 9);

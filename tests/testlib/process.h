@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,7 +15,7 @@
 namespace ferry::testlib {
 
 class Process final {
-public:
+  public:
     // Starts argv[0] with args; stdout+stderr go to `log_path`.
     Process(std::vector<std::string> argv, std::string log_path);
     ~Process();
@@ -28,7 +29,7 @@ public:
     [[nodiscard]] bool running();
     [[nodiscard]] std::string log() const;
 
-private:
+  private:
     pid_t pid_ = -1;
     std::optional<int> status_;
     std::string log_path_;
@@ -48,8 +49,25 @@ struct HttpReply {
 [[nodiscard]] int64_t metric_sum(const std::string& body, const std::string& name);
 // A connected blocking TCP socket to 127.0.0.1:port, or -1.
 [[nodiscard]] int connect_to(uint16_t port);
-// Reads until EOF or error; the bytes read.
-[[nodiscard]] std::string read_all(int fd, int timeout_ms);
+// How a read_all ended. A test that means "the peer closed the connection" must say which close
+// it expects: a bare "returned" cannot tell a close from a hang that ran out the clock.
+enum class ReadEnd {
+    Eof,      // orderly close: the peer's FIN (read returned 0)
+    Reset,    // the peer reset the connection (ECONNRESET)
+    Error,    // any other read or poll error (errno in ReadResult::error)
+    Timeout,  // neither within the time limit: the connection is still open
+};
+[[nodiscard]] const char* read_end_name(ReadEnd end);
+// gtest prints a ReadEnd by name in a failed EXPECT_EQ.
+void PrintTo(ReadEnd end, std::ostream* os);
+
+struct ReadResult {
+    std::string bytes;               // everything read before the end
+    ReadEnd end = ReadEnd::Timeout;  // why reading stopped
+    int error = 0;                   // errno for Reset and Error, else 0
+};
+// Reads from `fd` until EOF, a reset or error, or `timeout_ms` passes, whichever comes first.
+[[nodiscard]] ReadResult read_all(int fd, int timeout_ms);
 // Writes everything; false on error.
 [[nodiscard]] bool write_all(int fd, const void* data, size_t len);
 // A fresh temporary directory, removed with its contents by the caller (remove_tree).

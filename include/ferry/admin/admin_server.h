@@ -5,14 +5,16 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "ferry/base/object_pool.h"
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
-#include "ferry/shard/runtime.h"
+#include "ferry/loop/context.h"
+#include "ferry/role/metrics.h"
 #include "ferry/shard/service.h"
-#include "ferry/tunnel/context.h"
 
 namespace ferry::admin {
 
@@ -23,11 +25,15 @@ struct AdminConfig {
     std::string role;  // "initiator" or "terminator", shown in /metrics
     std::string node_name;
     uint32_t max_connections = 64;
+    // Every shard's counters, by shard index: its loop's and its services' (they outlive the
+    // server; written by their shards, read here).
+    std::vector<const loop::Metrics*> loop_metrics;
+    std::vector<const role::ShardMetrics*> shard_metrics;
 };
 
 class AdminServer final : public shard::Service, private io::AcceptHandler {
-public:
-    AdminServer(tunnel::Context& ctx, const shard::Runtime& runtime, AdminConfig config) noexcept;
+  public:
+    AdminServer(loop::Context& ctx, AdminConfig config) noexcept;
     ~AdminServer() override;
 
     [[nodiscard]] bool start() noexcept override;
@@ -38,19 +44,20 @@ public:
     // Routes one parsed request; returns the full HTTP response.
     [[nodiscard]] std::string respond(std::string_view method, std::string_view path) const;
 
-private:
+  private:
     friend class AdminConnection;
     void on_accepted(int fd) noexcept override;
 
-    tunnel::Context& ctx_;
-    const shard::Runtime& runtime_;
+    loop::Context& ctx_;
     AdminConfig config_;
     io::Acceptor acceptor_;
     std::unique_ptr<base::ObjectPool<AdminConnection>> connections_;
 };
 
-// Prometheus text exposition of every shard's metrics.
-[[nodiscard]] std::string render_metrics(const shard::Runtime& runtime, std::string_view role,
-                                         std::string_view node_name);
+// Prometheus text exposition of every shard's metrics: the loop's and the services' (both by
+// shard index, the same length).
+[[nodiscard]] std::string render_metrics(std::span<const loop::Metrics* const> loop_metrics,
+                                         std::span<const role::ShardMetrics* const> shard_metrics,
+                                         std::string_view role, std::string_view node_name);
 
 }  // namespace ferry::admin

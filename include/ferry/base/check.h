@@ -13,16 +13,16 @@ void bug_reported(const char* file, int line, const char* what) noexcept;
 
 }  // namespace ferry::base
 
-#define FERRY_CHECK(cond)                                              \
-    do {                                                               \
-        if (__builtin_expect(!(cond), 0)) [[unlikely]] {               \
-            ::ferry::base::check_failed(__FILE__, __LINE__, #cond);    \
-        }                                                              \
+#define FERRY_CHECK(cond)                                           \
+    do {                                                            \
+        if (__builtin_expect(!(cond), 0)) [[unlikely]] {            \
+            ::ferry::base::check_failed(__FILE__, __LINE__, #cond); \
+        }                                                           \
     } while (0)
 
 #ifdef NDEBUG
-#define FERRY_DCHECK(cond) \
-    do {                   \
+#define FERRY_DCHECK(cond)  \
+    do {                    \
         (void)sizeof(cond); \
     } while (0)
 #else

@@ -29,9 +29,9 @@ void log_line(LogLevel level, std::string_view message) noexcept;
 
 }  // namespace ferry::base
 
-#define FERRY_LOG(level, ...)                                                             \
-    do {                                                                                  \
-        if (::ferry::base::log_enabled(::ferry::base::LogLevel::level)) {                 \
+#define FERRY_LOG(level, ...)                                                                      \
+    do {                                                                                           \
+        if (::ferry::base::log_enabled(::ferry::base::LogLevel::level)) {                          \
             ::ferry::base::log_line(::ferry::base::LogLevel::level, absl::StrFormat(__VA_ARGS__)); \
-        }                                                                                 \
+        }                                                                                          \
     } while (0)

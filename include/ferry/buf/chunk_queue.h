@@ -17,6 +17,9 @@ namespace ferry::buf {
 struct ChunkNode {
     Chunk chunk;
     ChunkNode* next = nullptr;
+    // The queue owner's per-chunk mark (a tunnel stream keeps message boundaries here); 0 when
+    // unused. Dropping bytes from the front of a chunk keeps its tag.
+    uint8_t tag = 0;
 };
 
 class NodePool final {
@@ -36,6 +39,7 @@ class NodePool final {
     }
     void put(ChunkNode* n) noexcept {
         n->chunk.reset();
+        n->tag = 0;
         n->next = free_;
         free_ = n;
     }
@@ -62,10 +66,11 @@ class ChunkQueue final {
         std::swap(count_, other.count_);
     }
 
-    void push(NodePool& nodes, Chunk&& c) noexcept {
+    void push(NodePool& nodes, Chunk&& c, uint8_t tag = 0) noexcept {
         bytes_ += c.size();
         ChunkNode* n = nodes.get();
         n->chunk = std::move(c);
+        n->tag = tag;
         if (tail_ == nullptr) {
             head_ = tail_ = n;
         } else {

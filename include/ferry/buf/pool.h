@@ -18,7 +18,7 @@ namespace ferry::buf {
 class Chunk;
 
 class Pool final {
-public:
+  public:
     // Fails (FERRY_CHECK) only when the region cannot be mapped: memory is bounded up front.
     Pool(uint32_t buffer_size, uint32_t buffer_count);
     ~Pool();
@@ -48,7 +48,7 @@ public:
     // Buffers handed out and not yet returned, for metrics.
     [[nodiscard]] const base::Gauge& in_use() const noexcept { return in_use_; }
 
-private:
+  private:
     friend class Chunk;
     void ref(uint32_t index) noexcept { ++refs_[index]; }
     void unref(uint32_t index) noexcept;
@@ -57,8 +57,8 @@ private:
     uint32_t buffer_size_;
     uint32_t buffer_count_;
     uint32_t free_top_ = 0;
-    std::unique_ptr<uint32_t[]> free_;   // stack of free indices
-    std::unique_ptr<uint32_t[]> refs_;   // references per buffer
+    std::unique_ptr<uint32_t[]> free_;  // stack of free indices
+    std::unique_ptr<uint32_t[]> refs_;  // references per buffer
     base::Gauge in_use_;
 };
 
@@ -69,7 +69,7 @@ private:
 // bytes sent to a client. The destructor returns the reference on the owning shard's thread.
 // An empty Chunk (pool == nullptr) owns nothing. Chunks never cross shards.
 class Chunk final {
-public:
+  public:
     Chunk() noexcept = default;
     Chunk(Chunk&& other) noexcept
         : pool_(other.pool_), index_(other.index_), offset_(other.offset_), length_(other.length_) {
@@ -100,7 +100,10 @@ public:
     [[nodiscard]] Chunk share(uint32_t offset, uint32_t length) const noexcept;
 
     [[nodiscard]] bool empty() const noexcept { return pool_ == nullptr; }
-    [[nodiscard]] std::byte* data() const noexcept { return pool_->data(index_) + offset_; }
+    // Null for an empty Chunk (an empty message may travel as one).
+    [[nodiscard]] std::byte* data() const noexcept {
+        return pool_ == nullptr ? nullptr : pool_->data(index_) + offset_;
+    }
     [[nodiscard]] uint32_t size() const noexcept { return pool_ == nullptr ? 0 : length_; }
     [[nodiscard]] uint32_t index() const noexcept { return index_; }
     [[nodiscard]] uint32_t offset() const noexcept { return offset_; }
@@ -111,7 +114,7 @@ public:
     void trim_front(uint32_t n) noexcept { offset_ += n, length_ -= n; }
     void set_size(uint32_t n) noexcept { length_ = n; }
 
-private:
+  private:
     friend class Pool;
     Chunk(Pool* pool, uint32_t index, uint32_t offset, uint32_t length) noexcept
         : pool_(pool), index_(index), offset_(offset), length_(length) {}

@@ -9,8 +9,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "ferry/io/socket.h"
+#include "ferry/role/protocol.h"
 #include "ferry/role/tunnel_security.h"
 #include "ferry/shard/runtime.h"
+#include "ferry/tunnel/tuning.h"
 
 namespace ferry::config {
 
@@ -37,10 +39,10 @@ struct RawOptions {
     absl::Duration ping_interval = absl::Seconds(10);
     absl::Duration ping_timeout = absl::Seconds(30);
     std::string log_level = "info";
-    std::string listen;
-    std::string peer;
+    std::vector<std::string> listen;  // repeatable: HOST:PORT or a tcp:// ws:// ... URL
+    std::vector<std::string> peer;    // repeatable: HOST:PORT
     std::string listen_tunnel;
-    std::string upstream;
+    std::vector<std::string> upstream;  // repeatable, one per protocol
     std::string admin;
     std::string node_name;
     std::string tunnel_transport = "tls";
@@ -58,10 +60,11 @@ struct RawOptions {
 struct Options {
     Role role = Role::Initiator;
     shard::RuntimeOptions runtime;
-    io::SocketAddress listen;         // initiator
-    io::SocketAddress peer;           // initiator
-    io::SocketAddress listen_tunnel;  // terminator
-    io::SocketAddress upstream;       // terminator
+    std::vector<role::ServiceUrl> listen;     // initiator
+    std::vector<io::SocketAddress> peers;     // initiator
+    io::SocketAddress listen_tunnel;          // terminator
+    std::vector<role::ServiceUrl> upstreams;  // terminator, at most one per protocol
+    tunnel::Tuning tuning;
     bool has_admin = false;
     io::SocketAddress admin;
     uint32_t max_connections = 0;
@@ -77,6 +80,12 @@ using KtlsProbe = bool (*)();
 [[nodiscard]] absl::StatusOr<Options> validate(const RawOptions& raw,
                                                const std::vector<int>& allowed_cpus,
                                                KtlsProbe ktls_available = nullptr);
+
+// A --listen or --upstream value: "HOST:PORT" (TCP) or a URL tcp://, ws://HOST[:PORT][/PATH],
+// wss://, grpc://, grpcs://; ws ports default to 80 and wss to 443, other schemes need one.
+// `flag` names the flag in errors. Resolves the host once.
+[[nodiscard]] absl::StatusOr<role::ServiceUrl> parse_service_url(std::string_view flag,
+                                                                 std::string_view text);
 
 // "0,2-3" -> {0,2,3}; error on syntax, duplicates or CPUs outside `allowed`.
 [[nodiscard]] absl::StatusOr<std::vector<int>> parse_cpu_list(std::string_view text,

@@ -12,16 +12,16 @@
 namespace ferry::io {
 
 class AcceptHandler {
-public:
+  public:
     // A new connection; the handler owns `fd`.
     virtual void on_accepted(int fd) noexcept = 0;
 
-protected:
+  protected:
     ~AcceptHandler() = default;
 };
 
 class Acceptor final {
-public:
+  public:
     Acceptor(Ring& ring, AcceptHandler* handler) noexcept : ring_(ring), handler_(handler) {}
     ~Acceptor();
     Acceptor(const Acceptor&) = delete;
@@ -34,7 +34,7 @@ public:
     [[nodiscard]] bool idle() const noexcept { return !armed_; }
     [[nodiscard]] int fd() const noexcept { return fd_; }
 
-private:
+  private:
     void on_accept(int32_t res, uint32_t flags) noexcept;
     void on_cancel(int32_t, uint32_t) noexcept {}
 

@@ -16,7 +16,7 @@
 namespace ferry::io {
 
 class BufRing final {
-public:
+  public:
     BufRing(Ring& ring, buf::Pool& pool, uint16_t group, uint32_t entries) noexcept;
     ~BufRing();
     BufRing(const BufRing&) = delete;
@@ -34,7 +34,7 @@ public:
     // True when the ring ran empty since the last call (recvs ended with ENOBUFS).
     [[nodiscard]] uint32_t entries() const noexcept { return entries_; }
 
-private:
+  private:
     Ring& ring_;
     buf::Pool& pool_;
     io_uring_buf_ring* br_ = nullptr;

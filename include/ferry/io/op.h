@@ -11,12 +11,12 @@
 namespace ferry::io {
 
 class Op {
-public:
+  public:
     // `res` is the CQE result (negative errno on failure); `flags` the CQE flags (F_MORE for a
     // multishot op that stays armed, F_NOTIF for a zero-copy send's buffer release, F_BUFFER).
     virtual void complete(int32_t res, uint32_t flags) noexcept = 0;
 
-protected:
+  protected:
     Op() = default;
     ~Op() = default;
 };
@@ -24,11 +24,11 @@ protected:
 // An Op that forwards to a member function of its owner: keeps owners free of Op subclasses.
 template <class Owner, void (Owner::*Handler)(int32_t, uint32_t) noexcept>
 class MemberOp final : public Op {
-public:
+  public:
     explicit MemberOp(Owner* owner) noexcept : owner_(owner) {}
     void complete(int32_t res, uint32_t flags) noexcept override { (owner_->*Handler)(res, flags); }
 
-private:
+  private:
     Owner* owner_;
 };
 

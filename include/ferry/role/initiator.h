@@ -1,77 +1,83 @@
-// Initiator (cluster A gateway), one per shard: accepts TCP clients on --listen and carries each
-// as a stream over this shard's persistent tunnel connection to --peer, reconnecting with
-// exponential backoff and jitter. When the terminator drains (GOAWAY), a new tunnel connection
-// is made before the old one finishes (make-before-break).
+// Initiator (cluster A gateway), one per shard: accepts clients on every --listen (each listener
+// says its protocol), hands each to that protocol's handler, and carries the resulting streams
+// over this shard's tunnel connections to the terminators (--peer, repeatable): one Connector per
+// peer; new streams go to the first peer with a usable connection.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
+#include "ferry/role/connector.h"
+#include "ferry/role/protocol.h"
+#include "ferry/role/tcp_protocol.h"
 #include "ferry/role/tunnel_endpoint.h"
+#include "ferry/shard/service.h"
 
 namespace ferry::role {
 
 struct InitiatorConfig {
-    io::SocketAddress listen;
-    io::SocketAddress peer;
+    std::vector<ServiceUrl> listen;
+    std::vector<io::SocketAddress> peers;
     uint32_t max_connections = 0;  // this shard's share of --max-connections
+    uint32_t max_pending = 4096;   // clients held while no tunnel connection is usable
     std::string node_name;
     uint64_t seed = 1;  // backoff jitter
     TunnelSecurity security;
-    uint32_t max_pending = 4096;  // clients held while a tunnel connection is being (re)made
+    tunnel::Tuning tuning;
 };
 
-class Initiator final : public TunnelEndpoint {
+class Initiator final : public shard::Service, public StreamOpener, private ConnectorEvents {
   public:
-    Initiator(tunnel::Context& ctx, InitiatorConfig config) noexcept;
+    // `ctx` and `metrics` outlive the initiator.
+    Initiator(loop::Context& ctx, ShardMetrics& metrics, InitiatorConfig config) noexcept;
     ~Initiator() override;
 
     [[nodiscard]] bool start() noexcept override;
     void drain() noexcept override;
     [[nodiscard]] bool idle() const noexcept override;
     void tick(uint64_t now_ns) noexcept override;
+    void housekeeping() noexcept override { endpoint_.housekeeping(); }
+    void dump() const noexcept override;
+
+    // StreamOpener: the first peer with a usable connection takes the stream.
+    [[nodiscard]] tunnel::Stream* open_stream(
+        proto::tunnel::StreamProtocol protocol, std::string_view routing_key,
+        std::span<const proto::tunnel::MetadataEntry> metadata,
+        tunnel::StreamHandler* handler) noexcept override;
+    [[nodiscard]] bool tunnel_usable() const noexcept override;
 
   private:
-    void on_accepted(int fd) noexcept override;
-    void on_session_ready(tunnel::Session& session) noexcept override;
-    tunnel::StreamHandler* on_stream_open(tunnel::Session& session, tunnel::Stream& stream,
-                                          const proto::tunnel::Open& open) noexcept override;
-    void on_session_draining(tunnel::Session& session) noexcept override;
-    void on_session_closed(tunnel::Session& session) noexcept override;
-    void on_session_rotation_due(tunnel::Session& session, const char* why) noexcept override;
+    // One --listen socket and the handler of its protocol.
+    class Listener final : private io::AcceptHandler {
+      public:
+        Listener(io::Ring& ring, ServiceUrl url, ClientProtocol* handler) noexcept
+            : url_(std::move(url)), handler_(handler), acceptor_(ring, this) {}
+        [[nodiscard]] absl::Status start() noexcept;
+        void stop() noexcept { acceptor_.stop(); }
+        [[nodiscard]] bool idle() const noexcept { return acceptor_.idle(); }
 
-    void connect_tunnel() noexcept;
-    void on_connect(int32_t res, uint32_t flags) noexcept;
-    void on_connect_timeout(int32_t, uint32_t) noexcept { --connect_ops_; }
-    void schedule_reconnect() noexcept;
-    void update_ready() noexcept;
-    void open_stream_for(int fd) noexcept;
-    void flush_pending() noexcept;
+      private:
+        void on_accepted(int fd) noexcept override { handler_->on_client(fd, url_); }
+
+        ServiceUrl url_;
+        ClientProtocol* handler_;
+        io::Acceptor acceptor_;
+    };
+
+    void on_connector_changed(Connector& connector) noexcept override;
 
     InitiatorConfig config_;
-    tunnel::Session* active_ = nullptr;  // where new streams go
-    // Accepted clients waiting for a usable tunnel connection (at start, during a rotation
-    // handover or a reconnect), with their accept time; bounded and timed out.
-    struct PendingClient {
-        int fd;
-        uint64_t since_ns;
-    };
-    std::vector<PendingClient> pending_;
-
-    io::MemberOp<Initiator, &Initiator::on_connect> connect_op_{this};
-    io::MemberOp<Initiator, &Initiator::on_connect_timeout> timeout_op_{this};
-    __kernel_timespec connect_timeout_{};
-    int connect_fd_ = -1;
-    int connect_ops_ = 0;
-    bool connecting_ = false;
-    uint32_t failures_ = 0;
-    uint64_t reconnect_at_ns_ = 0;
-    bool reconnect_pending_ = false;
+    TunnelEndpoint endpoint_;
+    ProtocolRegistry<ClientProtocol> clients_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::vector<std::unique_ptr<Connector>> connectors_;
     bool draining_ = false;
-    uint64_t rng_;
 };
 
 }  // namespace ferry::role

@@ -11,27 +11,30 @@
 
 #include "ferry/base/object_pool.h"
 #include "ferry/io/socket.h"
-#include "ferry/tunnel/socket_io.h"
+#include "ferry/io/socket_io.h"
+#include "ferry/loop/context.h"
+#include "ferry/role/metrics.h"
 #include "ferry/tunnel/stream.h"
 
 namespace ferry::role {
 
 class TcpLeg final : public tunnel::StreamHandler,
-                     private tunnel::SocketEvents,
-                     public tunnel::Retirable {
+                     private io::SocketEvents,
+                     public loop::Retirable {
   public:
-    TcpLeg(tunnel::Context& ctx, base::ObjectPool<TcpLeg>* pool) noexcept;
+    // Lives in `pool` and frees itself there once its socket closed; `metrics` outlives it.
+    TcpLeg(loop::Context& ctx, Metrics& metrics, base::ObjectPool<TcpLeg>* pool) noexcept;
 
     // An accepted client socket carried by `stream`.
     void start_accepted(int fd, tunnel::Stream* stream) noexcept;
-    // Connects to `upstream` for `stream`; peer data queues until connected. Resets the stream
-    // with ConnectRefused when the connect fails.
+    // Connects to `upstream` for `stream`; peer data queues until connected. Accepts the stream
+    // (OPEN_ACK) once connected; resets it with ConnectRefused when the connect fails.
     void start_connect(const io::SocketAddress& upstream, tunnel::Stream* stream) noexcept;
     // Closes a socket that never got a stream (no tunnel, over the limit).
     void reject(int fd) noexcept;
 
     // StreamHandler
-    void on_stream_data(buf::Chunk&& data) noexcept override;
+    void on_stream_data(buf::Chunk&& data, proto::tunnel::DataFlags flags) noexcept override;
     void on_stream_fin() noexcept override;
     void on_stream_reset(proto::tunnel::ErrorCode code) noexcept override;
     void on_stream_writable() noexcept override;
@@ -53,9 +56,10 @@ class TcpLeg final : public tunnel::StreamHandler,
 
     static constexpr uint32_t kMaxIov = 8;
 
-    tunnel::Context& ctx_;
+    loop::Context& ctx_;
+    Metrics& metrics_;
     base::ObjectPool<TcpLeg>* pool_;
-    tunnel::SocketIo io_;
+    io::SocketIo io_;
     tunnel::Stream* stream_ = nullptr;
     buf::ChunkQueue out_;  // peer bytes waiting for the socket
     iovec iov_[kMaxIov];

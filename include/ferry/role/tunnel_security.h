@@ -9,16 +9,18 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "ferry/loop/context.h"
 #include "ferry/tls/tls_context.h"
-#include "ferry/tunnel/link.h"
-#include "ferry/tunnel/tls_link.h"
+#include "ferry/transport/metrics.h"
+#include "ferry/transport/tls_transport.h"
+#include "ferry/transport/transport.h"
 
 namespace ferry::role {
 
 struct TunnelSecurity {
     bool tls = true;
     tls::TlsConfig tls_config;
-    tunnel::TlsLinkOptions link;
+    transport::TlsOptions tls_options;
     uint64_t reload_check_ns = 5'000'000'000;  // how often certificate files are checked
 };
 
@@ -29,8 +31,11 @@ class ShardTls final {
     [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardTls>> create(
         const TunnelSecurity& sec);
 
-    // The link for a freshly connected or accepted tunnel socket.
-    [[nodiscard]] std::unique_ptr<tunnel::Link> make_link(tunnel::Context& ctx, int fd) const;
+    // The transport stack for a freshly connected or accepted tunnel socket `fd` (owned by it):
+    // TCP, with TLS on top unless the tunnel is plain.
+    [[nodiscard]] std::unique_ptr<transport::Transport> make_transport(loop::Context& ctx,
+                                                                       transport::Metrics& metrics,
+                                                                       int fd) const;
     // Reloads the certificates if their files changed since the last look; logs the outcome.
     void maybe_reload(uint64_t now_ns) noexcept;
 

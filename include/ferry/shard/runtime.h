@@ -8,8 +8,8 @@
 
 #include "absl/status/status.h"
 #include "ferry/io/ring.h"
+#include "ferry/loop/context.h"
 #include "ferry/shard/shard.h"
-#include "ferry/tunnel/metrics.h"
 
 namespace ferry::shard {
 
@@ -21,7 +21,7 @@ struct RuntimeOptions {
 };
 
 class Runtime final {
-public:
+  public:
     Runtime(RuntimeOptions options, ServiceFactory factory);
     ~Runtime();
     Runtime(const Runtime&) = delete;
@@ -37,16 +37,17 @@ public:
     void request_drain() noexcept;
 
     [[nodiscard]] size_t shard_count() const noexcept { return shards_.size(); }
-    [[nodiscard]] const tunnel::Metrics& metrics(size_t shard) const noexcept {
+    // The loop's own counters of shard `shard` (services keep theirs).
+    [[nodiscard]] const loop::Metrics& metrics(size_t shard) const noexcept {
         return *metrics_[shard];
     }
 
-private:
+  private:
     [[nodiscard]] bool wait_exited(uint64_t deadline_ns);
 
     RuntimeOptions options_;
     ServiceFactory factory_;
-    std::vector<std::unique_ptr<tunnel::Metrics>> metrics_;
+    std::vector<std::unique_ptr<loop::Metrics>> metrics_;
     std::vector<std::unique_ptr<Shard>> shards_;
     std::unique_ptr<io::Ring> control_ring_;  // the main thread's, for MSG_RING posts
 };

@@ -7,7 +7,7 @@
 namespace ferry::shard {
 
 class Service {
-public:
+  public:
     virtual ~Service() = default;
     // Opens listeners and starts connecting. A failure here is logged and stops the process.
     [[nodiscard]] virtual bool start() noexcept = 0;

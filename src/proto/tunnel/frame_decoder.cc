@@ -44,8 +44,9 @@ FrameError check_frame_header(const std::byte* header, bool hello_seen) noexcept
             if (!on_stream) {
                 return {ErrorCode::ProtocolError, "RESET on stream 0"};
             }
-            if (length != 4) {
-                return {ErrorCode::FrameSizeError, "RESET payload is not 4 bytes"};
+            // v1.1: an optional reason follows the code, bounded only by MaxFrameSize.
+            if (length < 4) {
+                return {ErrorCode::FrameSizeError, "RESET payload shorter than 4 bytes"};
             }
             break;
         case FrameType::Ping:
@@ -62,6 +63,23 @@ FrameError check_frame_header(const std::byte* header, bool hello_seen) noexcept
             }
             if (length < 8) {
                 return {ErrorCode::FrameSizeError, "GOAWAY payload shorter than 8 bytes"};
+            }
+            break;
+        case FrameType::OpenAck:
+            if (!on_stream) {
+                return {ErrorCode::ProtocolError, "OPEN_ACK on stream 0"};
+            }
+            // Too short for the count is a size error; a bad list is malformed (ProtocolError).
+            if (length < 2) {
+                return {ErrorCode::FrameSizeError, "OPEN_ACK payload shorter than 2 bytes"};
+            }
+            break;
+        case FrameType::Trailers:
+            if (!on_stream) {
+                return {ErrorCode::ProtocolError, "TRAILERS on stream 0"};
+            }
+            if (length < 2) {
+                return {ErrorCode::FrameSizeError, "TRAILERS payload shorter than 2 bytes"};
             }
             break;
         default:
@@ -148,36 +166,65 @@ FrameError decode_open_payload(std::span<const std::byte> payload, Open* out) no
     if (size < 5) {
         return kMalformed;
     }
-    const auto protocol = std::to_integer<uint8_t>(b[0]);
-    if (protocol > static_cast<uint8_t>(StreamProtocol::Grpc)) {
-        return {ErrorCode::ProtocolError, "OPEN with unknown protocol"};
-    }
+    // v1.1: every protocol value is well-formed; the session refuses the ones it does not serve
+    // with RESET UnsupportedProtocol.
+    const auto protocol = static_cast<StreamProtocol>(std::to_integer<uint8_t>(b[0]));
     const size_t key_len = wire::load_u16(b + 1);
-    // Offsets stay below size + 2^17, so no check below can wrap.
-    size_t off = 3 + key_len;
-    if (off + 2 > size) {
+    if (3 + key_len + 2 > size) {
         return kMalformed;
     }
-    const uint16_t count = wire::load_u16(b + off);
-    off += 2;
-    const size_t entries = off;
-    // Validate every entry now so MetadataView can iterate without checks.
-    for (uint16_t i = 0; i < count; ++i) {
-        for (int field = 0; field < 2; ++field) {
-            if (off + 2 > size) {
-                return kMalformed;
-            }
-            off += 2 + size_t{wire::load_u16(b + off)};
-            if (off > size) {
-                return kMalformed;
-            }
+    MetadataView metadata;
+    if (const FrameError e =
+            decode_metadata_list(payload.subspan(3 + key_len), FrameType::Open, &metadata);
+        e.detail != nullptr) {
+        return e;
+    }
+    *out = Open{protocol, wire::as_text(b + 3, key_len), metadata};
+    return {ErrorCode::NoError, nullptr};
+}
+
+FrameError decode_metadata_list(std::span<const std::byte> list, FrameType frame,
+                                MetadataView* out) noexcept {
+    const char* overrun = "malformed metadata list";
+    const char* trailing = "malformed metadata list (trailing bytes)";
+    switch (frame) {
+        case FrameType::Open:
+            overrun = "malformed OPEN (metadata overruns the payload)";
+            trailing = "malformed OPEN (trailing bytes)";
+            break;
+        case FrameType::OpenAck:
+            overrun = "malformed OPEN_ACK (metadata overruns the payload)";
+            trailing = "malformed OPEN_ACK (trailing bytes)";
+            break;
+        case FrameType::Trailers:
+            overrun = "malformed TRAILERS (metadata overruns the payload)";
+            trailing = "malformed TRAILERS (trailing bytes)";
+            break;
+        default:
+            break;
+    }
+    const std::byte* b = list.data();
+    const size_t size = list.size();
+    if (size < 2) {
+        return {ErrorCode::ProtocolError, overrun};
+    }
+    const uint16_t count = wire::load_u16(b);
+    // Validate every entry now so MetadataView can iterate without checks. Offsets stay below
+    // size + 2^17, so no check below can wrap.
+    size_t off = 2;
+    for (uint32_t field = 0; field < 2U * count; ++field) {
+        if (off + 2 > size) {
+            return {ErrorCode::ProtocolError, overrun};
+        }
+        off += 2 + size_t{wire::load_u16(b + off)};
+        if (off > size) {
+            return {ErrorCode::ProtocolError, overrun};
         }
     }
     if (off != size) {
-        return {ErrorCode::ProtocolError, "malformed OPEN (trailing bytes)"};
+        return {ErrorCode::ProtocolError, trailing};
     }
-    *out = Open{static_cast<StreamProtocol>(protocol), wire::as_text(b + 3, key_len),
-                MetadataView(b + entries, count)};
+    *out = MetadataView(b + 2, count);
     return {ErrorCode::NoError, nullptr};
 }
 

@@ -50,6 +50,51 @@ std::byte* put_setting(std::byte* p, SettingId id, uint32_t value) noexcept {
     return put_u32(p, value);
 }
 
+// Bytes of a metadata list (count + entries); 0 when a length does not fit its u16 field.
+size_t metadata_list_size(std::span<const MetadataEntry> metadata) noexcept {
+    if (metadata.size() > kU16Max) {
+        return 0;
+    }
+    size_t size = 2;
+    for (const auto& [name, value] : metadata) {
+        if (name.size() > kU16Max || value.size() > kU16Max) {
+            return 0;
+        }
+        size += 2 + name.size() + 2 + value.size();
+    }
+    return size;
+}
+
+std::byte* put_metadata_list(std::byte* p, std::span<const MetadataEntry> metadata) noexcept {
+    p = put_u16(p, static_cast<uint16_t>(metadata.size()));
+    for (const auto& [name, value] : metadata) {
+        p = put_u16(p, static_cast<uint16_t>(name.size()));
+        p = put_bytes(p, name);
+        p = put_u16(p, static_cast<uint16_t>(value.size()));
+        p = put_bytes(p, value);
+    }
+    return p;
+}
+
+// A frame whose payload is only a metadata list: OPEN_ACK and TRAILERS.
+size_t metadata_frame_size(std::span<const MetadataEntry> metadata) noexcept {
+    const size_t payload = metadata_list_size(metadata);
+    return payload != 0 && payload <= kMaxFrameSizeLimit ? kFrameHeaderSize + payload : 0;
+}
+
+size_t encode_metadata_frame(std::span<std::byte> out, FrameType type, uint32_t stream_id,
+                             std::span<const MetadataEntry> metadata) noexcept {
+    FERRY_DCHECK(stream_id != 0);
+    const size_t size = metadata_frame_size(metadata);
+    if (size == 0 || out.size() < size) {
+        return 0;
+    }
+    std::byte* p = put_header(out.data(), size - kFrameHeaderSize, type, 0, stream_id);
+    p = put_metadata_list(p, metadata);
+    FERRY_DCHECK(static_cast<size_t>(p - out.data()) == size);
+    return size;
+}
+
 }  // namespace
 
 size_t encode_preface(std::span<std::byte> out) noexcept {
@@ -89,19 +134,13 @@ size_t encode_hello(std::span<std::byte> out, const HelloSettings& settings) noe
     return size;
 }
 
-size_t open_frame_size(StreamProtocol protocol, std::string_view routing_key,
+size_t open_frame_size(StreamProtocol /*protocol*/, std::string_view routing_key,
                        std::span<const MetadataEntry> metadata) noexcept {
-    if (protocol > StreamProtocol::Grpc || routing_key.size() > kU16Max ||
-        metadata.size() > kU16Max) {
+    const size_t list = metadata_list_size(metadata);
+    if (routing_key.size() > kU16Max || list == 0) {
         return 0;
     }
-    size_t payload = 1 + 2 + routing_key.size() + 2;
-    for (const auto& [name, value] : metadata) {
-        if (name.size() > kU16Max || value.size() > kU16Max) {
-            return 0;
-        }
-        payload += 2 + name.size() + 2 + value.size();
-    }
+    const size_t payload = 1 + 2 + routing_key.size() + list;
     return payload <= kMaxFrameSizeLimit ? kFrameHeaderSize + payload : 0;
 }
 
@@ -116,24 +155,37 @@ size_t encode_open(std::span<std::byte> out, uint32_t stream_id, StreamProtocol 
     *p++ = static_cast<std::byte>(protocol);
     p = put_u16(p, static_cast<uint16_t>(routing_key.size()));
     p = put_bytes(p, routing_key);
-    p = put_u16(p, static_cast<uint16_t>(metadata.size()));
-    for (const auto& [name, value] : metadata) {
-        p = put_u16(p, static_cast<uint16_t>(name.size()));
-        p = put_bytes(p, name);
-        p = put_u16(p, static_cast<uint16_t>(value.size()));
-        p = put_bytes(p, value);
-    }
+    p = put_metadata_list(p, metadata);
     FERRY_DCHECK(static_cast<size_t>(p - out.data()) == size);
     return size;
 }
 
+size_t open_ack_frame_size(std::span<const MetadataEntry> metadata) noexcept {
+    return metadata_frame_size(metadata);
+}
+
+size_t encode_open_ack(std::span<std::byte> out, uint32_t stream_id,
+                       std::span<const MetadataEntry> metadata) noexcept {
+    return encode_metadata_frame(out, FrameType::OpenAck, stream_id, metadata);
+}
+
+size_t trailers_frame_size(std::span<const MetadataEntry> metadata) noexcept {
+    return metadata_frame_size(metadata);
+}
+
+size_t encode_trailers(std::span<std::byte> out, uint32_t stream_id,
+                       std::span<const MetadataEntry> metadata) noexcept {
+    return encode_metadata_frame(out, FrameType::Trailers, stream_id, metadata);
+}
+
 size_t encode_data_header(std::span<std::byte> out, uint32_t stream_id, uint32_t payload_len,
-                          bool fin) noexcept {
+                          DataFlags flags) noexcept {
     FERRY_DCHECK(stream_id != 0);
+    FERRY_DCHECK((flags.bits & ~kDataFlagsDefined) == 0);
     if (out.size() < kFrameHeaderSize) {
         return 0;
     }
-    put_header(out.data(), payload_len, FrameType::Data, fin ? kFlagFin : 0, stream_id);
+    put_header(out.data(), payload_len, FrameType::Data, flags.bits, stream_id);
     return kFrameHeaderSize;
 }
 
@@ -146,13 +198,16 @@ size_t encode_window(std::span<std::byte> out, uint32_t stream_id, uint32_t incr
     return kWindowFrameSize;
 }
 
-size_t encode_reset(std::span<std::byte> out, uint32_t stream_id, ErrorCode code) noexcept {
+size_t encode_reset(std::span<std::byte> out, uint32_t stream_id, ErrorCode code,
+                    std::string_view reason) noexcept {
     FERRY_DCHECK(stream_id != 0);
-    if (out.size() < kResetFrameSize) {
+    const size_t size = reset_frame_size(reason);
+    if (size == 0 || out.size() < size) {
         return 0;
     }
-    put_u32(put_header(out.data(), 4, FrameType::Reset, 0, stream_id), static_cast<uint32_t>(code));
-    return kResetFrameSize;
+    std::byte* p = put_header(out.data(), size - kFrameHeaderSize, FrameType::Reset, 0, stream_id);
+    put_bytes(put_u32(p, static_cast<uint32_t>(code)), reason);
+    return size;
 }
 
 size_t encode_ping(std::span<std::byte> out, bool ack, uint64_t opaque) noexcept {

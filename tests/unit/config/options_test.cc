@@ -21,8 +21,8 @@ RawOptions initiator() {
     raw.role = "initiator";
     raw.tunnel_transport = "plain";
     raw.cpus = "none";
-    raw.listen = "127.0.0.1:7000";
-    raw.peer = "127.0.0.1:7443";
+    raw.listen = {"127.0.0.1:7000"};
+    raw.peer = {"127.0.0.1:7443"};
     raw.node_name = "init-0";
     return raw;
 }
@@ -33,7 +33,7 @@ RawOptions terminator() {
     raw.tunnel_transport = "plain";
     raw.cpus = "none";
     raw.listen_tunnel = "[::1]:7443";
-    raw.upstream = "127.0.0.1:8080";
+    raw.upstream = {"127.0.0.1:8080"};
     raw.admin = "127.0.0.1:9090";
     raw.node_name = "term-0";
     return raw;
@@ -51,9 +51,12 @@ TEST(ConfigValidate, AcceptsAGoodInitiator) {
     absl::StatusOr<Options> o = validate(initiator(), kAllowed);
     ASSERT_TRUE(o.ok()) << o.status();
     EXPECT_EQ(o->role, Role::Initiator);
-    EXPECT_EQ(o->listen.port(), 7000);
-    EXPECT_EQ(o->peer.port(), 7443);
-    EXPECT_EQ(o->peer.family(), AF_INET);
+    ASSERT_EQ(o->listen.size(), 1U);
+    EXPECT_EQ(o->listen[0].address.port(), 7000);
+    EXPECT_EQ(o->listen[0].scheme, role::Scheme::Tcp);
+    ASSERT_EQ(o->peers.size(), 1U);
+    EXPECT_EQ(o->peers[0].port(), 7443);
+    EXPECT_EQ(o->peers[0].family(), AF_INET);
     EXPECT_FALSE(o->has_admin);
     EXPECT_EQ(o->node_name, "init-0");
     EXPECT_EQ(o->max_connections, 65536U);
@@ -65,7 +68,8 @@ TEST(ConfigValidate, AcceptsAGoodTerminator) {
     EXPECT_EQ(o->role, Role::Terminator);
     EXPECT_EQ(o->listen_tunnel.family(), AF_INET6);
     EXPECT_EQ(o->listen_tunnel.port(), 7443);
-    EXPECT_EQ(o->upstream.port(), 8080);
+    ASSERT_EQ(o->upstreams.size(), 1U);
+    EXPECT_EQ(o->upstreams[0].address.port(), 8080);
     EXPECT_TRUE(o->has_admin);
     EXPECT_EQ(o->admin.port(), 9090);
 }
@@ -92,13 +96,13 @@ TEST(ConfigValidate, CarriesTheTuningIntoTheShardOptions) {
     EXPECT_EQ(so.buffer_size, 32768U);
     EXPECT_EQ(so.buffer_count, 4096U);
     EXPECT_EQ(so.buffer_ring_entries, 2048U) << "half the pool goes to the buffer ring";
-    EXPECT_EQ(so.tuning.max_frame_size, 65536U);
-    EXPECT_EQ(so.tuning.stream_window, 1U << 20);
-    EXPECT_EQ(so.tuning.connection_window, 64U << 20);
-    EXPECT_EQ(so.tuning.max_streams, 100U);
-    EXPECT_EQ(so.tuning.connect_timeout_ns, 1'500'000'000U);
-    EXPECT_EQ(so.tuning.ping_interval_ns, 2'000'000'000U);
-    EXPECT_EQ(so.tuning.ping_timeout_ns, 7'000'000'000U);
+    EXPECT_EQ(o->tuning.max_frame_size, 65536U);
+    EXPECT_EQ(o->tuning.stream_window, 1U << 20);
+    EXPECT_EQ(o->tuning.connection_window, 64U << 20);
+    EXPECT_EQ(o->tuning.max_streams, 100U);
+    EXPECT_EQ(so.socket.connect_timeout_ns, 1'500'000'000U);
+    EXPECT_EQ(o->tuning.ping_interval_ns, 2'000'000'000U);
+    EXPECT_EQ(o->tuning.ping_timeout_ns, 7'000'000'000U);
     EXPECT_EQ(o->runtime.drain_timeout_ns, 3'000'000'000U);
 }
 
@@ -119,7 +123,7 @@ TEST(ConfigValidate, ZeroZerocopyThresholdMeansNever) {
     raw.zerocopy_threshold = 0;
     absl::StatusOr<Options> o = validate(raw, kAllowed);
     ASSERT_TRUE(o.ok()) << o.status();
-    EXPECT_EQ(o->runtime.shard.tuning.zerocopy_threshold, UINT32_MAX);
+    EXPECT_EQ(o->runtime.shard.socket.zerocopy_threshold, UINT32_MAX);
 }
 
 TEST(ConfigValidate, AnEmptyNodeNameFallsBackToTheDefault) {
@@ -230,17 +234,117 @@ TEST(ConfigValidate, RequiresTheAddressesOfEachRole) {
 
 TEST(ConfigValidate, RejectsUnparsableAddresses) {
     RawOptions raw = initiator();
-    raw.peer = "127.0.0.1";
+    raw.peer = {"127.0.0.1"};
     expect_flag_error(validate(raw, kAllowed), "peer");
     raw = initiator();
-    raw.listen = "127.0.0.1:99999";
+    raw.listen = {"127.0.0.1:99999"};
     expect_flag_error(validate(raw, kAllowed), "listen");
     raw = terminator();
     raw.admin = "[::1:80";
     expect_flag_error(validate(raw, kAllowed), "admin");
     raw = terminator();
-    raw.upstream = "300.0.0.1:80";
+    raw.upstream = {"300.0.0.1:80"};
     expect_flag_error(validate(raw, kAllowed), "upstream");
+}
+
+// ---- listener and upstream URLs -----------------------------------------------------------------
+
+TEST(ServiceUrl, TakesAHostPortAsTcp) {
+    absl::StatusOr<role::ServiceUrl> u = parse_service_url("listen", "127.0.0.1:9000");
+    ASSERT_TRUE(u.ok()) << u.status();
+    EXPECT_EQ(u->scheme, role::Scheme::Tcp);
+    EXPECT_EQ(u->protocol(), proto::tunnel::StreamProtocol::Tcp);
+    EXPECT_FALSE(u->tls());
+    EXPECT_EQ(u->host, "127.0.0.1");
+    EXPECT_EQ(u->port, 9000);
+    EXPECT_EQ(u->address.port(), 9000);
+    EXPECT_TRUE(u->path.empty());
+    EXPECT_EQ(u->text, "127.0.0.1:9000");
+}
+
+TEST(ServiceUrl, ReadsEverySchemeAndItsProtocol) {
+    struct Case {
+        const char* text;
+        role::Scheme scheme;
+        proto::tunnel::StreamProtocol protocol;
+        bool tls;
+        uint16_t port;
+        const char* path;
+    };
+    const Case cases[] = {
+        {"tcp://127.0.0.1:7000", role::Scheme::Tcp, proto::tunnel::StreamProtocol::Tcp, false, 7000,
+         ""},
+        {"ws://127.0.0.1:8080/chat?room=1", role::Scheme::Ws,
+         proto::tunnel::StreamProtocol::WebSocket, false, 8080, "/chat?room=1"},
+        {"ws://127.0.0.1", role::Scheme::Ws, proto::tunnel::StreamProtocol::WebSocket, false, 80,
+         "/"},
+        {"wss://[::1]/x", role::Scheme::Wss, proto::tunnel::StreamProtocol::WebSocket, true, 443,
+         "/x"},
+        {"ws://127.0.0.1:81?q", role::Scheme::Ws, proto::tunnel::StreamProtocol::WebSocket, false,
+         81, "/?q"},
+        {"grpc://127.0.0.1:50051", role::Scheme::Grpc, proto::tunnel::StreamProtocol::Grpc, false,
+         50051, ""},
+        {"grpcs://[::1]:443/", role::Scheme::Grpcs, proto::tunnel::StreamProtocol::Grpc, true, 443,
+         ""},
+    };
+    for (const Case& c : cases) {
+        absl::StatusOr<role::ServiceUrl> u = parse_service_url("upstream", c.text);
+        ASSERT_TRUE(u.ok()) << c.text << ": " << u.status();
+        EXPECT_EQ(u->scheme, c.scheme) << c.text;
+        EXPECT_EQ(u->protocol(), c.protocol) << c.text;
+        EXPECT_EQ(u->tls(), c.tls) << c.text;
+        EXPECT_EQ(u->port, c.port) << c.text;
+        EXPECT_EQ(u->path, c.path) << c.text;
+    }
+}
+
+TEST(ServiceUrl, RejectsWhatItCannotServe) {
+    for (const char* bad :
+         {"http://127.0.0.1:80", "127.0.0.1", "tcp://127.0.0.1", "grpc://127.0.0.1",
+          "tcp://127.0.0.1:80/path", "tcp://", "ws://[::1:80/", "tcp://127.0.0.1:65536"}) {
+        absl::StatusOr<role::ServiceUrl> u = parse_service_url("listen", bad);
+        ASSERT_FALSE(u.ok()) << "accepted " << bad;
+        EXPECT_EQ(u.status().message().rfind("--listen: '", 0), 0U) << u.status().message();
+    }
+}
+
+TEST(ConfigValidate, TakesSeveralListenersAndPeers) {
+    RawOptions raw = initiator();
+    raw.listen = {"127.0.0.1:7000", "tcp://127.0.0.1:7001"};
+    raw.peer = {"127.0.0.1:7443", "[::1]:7443"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    ASSERT_EQ(o->listen.size(), 2U);
+    EXPECT_EQ(o->listen[1].address.port(), 7001);
+    ASSERT_EQ(o->peers.size(), 2U);
+    EXPECT_EQ(o->peers[1].family(), AF_INET6);
+}
+
+TEST(ConfigValidate, RejectsTwoListenersOnOneAddress) {
+    RawOptions raw = initiator();
+    raw.listen = {"127.0.0.1:7000", "tcp://127.0.0.1:7000"};
+    expect_flag_error(validate(raw, kAllowed), "listen");
+}
+
+TEST(ConfigValidate, RejectsTwoUpstreamsForOneProtocol) {
+    RawOptions raw = terminator();
+    raw.upstream = {"127.0.0.1:8080", "tcp://127.0.0.1:8081"};
+    expect_flag_error(validate(raw, kAllowed), "upstream");
+}
+
+TEST(ConfigValidate, RejectsWebSocketAndGrpcEndpointsUntilTheyAreServed) {
+    for (const char* url : {"ws://127.0.0.1:8080/", "wss://127.0.0.1:8443/",
+                            "grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50052"}) {
+        RawOptions raw = initiator();
+        raw.listen = {url};
+        expect_flag_error(validate(raw, kAllowed), "listen");
+        raw = terminator();
+        raw.upstream = {"127.0.0.1:8080", url};
+        absl::StatusOr<Options> o = validate(raw, kAllowed);
+        expect_flag_error(o, "upstream");
+        EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
+            << o.status().message();
+    }
 }
 
 TEST(ConfigValidate, RejectsAnUnknownRole) {
@@ -440,9 +544,9 @@ TEST(ConfigValidate, AcceptsAGoodTlsTerminator) {
     EXPECT_EQ(sec.tls_config.key_file, files.key);
     EXPECT_EQ(sec.tls_config.ca_file, files.ca);
     EXPECT_EQ(sec.tls_config.allowed_peer_names, (std::vector<std::string>{"init-a", "init-b"}));
-    EXPECT_EQ(sec.link.ktls, tunnel::KtlsMode::Auto);
-    EXPECT_EQ(sec.link.rekey_bytes, 1U << 20);
-    EXPECT_EQ(sec.link.rekey_interval_ns, 30'000'000'000U);
+    EXPECT_EQ(sec.tls_options.ktls, transport::KtlsMode::Auto);
+    EXPECT_EQ(sec.tls_options.rekey_bytes, 1U << 20);
+    EXPECT_EQ(sec.tls_options.rekey_interval_ns, 30'000'000'000U);
 }
 
 TEST(ConfigValidate, AcceptsAGoodTlsInitiatorThatChecksThePeerName) {
@@ -456,7 +560,7 @@ TEST(ConfigValidate, AcceptsAGoodTlsInitiatorThatChecksThePeerName) {
     EXPECT_FALSE(o->security.tls_config.is_server);
     EXPECT_EQ(o->security.tls_config.peer_name, "terminator.example");
     EXPECT_EQ(o->security.tls_config.ciphersuites, "TLS_AES_128_GCM_SHA256");
-    EXPECT_EQ(o->security.link.ktls, tunnel::KtlsMode::Off);
+    EXPECT_EQ(o->security.tls_options.ktls, transport::KtlsMode::Off);
 }
 
 TEST(ConfigValidate, TlsRequiresCertificateKeyAndCa) {
@@ -502,7 +606,7 @@ TEST(ConfigValidate, KtlsOnNeedsAKernelThatOffersIt) {
     expect_flag_error(validate(raw, kAllowed, &no_ktls), "ktls");
     absl::StatusOr<Options> o = validate(raw, kAllowed, &has_ktls);
     ASSERT_TRUE(o.ok()) << o.status();
-    EXPECT_EQ(o->security.link.ktls, tunnel::KtlsMode::On);
+    EXPECT_EQ(o->security.tls_options.ktls, transport::KtlsMode::On);
 }
 
 TEST(ConfigValidate, RejectsANegativeRekeyInterval) {

@@ -16,11 +16,10 @@
 #include "ferry/base/clock.h"
 #include "ferry/buf/pool.h"
 #include "ferry/io/socket.h"
+#include "ferry/io/socket_io.h"
+#include "ferry/loop/context.h"
 #include "ferry/shard/runtime.h"
 #include "ferry/shard/service.h"
-#include "ferry/tunnel/context.h"
-#include "ferry/tunnel/metrics.h"
-#include "ferry/tunnel/socket_io.h"
 
 namespace ferry::shard {
 namespace {
@@ -89,9 +88,10 @@ class TestService final : public Service {
 
 // Reads a loopback socket into the local-socket pool and keeps every chunk, so the pool runs
 // dry while the peer still has bytes queued: the socket's recv then starves for buffers.
-class HoardingService final : public Service, private tunnel::SocketEvents {
+class HoardingService final : public Service, private io::SocketEvents {
   public:
-    HoardingService(tunnel::Context& ctx, Board* board) : board_(board), io_(ctx, this) {}
+    HoardingService(loop::Context& ctx, Board* board)
+        : board_(board), io_(ctx, ctx.local_bufs, this) {}
     ~HoardingService() override {
         held_.clear();
         for (int fd : {io_.fd(), peer_}) {
@@ -145,7 +145,7 @@ class HoardingService final : public Service, private tunnel::SocketEvents {
     void on_socket_closed() noexcept override {}
 
     Board* board_;
-    tunnel::SocketIo io_;
+    io::SocketIo io_;
     std::vector<buf::Chunk> held_;
     std::string chunk_ = std::string(16384, 'h');
     size_t written_ = 0;
@@ -165,7 +165,7 @@ ShardOptions small_shard() {
 }
 
 ServiceFactory factory(Board* board, bool start_ok = true, bool idle_when_drained = true) {
-    return [=](tunnel::Context&, int index) {
+    return [=](loop::Context&, int index) {
         std::vector<std::unique_ptr<Service>> services;
         services.push_back(
             std::make_unique<TestService>(board, index, start_ok, idle_when_drained));
@@ -197,7 +197,7 @@ bool wait_status(const Shard& shard, Shard::Status want) {
 
 TEST(Shard, StartsRunsTicksDrainsAndExits) {
     Board board;
-    tunnel::Metrics metrics;
+    loop::Metrics metrics;
     Shard shard(0, small_shard(), factory(&board), &metrics);
     StopOnExit guard(shard);
     EXPECT_EQ(shard.status(), Shard::Status::Starting);
@@ -217,7 +217,7 @@ TEST(Shard, StartsRunsTicksDrainsAndExits) {
 
 TEST(Shard, DrainWaitsUntilEveryServiceIsIdleAndStopEndsItAnyway) {
     Board board;
-    tunnel::Metrics metrics;
+    loop::Metrics metrics;
     Shard shard(3, small_shard(), factory(&board, true, /*idle_when_drained=*/false), &metrics);
     StopOnExit guard(shard);
     shard.start();
@@ -239,7 +239,7 @@ TEST(Shard, DrainWaitsUntilEveryServiceIsIdleAndStopEndsItAnyway) {
 
 TEST(Shard, ADrainPostedTwiceDrainsTheServicesOnce) {
     Board board;
-    tunnel::Metrics metrics;
+    loop::Metrics metrics;
     Shard shard(0, small_shard(), factory(&board, true, false), &metrics);
     StopOnExit guard(shard);
     shard.start();
@@ -256,7 +256,7 @@ TEST(Shard, ADrainPostedTwiceDrainsTheServicesOnce) {
 
 TEST(Shard, AServiceThatFailsToStartMarksTheShardFailed) {
     Board board;
-    tunnel::Metrics metrics;
+    loop::Metrics metrics;
     Shard shard(0, small_shard(), factory(&board, /*start_ok=*/false), &metrics);
     StopOnExit guard(shard);
     shard.start();
@@ -269,7 +269,7 @@ TEST(Shard, AServiceThatFailsToStartMarksTheShardFailed) {
 
 TEST(Shard, AnImpossibleRingMarksTheShardFailed) {
     Board board;
-    tunnel::Metrics metrics;
+    loop::Metrics metrics;
     ShardOptions o = small_shard();
     o.ring.entries = 0;
     Shard shard(0, o, factory(&board), &metrics);
@@ -282,7 +282,7 @@ TEST(Shard, AnImpossibleRingMarksTheShardFailed) {
 
 TEST(Shard, PublishesBuffersInUseToItsMetrics) {
     Board board;
-    tunnel::Metrics metrics;
+    loop::Metrics metrics;
     Shard shard(0, small_shard(), factory(&board), &metrics);
     StopOnExit guard(shard);
     shard.start();
@@ -298,10 +298,10 @@ TEST(Shard, PublishesBuffersInUseToItsMetrics) {
 // dry an immediate ENOBUFS on every iteration would keep submit_and_wait() from ever sleeping.
 TEST(Shard, AReadStarvedOfBuffersDoesNotSpinTheLoop) {
     Board board;
-    tunnel::Metrics metrics;
+    loop::Metrics metrics;
     ShardOptions o = small_shard();
     o.tick_ns = 50'000'000;  // an idle loop wakes ~20 times a second
-    ServiceFactory hoarder = [&](tunnel::Context& ctx, int) {
+    ServiceFactory hoarder = [&](loop::Context& ctx, int) {
         std::vector<std::unique_ptr<Service>> services;
         services.push_back(std::make_unique<HoardingService>(ctx, &board));
         return services;
@@ -309,14 +309,14 @@ TEST(Shard, AReadStarvedOfBuffersDoesNotSpinTheLoop) {
     Shard shard(0, o, hoarder, &metrics);
     StopOnExit guard(shard);
     shard.start();
-    ASSERT_TRUE(board.wait([&] { return metrics.recv_no_buffers.value() >= 1; }))
+    ASSERT_TRUE(board.wait([&] { return metrics.socket.recv_no_buffers.value() >= 1; }))
         << "the pool never ran dry";
     const int before = board.housekeeping;
     // Nothing can change while every buffer is held: a sleeping loop iterates only on ticks.
     EXPECT_FALSE(board.wait([&] { return board.housekeeping > before + 1000; },
                             std::chrono::milliseconds(500)))
         << board.housekeeping - before << " loop iterations in 500 ms, "
-        << metrics.recv_no_buffers.value() << " ENOBUFS completions";
+        << metrics.socket.recv_no_buffers.value() << " ENOBUFS completions";
     shard.post(Message{MessageType::Stop}, nullptr);
     ASSERT_TRUE(wait_status(shard, Shard::Status::Exited));
 }

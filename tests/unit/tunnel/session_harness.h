@@ -23,13 +23,15 @@
 #include "ferry/buf/pool.h"
 #include "ferry/io/ring.h"
 #include "ferry/io/socket.h"
-#include "ferry/tunnel/context.h"
-#include "ferry/tunnel/context_owner.h"
-#include "ferry/tunnel/link.h"
+#include "ferry/loop/context.h"
+#include "ferry/loop/context_owner.h"
+#include "ferry/transport/metrics.h"
+#include "ferry/transport/tcp_transport.h"
+#include "ferry/transport/transport.h"
 #include "ferry/tunnel/metrics.h"
-#include "ferry/tunnel/plain_link.h"
 #include "ferry/tunnel/session.h"
 #include "ferry/tunnel/stream.h"
+#include "ferry/tunnel/tuning.h"
 
 namespace ferry::tunnel::harness {
 
@@ -49,7 +51,20 @@ inline char pattern_byte(uint32_t seed, uint64_t i) {
 // hold it, returns the credit at once (like a socket that always takes the bytes).
 class TestHandler final : public StreamHandler {
   public:
-    void on_stream_data(buf::Chunk&& data) noexcept override {
+    void on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcept override {
+        // Message streams: every piece of a message has its kind; the last one ends it.
+        if (flags.end_message() || data.size() > 0) {
+            current_message.append(reinterpret_cast<const char*>(data.data()), data.size());
+            current_kind = flags.kind();
+            if (flags.end_message()) {
+                messages.emplace_back(flags.kind(), std::move(current_message));
+                current_message.clear();
+            }
+        }
+        ++pieces;
+        if (data.size() == 0) {
+            return;
+        }
         const auto* p = reinterpret_cast<const char*>(data.data());
         if (fin) {
             data_after_fin = true;
@@ -74,6 +89,19 @@ class TestHandler final : public StreamHandler {
         }
     }
     void on_stream_fin() noexcept override { fin = true; }
+    void on_stream_trailers(const pt::MetadataView& t) noexcept override {
+        fin = true;
+        for (const auto& [name, value] : t) {
+            trailers.emplace_back(std::string(name), std::string(value));
+        }
+        got_trailers = true;
+    }
+    void on_stream_accepted(const pt::MetadataView& m) noexcept override {
+        ++accepted;
+        for (const auto& [name, value] : m) {
+            accept_metadata.emplace_back(std::string(name), std::string(value));
+        }
+    }
     void on_stream_reset(pt::ErrorCode code) noexcept override {
         reset = code;
         stream = nullptr;
@@ -106,25 +134,38 @@ class TestHandler final : public StreamHandler {
     std::optional<pt::ErrorCode> reset;
     int writable = 0;
     std::function<void()> on_writable;
+    // v1.1: whole messages (kind, bytes), trailers and the OPEN_ACK's metadata.
+    std::vector<std::pair<pt::MessageKind, std::string>> messages;
+    std::string current_message;
+    pt::MessageKind current_kind = pt::MessageKind::Binary;
+    int pieces = 0;
+    std::vector<std::pair<std::string, std::string>> trailers;
+    bool got_trailers = false;
+    int accepted = 0;
+    std::vector<std::pair<std::string, std::string>> accept_metadata;
 };
 
 class TestOwner final : public SessionOwner {
   public:
     void on_session_ready(Session&) noexcept override { ++ready; }
-    StreamHandler* on_stream_open(Session&, Stream& stream,
-                                  const pt::Open& open) noexcept override {
+    OpenDecision on_stream_open(Session&, Stream& stream, const pt::Open& open) noexcept override {
         opened_keys.emplace_back(open.routing_key);
         opened_ids.push_back(stream.id());
         opened_protocols.push_back(open.protocol);
+        std::vector<std::pair<std::string, std::string>> md;
+        for (const auto& [name, value] : open.metadata) {
+            md.emplace_back(std::string(name), std::string(value));
+        }
+        opened_metadata.push_back(std::move(md));
         if (refuse) {
-            return nullptr;
+            return OpenDecision::refuse(refuse_code, "refused by the test");
         }
         TestHandler& h = accepted.emplace_back();
         h.stream = &stream;
         if (configure) {
             configure(h, open);
         }
-        return &h;
+        return OpenDecision::accept(&h);
     }
     void on_session_draining(Session&) noexcept override { ++draining; }
     void on_session_closed(Session&) noexcept override { ++closed; }
@@ -139,6 +180,8 @@ class TestOwner final : public SessionOwner {
     int draining = 0;
     int closed = 0;
     bool refuse = false;
+    pt::ErrorCode refuse_code = pt::ErrorCode::RefusedStream;
+    std::vector<std::vector<std::pair<std::string, std::string>>> opened_metadata;
     std::vector<std::string> rotations;
     std::vector<std::string> opened_keys;
     std::vector<uint32_t> opened_ids;
@@ -183,15 +226,15 @@ class SessionHarness : public ::testing::Test {
 
     // Builds a shard's worth of context by hand; tests adjust tuning_ before.
     void build() {
-        ContextOptions options;
+        loop::ContextOptions options;
         options.ring.entries = 256;
         options.buffer_size = kBufferSize;
         options.buffer_count = 2048;
         options.buffer_ring_entries = 512;
         options.tunnel_buffer_count = 1024;
         options.tunnel_buffer_ring_entries = 256;
-        absl::StatusOr<std::unique_ptr<ContextOwner>> owner =
-            ContextOwner::create(options, metrics_, tuning_);
+        absl::StatusOr<std::unique_ptr<loop::ContextOwner>> owner =
+            loop::ContextOwner::create(options, loop_metrics_);
         if (!owner.ok()) {
             GTEST_SKIP() << owner.status();
         }
@@ -200,13 +243,19 @@ class SessionHarness : public ::testing::Test {
     }
 
     // The transport under the sessions: plain TCP unless a test suite says otherwise.
-    virtual std::unique_ptr<Link> make_link(int fd, Session::Role) {
-        return std::make_unique<PlainLink>(*ctx_, fd);
+    virtual std::unique_ptr<transport::Transport> make_transport(int fd, Session::Role) {
+        return std::make_unique<transport::TcpTransport>(*ctx_, transport_metrics_, fd);
     }
 
     std::unique_ptr<Session> make_session(int fd, Session::Role role, TestOwner* owner,
                                           std::string_view name) {
-        return std::make_unique<Session>(*ctx_, owner, make_link(fd, role), role, name);
+        return make_session(make_transport(fd, role), role, owner, name);
+    }
+    std::unique_ptr<Session> make_session(std::unique_ptr<transport::Transport> transport,
+                                          Session::Role role, TestOwner* owner,
+                                          std::string_view name) {
+        return std::make_unique<Session>(SessionEnv{*ctx_, metrics_, tuning_}, owner,
+                                         std::move(transport), role, name);
     }
 
     // Two sessions over loopback TCP in this one ring, HELLOs exchanged.
@@ -223,10 +272,16 @@ class SessionHarness : public ::testing::Test {
 
     // An initiator session on `initiator_fd` and a terminator on `terminator_fd`, HELLOs exchanged.
     void start_sessions(int initiator_fd, int terminator_fd) {
-        initiator_ =
-            make_session(initiator_fd, Session::Role::Initiator, &init_owner_, "initiator-node");
-        terminator_ =
-            make_session(terminator_fd, Session::Role::Terminator, &term_owner_, "terminator-node");
+        start_sessions(make_transport(initiator_fd, Session::Role::Initiator),
+                       make_transport(terminator_fd, Session::Role::Terminator));
+    }
+    // The same over transports the test made (build() first).
+    void start_sessions(std::unique_ptr<transport::Transport> initiator_side,
+                        std::unique_ptr<transport::Transport> terminator_side) {
+        initiator_ = make_session(std::move(initiator_side), Session::Role::Initiator, &init_owner_,
+                                  "initiator-node");
+        terminator_ = make_session(std::move(terminator_side), Session::Role::Terminator,
+                                   &term_owner_, "terminator-node");
         initiator_->start();
         terminator_->start();
         ASSERT_TRUE(run_until([&] { return init_owner_.ready == 1 && term_owner_.ready == 1; }));
@@ -247,7 +302,7 @@ class SessionHarness : public ::testing::Test {
     }
 
     // The shard loop's end-of-iteration work (src/shard/shard.cc), minus services.
-    void housekeeping() { end_of_iteration(*ctx_); }
+    void housekeeping() { loop::end_of_iteration(*ctx_); }
 
     // One loop iteration: submit, wait (at most `wait_ms`) for a CQE, dispatch, housekeeping.
     unsigned step(int wait_ms = 20) {
@@ -278,7 +333,7 @@ class SessionHarness : public ::testing::Test {
     void settle() {
         int quiet = 0;
         for (int i = 0; i < 2000 && quiet < 3; ++i) {
-            quiet = step(step_wait_ms_) == 0 && ctx_->dirty_head == nullptr ? quiet + 1 : 0;
+            quiet = step(step_wait_ms_) == 0 && !ctx_->flush_pending() ? quiet + 1 : 0;
         }
     }
 
@@ -305,7 +360,7 @@ class SessionHarness : public ::testing::Test {
     uint64_t pump(Stream* s, uint32_t seed, uint64_t sent, uint64_t total,
                   bool ignore_pause = false) {
         while (sent < total && (ignore_pause || !s->should_pause())) {
-            buf::Chunk c = ctx_->pool.try_alloc();
+            buf::Chunk c = ctx_->local_pool.try_alloc();
             if (c.empty()) {
                 break;
             }
@@ -323,33 +378,48 @@ class SessionHarness : public ::testing::Test {
 
     // Takes every free buffer of both pools, as local streams waiting for credit would.
     void hoard() {
-        for (buf::Pool* pool : {&ctx_->tunnel_pool, &ctx_->pool}) {
+        for (buf::Pool* pool : {&ctx_->tunnel_pool, &ctx_->local_pool}) {
             for (buf::Chunk c = pool->try_alloc(); !c.empty(); c = pool->try_alloc()) {
                 hoard_.push_back(std::move(c));
             }
         }
     }
 
-    void write_text(Stream* s, std::string_view text) {
-        buf::Chunk c = ctx_->pool.try_alloc();
-        ASSERT_FALSE(c.empty());
-        ASSERT_LE(text.size(), c.size());
-        std::memcpy(c.data(), text.data(), text.size());
-        c.set_size(static_cast<uint32_t>(text.size()));
-        s->write(std::move(c));
+    // Queues `text` in pool-buffer pieces; `flags` (a message's end and kind) go with the last.
+    void write_text(Stream* s, std::string_view text, pt::DataFlags flags = {}) {
+        do {
+            buf::Chunk c;
+            size_t n = 0;
+            if (!text.empty()) {
+                c = ctx_->local_pool.try_alloc();
+                ASSERT_FALSE(c.empty());
+                n = std::min<size_t>(text.size(), c.size());
+                std::memcpy(c.data(), text.data(), n);
+                c.set_size(static_cast<uint32_t>(n));
+            }
+            text.remove_prefix(n);
+            const pt::DataFlags piece =
+                text.empty()
+                    ? flags
+                    : pt::DataFlags{static_cast<uint8_t>(flags.bits & pt::kMessageKindMask)};
+            s->write(std::move(c), piece);
+        } while (!text.empty());
     }
 
     Stream* open(TestHandler& h, std::string_view key = "svc",
-                 pt::StreamProtocol protocol = pt::StreamProtocol::Tcp) {
-        h.stream = initiator_->open_stream(protocol, key, &h);
+                 pt::StreamProtocol protocol = pt::StreamProtocol::Tcp,
+                 std::span<const pt::MetadataEntry> metadata = {}) {
+        h.stream = initiator_->open_stream(protocol, key, metadata, &h);
         return h.stream;
     }
 
     // Declared in construction order; destroyed in reverse (sessions first, ring last).
+    loop::Metrics loop_metrics_;
     Metrics metrics_;
+    transport::Metrics transport_metrics_;
     Tuning tuning_;
-    std::unique_ptr<ContextOwner> owner_;
-    Context* ctx_ = nullptr;
+    std::unique_ptr<loop::ContextOwner> owner_;
+    loop::Context* ctx_ = nullptr;
     std::vector<buf::Chunk> hoard_;  // buffers taken by hoard()
     std::deque<TestHandler> handlers_;
     TestOwner init_owner_;

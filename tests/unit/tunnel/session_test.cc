@@ -24,12 +24,12 @@
 #include "ferry/io/buf_ring.h"
 #include "ferry/io/ring.h"
 #include "ferry/io/socket.h"
+#include "ferry/loop/context.h"
+#include "ferry/loop/context_owner.h"
 #include "ferry/proto/tunnel/frame_decoder.h"
 #include "ferry/proto/tunnel/frame_encoder.h"
-#include "ferry/tunnel/context.h"
-#include "ferry/tunnel/context_owner.h"
+#include "ferry/transport/tcp_transport.h"
 #include "ferry/tunnel/metrics.h"
-#include "ferry/tunnel/plain_link.h"
 #include "ferry/tunnel/stream.h"
 #include "session_harness.h"
 
@@ -52,13 +52,25 @@ struct CaptureSink {
         return true;
     }
     bool on_open(uint32_t, const pt::Open&) noexcept { return true; }
-    bool on_data(uint32_t, std::span<const std::byte>, bool) noexcept { return true; }
+    bool on_data(uint32_t stream_id, std::span<const std::byte> piece, pt::DataFlags f) noexcept {
+        data.push_back({stream_id, piece.size(), f});
+        return true;
+    }
+    bool on_open_ack(uint32_t stream_id, const pt::MetadataView&) noexcept {
+        open_acks.push_back(stream_id);
+        return true;
+    }
+    bool on_trailers(uint32_t stream_id, const pt::MetadataView&) noexcept {
+        trailers.push_back(stream_id);
+        return true;
+    }
     bool on_window(uint32_t stream_id, uint32_t increment) noexcept {
         windows.emplace_back(stream_id, increment);
         return true;
     }
-    bool on_reset(uint32_t stream_id, pt::ErrorCode code) noexcept {
+    bool on_reset(uint32_t stream_id, pt::ErrorCode code, std::string_view reason) noexcept {
         resets.emplace_back(stream_id, code);
+        reset_reasons.emplace_back(reason);
         return true;
     }
     bool on_ping(bool ack, uint64_t opaque) noexcept {
@@ -69,9 +81,10 @@ struct CaptureSink {
         }
         return true;
     }
-    bool on_goaway(uint32_t, pt::ErrorCode code, std::string_view debug) noexcept {
+    bool on_goaway(uint32_t last, pt::ErrorCode code, std::string_view debug) noexcept {
         goaway = code;
         goaway_debug = std::string(debug);
+        goaway_last_ids.push_back(last);
         return true;
     }
 
@@ -80,6 +93,16 @@ struct CaptureSink {
     std::vector<uint64_t> ping_acks;
     std::vector<std::pair<uint32_t, uint32_t>> windows;
     std::vector<std::pair<uint32_t, pt::ErrorCode>> resets;
+    std::vector<std::string> reset_reasons;
+    struct DataEvent {
+        uint32_t stream_id;
+        size_t bytes;
+        pt::DataFlags flags;
+    };
+    std::vector<DataEvent> data;
+    std::vector<uint32_t> open_acks;
+    std::vector<uint32_t> trailers;
+    std::vector<uint32_t> goaway_last_ids;
     std::string hello_name;
     std::optional<pt::ErrorCode> goaway;
     std::string goaway_debug;
@@ -147,8 +170,11 @@ TEST_F(SessionTest, HelloExchangeMakesBothSessionsUsable) {
     EXPECT_EQ(initiator_->state(), Session::State::Open);
     EXPECT_EQ(initiator_->peer_name(), "terminator-node");
     EXPECT_EQ(terminator_->peer_name(), "initiator-node");
-    EXPECT_EQ(initiator_->peer_capabilities(), 0U);
-    EXPECT_STREQ(initiator_->link_kind(), "plain");
+    // Plain TCP offers no KeyUpdate; both sides speak v1.1.
+    EXPECT_EQ(initiator_->peer_capabilities(), pt::kCapabilityMessages);
+    EXPECT_TRUE(initiator_->messages());
+    EXPECT_TRUE(terminator_->messages());
+    EXPECT_STREQ(initiator_->transport_kind(), "plain");
     EXPECT_EQ(init_owner_.draining + term_owner_.draining, 0);
     EXPECT_GE(metrics_.frames_in.value(), 2U);
     EXPECT_EQ(metrics_.tunnel_protocol_errors.value(), 0U);
@@ -166,7 +192,7 @@ TEST_F(SessionTest, NoStreamOpensBeforeThePeerHello) {
     initiator_->start();
     terminator_->start();
     TestHandler h;
-    EXPECT_EQ(initiator_->open_stream(pt::StreamProtocol::Tcp, "early", &h), nullptr);
+    EXPECT_EQ(initiator_->open_stream(pt::StreamProtocol::Tcp, "early", {}, &h), nullptr);
     EXPECT_FALSE(initiator_->usable());
     ASSERT_TRUE(run_until([&] { return init_owner_.ready == 1 && term_owner_.ready == 1; }));
 }
@@ -204,7 +230,7 @@ TEST_F(SessionTest, TheTerminatorOpensEvenNumberedStreams) {
         return;
     }
     TestHandler& h = handlers_.emplace_back();
-    h.stream = terminator_->open_stream(pt::StreamProtocol::Grpc, "push", &h);
+    h.stream = terminator_->open_stream(pt::StreamProtocol::Grpc, "push", {}, &h);
     ASSERT_NE(h.stream, nullptr);
     EXPECT_EQ(h.stream->id(), 2U);
     ASSERT_TRUE(run_until([&] { return init_owner_.opened_keys.size() == 1; }));
@@ -288,7 +314,7 @@ TEST_F(SessionTest, SeveralMebibytesArriveInOrderInBothDirections) {
     EXPECT_EQ(up.received, kDown);
     EXPECT_EQ(up.first_mismatch, UINT64_MAX) << "first bad byte at " << up.first_mismatch;
     EXPECT_FALSE(far.data_after_fin);
-    EXPECT_GE(metrics_.tunnel_bytes_in.value(), kUp + kDown);
+    EXPECT_GE(transport_metrics_.tunnel_bytes_in.value(), kUp + kDown);
     EXPECT_EQ(metrics_.tunnel_protocol_errors.value(), 0U);
 }
 
@@ -691,7 +717,7 @@ TEST_F(SessionTest, DrainWaitsForOpenStreamsToFinish) {
     EXPECT_EQ(init_owner_.closed + term_owner_.closed, 0) << "a stream is still open";
     EXPECT_EQ(initiator_->state(), Session::State::Draining);
     TestHandler late;
-    EXPECT_EQ(terminator_->open_stream(pt::StreamProtocol::Tcp, "late", &late), nullptr);
+    EXPECT_EQ(terminator_->open_stream(pt::StreamProtocol::Tcp, "late", {}, &late), nullptr);
 
     // Streams already open still carry data while draining.
     write_text(h.stream, "last words");
@@ -854,6 +880,242 @@ TEST_F(SessionTest, ControlFramesOwedWhileThePoolsAreDryGoOutOnceBuffersReturn) 
         return sink.pings == 1;
     }));
     EXPECT_TRUE(terminator_->usable());
+}
+
+// ---- protocol v1.1: messages, OPEN_ACK, TRAILERS, RESET reasons, GOAWAY
+// ---------------------------
+
+// Reads what the session writes to a raw peer as it arrives (the connection stays open).
+class RawReader {
+  public:
+    explicit RawReader(int fd) : fd_(fd), decoder_(sink) {}
+    void poll() {
+        std::byte buf[65536];
+        for (;;) {
+            ssize_t n = recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n <= 0) {
+                eof = eof || n == 0;
+                return;
+            }
+            const pt::DecodeResult r = decoder_.feed({buf, static_cast<size_t>(n)});
+            EXPECT_EQ(r.status, pt::DecodeStatus::Ok) << (r.detail != nullptr ? r.detail : "");
+        }
+    }
+    CaptureSink sink;
+    bool eof = false;
+
+  private:
+    int fd_;
+    pt::FrameDecoder<CaptureSink> decoder_;
+};
+
+std::vector<std::byte> open_frame_of(uint32_t id, pt::StreamProtocol protocol) {
+    std::vector<std::byte> out(pt::open_frame_size(protocol, "k", {}));
+    out.resize(pt::encode_open(out, id, protocol, "k", {}));
+    return out;
+}
+
+std::vector<std::byte> goaway_frame(uint32_t last) {
+    std::vector<std::byte> out(pt::goaway_frame_size("bye"));
+    out.resize(pt::encode_goaway(out, last, pt::ErrorCode::NoError, "bye"));
+    return out;
+}
+
+std::vector<std::byte> ping_ack_frame(uint64_t opaque) {
+    std::vector<std::byte> out(pt::kPingFrameSize);
+    out.resize(pt::encode_ping(out, true, opaque));
+    return out;
+}
+
+class SessionV11Test : public SessionTest {
+  protected:
+    // A terminator session whose peer is a raw socket that has said HELLO (v1.1 unless `v1`).
+    void connect_raw_hello(bool v1 = false) {
+        ASSERT_NO_FATAL_FAILURE(connect_raw());
+        if (IsSkipped()) {
+            return;
+        }
+        pt::HelloSettings hello;
+        hello.node_name = "raw-peer";
+        hello.capabilities = v1 ? 0 : pt::kCapabilityMessages;
+        write_all(raw_fd_, preface_and_hello(hello));
+        ASSERT_TRUE(run_until([&] { return term_owner_.ready == 1; }));
+        reader_ = std::make_unique<RawReader>(raw_fd_);
+        between_steps_ = [this] { reader_->poll(); };
+    }
+    std::unique_ptr<RawReader> reader_;
+};
+
+TEST_F(SessionV11Test, MessagesCrossTheTunnelWholeWithTheirKinds) {
+    tuning_.max_frame_size = 16384;  // a 100 KiB message must be split across frames
+    ASSERT_NO_FATAL_FAILURE(connect());
+    if (IsSkipped()) {
+        return;
+    }
+    TestHandler& h = handlers_.emplace_back();
+    Stream* s = open(h, "room", pt::StreamProtocol::WebSocket);
+    ASSERT_NE(s, nullptr);
+    const std::string big(100 * 1024, 'x');
+    // One message written in three pieces, a text message, an empty one, a close message.
+    write_text(s, big.substr(0, 10000));
+    write_text(s, big.substr(10000, 50000));
+    write_text(s, big.substr(60000), pt::DataFlags::make(false, true));
+    write_text(s, "hello", pt::DataFlags::make(false, true, pt::MessageKind::Text));
+    write_text(s, "", pt::DataFlags::make(false, true, pt::MessageKind::Binary));
+    write_text(s,
+               "\x03\xe8"
+               "bye",
+               pt::DataFlags::make(false, true, pt::MessageKind::Close));
+    ASSERT_TRUE(run_until([&] {
+        return !term_owner_.accepted.empty() && term_owner_.handler(0).messages.size() == 4;
+    }));
+    const auto& got = term_owner_.handler(0).messages;
+    EXPECT_EQ(got[0].first, pt::MessageKind::Binary);
+    EXPECT_EQ(got[0].second, big);
+    EXPECT_EQ(got[1], std::make_pair(pt::MessageKind::Text, std::string("hello")));
+    EXPECT_EQ(got[2], std::make_pair(pt::MessageKind::Binary, std::string()));
+    EXPECT_EQ(got[3], std::make_pair(pt::MessageKind::Close, std::string("\x03\xe8"
+                                                                         "bye")));
+    EXPECT_GE(term_owner_.handler(0).pieces, 8) << "the big message came in several frames";
+}
+
+TEST_F(SessionV11Test, OpenCarriesMetadataAndOpenAckAnswersItWithTheFarSidesOwn) {
+    ASSERT_NO_FATAL_FAILURE(connect());
+    if (IsSkipped()) {
+        return;
+    }
+    const std::string binary("\x00\x01\xfe\xff", 4);
+    const pt::MetadataEntry request[] = {{":path", "/chat"}, {"x-token-bin", binary}};
+    term_owner_.configure = [](TestHandler& h, const pt::Open&) {
+        const pt::MetadataEntry response[] = {{":subprotocol", "chat.v2"}};
+        ASSERT_TRUE(h.stream->accept(response));
+    };
+    TestHandler& h = handlers_.emplace_back();
+    ASSERT_NE(open(h, "room", pt::StreamProtocol::WebSocket, request), nullptr);
+    ASSERT_TRUE(run_until([&] { return h.accepted == 1; }));
+    ASSERT_EQ(term_owner_.opened_metadata.size(), 1U);
+    EXPECT_EQ(term_owner_.opened_metadata[0], (std::vector<std::pair<std::string, std::string>>{
+                                                  {":path", "/chat"}, {"x-token-bin", binary}}));
+    EXPECT_EQ(h.accept_metadata,
+              (std::vector<std::pair<std::string, std::string>>{{":subprotocol", "chat.v2"}}));
+}
+
+TEST_F(SessionV11Test, TrailersFollowTheDataAndEndTheDirection) {
+    ASSERT_NO_FATAL_FAILURE(connect());
+    if (IsSkipped()) {
+        return;
+    }
+    term_owner_.configure = [](TestHandler& h, const pt::Open&) {
+        ASSERT_TRUE(h.stream->accept());
+    };
+    TestHandler& h = handlers_.emplace_back();
+    ASSERT_NE(open(h, "svc", pt::StreamProtocol::Grpc), nullptr);
+    ASSERT_TRUE(run_until([&] { return h.accepted == 1; }));
+    Stream* back = term_owner_.handler(0).stream;
+    const std::string binary("\xff\x00\x80", 3);
+    write_text(back, "reply", pt::DataFlags::make(false, true));
+    const pt::MetadataEntry trailers[] = {{"grpc-status", "0"}, {"x-trace-bin", binary}};
+    ASSERT_TRUE(back->finish_with_trailers(trailers));
+    ASSERT_TRUE(run_until([&] { return h.got_trailers; }));
+    ASSERT_EQ(h.messages.size(), 1U) << "the data came before the trailers";
+    EXPECT_EQ(h.messages[0].second, "reply");
+    EXPECT_EQ(h.trailers, (std::vector<std::pair<std::string, std::string>>{
+                              {"grpc-status", "0"}, {"x-trace-bin", binary}}));
+    EXPECT_TRUE(h.fin);
+}
+
+TEST_F(SessionV11Test, AV1PeerCarriesTcpStreamsButNoMessageStreams) {
+    ASSERT_NO_FATAL_FAILURE(connect_raw_hello(/*v1=*/true));
+    if (IsSkipped()) {
+        return;
+    }
+    EXPECT_FALSE(terminator_->messages());
+    TestHandler& ws = handlers_.emplace_back();
+    EXPECT_EQ(terminator_->open_stream(pt::StreamProtocol::WebSocket, "k", {}, &ws), nullptr);
+    TestHandler& tcp = handlers_.emplace_back();
+    EXPECT_NE(terminator_->open_stream(pt::StreamProtocol::Tcp, "k", {}, &tcp), nullptr);
+    // An OPEN for a message stream from a v1 peer is refused with a bare 4-byte RESET.
+    write_all(raw_fd_, open_frame_of(1, pt::StreamProtocol::Grpc));
+    ASSERT_TRUE(run_until([&] { return !reader_->sink.resets.empty(); }));
+    EXPECT_EQ(reader_->sink.resets[0],
+              std::make_pair(uint32_t{1}, pt::ErrorCode::UnsupportedProtocol));
+    EXPECT_TRUE(reader_->sink.reset_reasons[0].empty());
+    EXPECT_TRUE(term_owner_.accepted.empty()) << "the owner never saw it";
+}
+
+TEST_F(SessionV11Test, ARefusalCarriesItsReasonToAV11Peer) {
+    ASSERT_NO_FATAL_FAILURE(connect_raw_hello());
+    if (IsSkipped()) {
+        return;
+    }
+    term_owner_.refuse = true;
+    term_owner_.refuse_code = pt::ErrorCode::UnsupportedProtocol;
+    write_all(raw_fd_, open_frame_of(1, pt::StreamProtocol::WebSocket));
+    ASSERT_TRUE(run_until([&] { return !reader_->sink.resets.empty(); }));
+    EXPECT_EQ(reader_->sink.resets[0].second, pt::ErrorCode::UnsupportedProtocol);
+    EXPECT_EQ(reader_->sink.reset_reasons[0], "refused by the test");
+}
+
+TEST_F(SessionV11Test, MessageFlagsOnAByteStreamAreAStreamError) {
+    ASSERT_NO_FATAL_FAILURE(connect_raw_hello());
+    if (IsSkipped()) {
+        return;
+    }
+    write_all(raw_fd_, open_frame_of(1, pt::StreamProtocol::Tcp));
+    std::vector<std::byte> data(pt::kFrameHeaderSize + 2, std::byte{'m'});
+    (void)pt::encode_data_header(data, 1, 2,
+                                 pt::DataFlags::make(false, true, pt::MessageKind::Text));
+    write_all(raw_fd_, data);
+    ASSERT_TRUE(run_until([&] { return !reader_->sink.resets.empty(); }));
+    EXPECT_EQ(reader_->sink.resets[0].second, pt::ErrorCode::ProtocolError);
+    EXPECT_EQ(terminator_->state(), Session::State::Open) << "a stream error, not a connection one";
+}
+
+TEST_F(SessionV11Test, AGoawayRefusesOnlyOurStreamsAboveItsLastId) {
+    ASSERT_NO_FATAL_FAILURE(connect_raw_hello());
+    if (IsSkipped()) {
+        return;
+    }
+    TestHandler& kept = handlers_.emplace_back();
+    TestHandler& refused = handlers_.emplace_back();
+    kept.stream = terminator_->open_stream(pt::StreamProtocol::Tcp, "a", {}, &kept);
+    refused.stream = terminator_->open_stream(pt::StreamProtocol::Tcp, "b", {}, &refused);
+    ASSERT_NE(kept.stream, nullptr);
+    ASSERT_NE(refused.stream, nullptr);
+    ASSERT_TRUE(run_until([&] { return reader_->sink.hellos == 1; }));
+    write_all(raw_fd_, goaway_frame(kept.stream->id()));
+    ASSERT_TRUE(run_until([&] { return refused.reset.has_value(); }));
+    EXPECT_EQ(*refused.reset, pt::ErrorCode::RefusedStream) << "safe to retry elsewhere";
+    EXPECT_FALSE(kept.reset.has_value());
+    EXPECT_EQ(term_owner_.draining, 1);
+    // A later GOAWAY may lower the last id, never raise it.
+    write_all(raw_fd_, goaway_frame(pt::kMaxStreamId));
+    ASSERT_TRUE(run_until([&] { return term_owner_.closed == 1; }));
+    EXPECT_EQ(metrics_.tunnel_protocol_errors.value(), 0U) << "a session error, not a decode one";
+}
+
+TEST_F(SessionV11Test, ADrainAnnouncesThenServesOpensInFlightThenNamesTheLastOne) {
+    ASSERT_NO_FATAL_FAILURE(connect_raw_hello());
+    if (IsSkipped()) {
+        return;
+    }
+    terminator_->drain();
+    ASSERT_TRUE(run_until([&] { return reader_->sink.pings >= 1; }));
+    ASSERT_EQ(reader_->sink.goaway_last_ids, std::vector<uint32_t>{pt::kMaxStreamId});
+    // An OPEN that crossed the announcement is still served.
+    write_all(raw_fd_, open_frame_of(1, pt::StreamProtocol::Tcp));
+    ASSERT_TRUE(run_until([&] { return term_owner_.accepted.size() == 1; }));
+    // The drain's PING is answered: the final GOAWAY names stream 1.
+    write_all(raw_fd_, ping_ack_frame(~0ULL));
+    ASSERT_TRUE(run_until([&] { return reader_->sink.goaway_last_ids.size() == 2; }));
+    EXPECT_EQ(reader_->sink.goaway_last_ids[1], 1U);
+    // Later OPENs are refused; the served stream finishes and the connection closes.
+    write_all(raw_fd_, open_frame_of(3, pt::StreamProtocol::Tcp));
+    ASSERT_TRUE(run_until([&] { return !reader_->sink.resets.empty(); }));
+    EXPECT_EQ(reader_->sink.resets[0], std::make_pair(uint32_t{3}, pt::ErrorCode::RefusedStream));
+    EXPECT_EQ(term_owner_.closed, 0) << "stream 1 is still open";
+    term_owner_.handler(0).stream->reset(pt::ErrorCode::Cancel);
+    ASSERT_TRUE(run_until([&] { return term_owner_.closed == 1; }));
 }
 
 }  // namespace

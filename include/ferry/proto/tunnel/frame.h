@@ -1,5 +1,6 @@
-// Tunnel protocol v1 vocabulary: wire constants, frame types, settings, error codes and the event
-// structs FrameDecoder hands to the session. The normative spec is docs/tunnel-protocol.md.
+// Tunnel protocol v1.1 vocabulary: wire constants, frame types, flags, settings, error codes and
+// the event structs FrameDecoder hands to the session. The normative spec is
+// docs/tunnel-protocol.md.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +20,7 @@ inline constexpr std::byte kPreface[kPrefaceSize] = {
     std::byte{'R'},  std::byte{'Y'}, std::byte{'\r'}, std::byte{'\n'},
 };
 
+// v1.1 keeps HELLO version 1; its additions are switched on by kCapabilityMessages.
 inline constexpr uint16_t kProtocolVersion = 1;
 // Every peer accepts frames of this size before HELLO; it is also the floor of MaxFrameSize.
 inline constexpr uint32_t kDefaultMaxFrameSize = 16 * 1024;
@@ -29,6 +31,8 @@ inline constexpr uint32_t kDefaultInitialStreamWindow = 256 * 1024;
 inline constexpr uint32_t kDefaultConnectionWindow = 16 * 1024 * 1024;
 inline constexpr uint32_t kDefaultMaxStreams = 1024;
 inline constexpr size_t kMaxNodeNameSize = 255;
+// Longest RESET reason a sender may write; a receiver accepts any length within MaxFrameSize.
+inline constexpr size_t kMaxResetReasonSize = 256;
 
 enum class FrameType : uint8_t {
     Hello = 0x0,
@@ -38,10 +42,44 @@ enum class FrameType : uint8_t {
     Reset = 0x4,
     Ping = 0x5,
     GoAway = 0x6,
+    OpenAck = 0xa,   // v1.1, Messages only
+    Trailers = 0xb,  // v1.1, Messages only
 };
 
-inline constexpr uint8_t kFlagFin = 0x1;  // DATA: the sender half-closes after this payload
-inline constexpr uint8_t kFlagAck = 0x1;  // PING: this is the reply
+inline constexpr uint8_t kFlagFin = 0x1;         // DATA: the sender half-closes after this payload
+inline constexpr uint8_t kFlagEndMessage = 0x2;  // DATA: this payload ends a message (Messages)
+inline constexpr uint8_t kFlagAck = 0x1;         // PING: this is the reply
+// DATA bits 4..7 hold the MessageKind; bits 2..3 are reserved (sent as 0, ignored).
+inline constexpr uint8_t kMessageKindMask = 0xf0;
+inline constexpr unsigned kMessageKindShift = 4;
+inline constexpr uint8_t kDataFlagsDefined = kFlagFin | kFlagEndMessage | kMessageKindMask;
+
+// What a message of a message stream (WebSocket, Grpc) is. Values 4..15 are reserved: they reach
+// the sink as they are, and the session resets the stream with ProtocolError.
+enum class MessageKind : uint8_t { Binary = 0, Text = 1, Close = 2, Compressed = 3 };
+
+// The flags of a DATA frame as the decoder delivers them and encode_data_header writes them.
+// Tcp streams use FIN only; message streams add END_MESSAGE and the kind (spec §6.3).
+struct DataFlags {
+    uint8_t bits = 0;
+
+    [[nodiscard]] constexpr bool fin() const noexcept { return (bits & kFlagFin) != 0; }
+    [[nodiscard]] constexpr bool end_message() const noexcept {
+        return (bits & kFlagEndMessage) != 0;
+    }
+    // The raw 4-bit value, which may be a reserved kind.
+    [[nodiscard]] constexpr MessageKind kind() const noexcept {
+        return static_cast<MessageKind>(bits >> kMessageKindShift);
+    }
+    // `kind` must be a 4-bit value; higher bits are dropped.
+    [[nodiscard]] static constexpr DataFlags make(bool fin, bool end_message = false,
+                                                  MessageKind kind = MessageKind::Binary) noexcept {
+        const unsigned kind_bits = (static_cast<unsigned>(kind) << kMessageKindShift) & 0xf0U;
+        return DataFlags{static_cast<uint8_t>((fin ? kFlagFin : 0U) |
+                                              (end_message ? kFlagEndMessage : 0U) | kind_bits)};
+    }
+    friend constexpr bool operator==(DataFlags, DataFlags) noexcept = default;
+};
 
 enum class SettingId : uint16_t {
     MaxFrameSize = 1,
@@ -54,7 +92,11 @@ enum class SettingId : uint16_t {
 
 // Bits of the Capabilities setting.
 inline constexpr uint32_t kCapabilityKeyUpdate = 1U << 0;  // TLS stack can take a TLS 1.3 KeyUpdate
+// Speaks v1.1: END_MESSAGE and kinds in DATA, OPEN_ACK, TRAILERS, RESET reasons. Used on a
+// connection only when both HELLOs set it.
+inline constexpr uint32_t kCapabilityMessages = 1U << 1;
 
+// The protocol byte of OPEN. Tcp is a byte stream; WebSocket and Grpc are message streams.
 enum class StreamProtocol : uint8_t { Tcp = 0, WebSocket = 1, Grpc = 2 };
 
 // Carried in RESET and GOAWAY. Values outside the list are legal on the wire and must be treated
@@ -73,14 +115,15 @@ enum class ErrorCode : uint32_t {
     Shutdown = 10,
     BadPreface = 11,
     VersionMismatch = 12,
+    UnsupportedProtocol = 13,
 };
 
 // Stable name for logs and metrics labels; "Unknown" for codes this version does not define.
 [[nodiscard]] constexpr const char* error_code_name(ErrorCode code) noexcept {
     constexpr const char* kNames[] = {
-        "NoError",  "ProtocolError",  "InternalError",   "FlowControlError", "RefusedStream",
-        "Cancel",   "ConnectRefused", "UpstreamReset",   "FrameSizeError",   "Timeout",
-        "Shutdown", "BadPreface",     "VersionMismatch",
+        "NoError",  "ProtocolError",  "InternalError",   "FlowControlError",    "RefusedStream",
+        "Cancel",   "ConnectRefused", "UpstreamReset",   "FrameSizeError",      "Timeout",
+        "Shutdown", "BadPreface",     "VersionMismatch", "UnsupportedProtocol",
     };
     const auto index = static_cast<uint32_t>(code);
     return index < std::size(kNames) ? kNames[index] : "Unknown";
@@ -138,8 +181,10 @@ namespace wire {
 
 using MetadataEntry = std::pair<std::string_view, std::string_view>;
 
-// Read-only view over the metadata entries of an already validated OPEN payload. Iteration
-// yields (name, value) views into the same storage as the view itself: valid during on_open only.
+// Read-only view over the entries of an already validated metadata list (OPEN, OPEN_ACK,
+// TRAILERS). Iteration yields (name, value) views into the same storage as the view itself:
+// valid during the sink call that received it only. Names and values are raw bytes (`-bin`
+// values included), not necessarily text.
 class MetadataView final {
   public:
     class Iterator final {
@@ -181,7 +226,7 @@ class MetadataView final {
     };
 
     MetadataView() noexcept = default;
-    // `entries` must hold `count` well-formed entries; the decoder checks this before on_open.
+    // `entries` must hold `count` well-formed entries; the decoder checks this before the call.
     MetadataView(const std::byte* entries, uint16_t count) noexcept
         : entries_(entries), count_(count) {}
 
@@ -197,6 +242,8 @@ class MetadataView final {
 
 // A decoded OPEN; views are valid during on_open only (copy what the stream keeps).
 struct Open {
+    // Any byte value: values outside the enumerators are well-formed, and the session answers
+    // them with RESET UnsupportedProtocol.
     StreamProtocol protocol;
     std::string_view routing_key;
     MetadataView metadata;

@@ -1,4 +1,4 @@
-// Incremental tunnel protocol v1 decoder: decrypted bytes from the tunnel connection in, typed
+// Incremental tunnel protocol v1.1 decoder: decrypted bytes from the tunnel connection in, typed
 // frame events out to a session sink. Pure: no I/O, no clock, no allocation after construction.
 #pragma once
 
@@ -25,40 +25,56 @@ struct FrameError {
 };
 
 // Header rules other than the size limit: reserved bits, HELLO first and once, stream-id
-// placement and fixed payload lengths. `header` holds kFrameHeaderSize bytes.
+// placement, fixed payload lengths and minimum lengths (FrameSizeError: a RESET shorter than 4,
+// an OPEN_ACK or TRAILERS too short for its u16 count). `header` holds kFrameHeaderSize bytes.
 [[nodiscard]] FrameError check_frame_header(const std::byte* header, bool hello_seen) noexcept;
 // Variable-layout payloads of a header that passed; views in `out` point into `payload`.
 [[nodiscard]] FrameError decode_hello_payload(std::span<const std::byte> payload,
                                               Hello* out) noexcept;
 [[nodiscard]] FrameError decode_open_payload(std::span<const std::byte> payload,
                                              Open* out) noexcept;
+// The metadata list shared by OPEN, OPEN_ACK and TRAILERS: u16 count, then count entries, which
+// must fill `list` exactly. An overrun (a count too large included) or trailing bytes is a
+// ProtocolError whose detail names `frame` ("malformed OPEN_ACK (trailing bytes)").
+[[nodiscard]] FrameError decode_metadata_list(std::span<const std::byte> list, FrameType frame,
+                                              MetadataView* out) noexcept;
 
 // Receives decoded frames. Each handler returns false to stop decoding right after this event
 // (feed then returns Stopped). Handlers run synchronously inside feed() and must not call feed()
 // on the same decoder. Views passed to them are valid during the call only.
+// The decoder delivers every frame type it knows whatever was negotiated: checking that OPEN_ACK,
+// TRAILERS, message flags and RESET reasons were allowed (Messages) is the session's job.
 // clang-format off
 template <typename S>
 concept FrameSink = requires(S& sink, const Hello& hello, const Open& open, uint32_t u32,
-                             std::span<const std::byte> piece, bool flag, ErrorCode code,
-                             uint64_t u64, std::string_view text) {
+                             std::span<const std::byte> piece, DataFlags data_flags, bool flag,
+                             ErrorCode code, uint64_t u64, std::string_view text,
+                             const MetadataView& metadata) {
     { sink.on_hello(hello) } noexcept -> std::same_as<bool>;
     { sink.on_open(u32, open) } noexcept -> std::same_as<bool>;
     // `piece` points into the span given to feed() (never copied); a frame spanning several
-    // feeds arrives in several pieces, and `fin` is set only on the last piece of a Fin frame.
-    // A zero-length frame gives one call with an empty piece; other pieces are never empty.
-    { sink.on_data(u32, piece, flag) } noexcept -> std::same_as<bool>;
+    // feeds arrives in several pieces. Every piece carries the frame's kind bits; FIN and
+    // END_MESSAGE are set only on the last piece of a frame that has them; reserved bits are
+    // always clear. A zero-length frame gives one call with an empty piece and all its flags;
+    // other pieces are never empty.
+    { sink.on_data(u32, piece, data_flags) } noexcept -> std::same_as<bool>;
     { sink.on_window(u32, u32) } noexcept -> std::same_as<bool>;
-    { sink.on_reset(u32, code) } noexcept -> std::same_as<bool>;
+    // `text` is the optional reason (v1.1), empty when the RESET has none.
+    { sink.on_reset(u32, code, text) } noexcept -> std::same_as<bool>;
     { sink.on_ping(flag, u64) } noexcept -> std::same_as<bool>;
     { sink.on_goaway(u32, code, text) } noexcept -> std::same_as<bool>;
+    { sink.on_open_ack(u32, metadata) } noexcept -> std::same_as<bool>;
+    // TRAILERS also ends the sender's direction of the stream (an implicit FIN).
+    { sink.on_trailers(u32, metadata) } noexcept -> std::same_as<bool>;
 };
 // clang-format on
 
 // One decoder per tunnel connection, used from the connection's shard only. feed() consumes all
 // input unless the sink stops it or the peer breaks the protocol; after an Error every later
 // feed() returns the same error. Checked here: preface, HELLO first and once, header reserved
-// bits, frame size, stream-id placement, fixed lengths and payload layout. Stream state, stream
-// id ordering and flow control belong to the session. Not movable: results may point into it.
+// bits, frame size, stream-id placement, fixed and minimum lengths and payload layout. Stream
+// state, stream id ordering and flow control belong to the session. Not movable: results may
+// point into it.
 template <FrameSink Sink>
 class FrameDecoder final {
   public:
@@ -164,11 +180,13 @@ DecodeResult FrameDecoder<Sink>::feed(std::span<const std::byte> input) noexcept
                 const std::span<const std::byte> piece(p, n);
                 p += n;
                 remaining_ -= static_cast<uint32_t>(n);
-                const bool last = remaining_ == 0;
-                if (last) {
+                // The kind goes with every piece; FIN and END_MESSAGE only with the last one.
+                auto bits = static_cast<uint8_t>(flags_ & kMessageKindMask);
+                if (remaining_ == 0) {
                     state_ = State::Header;
+                    bits = flags_;
                 }
-                step = next(sink_.on_data(stream_id_, piece, last && (flags_ & kFlagFin) != 0));
+                step = next(sink_.on_data(stream_id_, piece, DataFlags{bits}));
                 break;
             }
             case State::Skip: {
@@ -241,9 +259,10 @@ auto FrameDecoder<Sink>::on_header(const std::byte* header, const std::byte*& p,
     }
     switch (static_cast<FrameType>(type_)) {
         case FrameType::Data:
+            flags_ = static_cast<uint8_t>(flags_ & kDataFlagsDefined);  // reserved bits: ignored
             remaining_ = length_;
             if (length_ == 0) {
-                return next(sink_.on_data(stream_id_, {}, (flags_ & kFlagFin) != 0));
+                return next(sink_.on_data(stream_id_, {}, DataFlags{flags_}));
             }
             state_ = State::Data;
             return Step::Continue;
@@ -253,6 +272,8 @@ auto FrameDecoder<Sink>::on_header(const std::byte* header, const std::byte*& p,
         case FrameType::Reset:
         case FrameType::Ping:
         case FrameType::GoAway:
+        case FrameType::OpenAck:
+        case FrameType::Trailers:
             break;
         default:
             // Unknown and reserved types are skipped so later versions can add frames.
@@ -300,7 +321,8 @@ auto FrameDecoder<Sink>::on_control(std::span<const std::byte> payload) noexcept
             return next(sink_.on_window(stream_id_, increment));
         }
         case FrameType::Reset:
-            return next(sink_.on_reset(stream_id_, static_cast<ErrorCode>(wire::load_u32(b))));
+            return next(sink_.on_reset(stream_id_, static_cast<ErrorCode>(wire::load_u32(b)),
+                                       wire::as_text(b + 4, payload.size() - 4)));
         case FrameType::Ping:
             return next(sink_.on_ping((flags_ & kFlagAck) != 0, wire::load_u64(b)));
         case FrameType::GoAway: {
@@ -311,6 +333,17 @@ auto FrameDecoder<Sink>::on_control(std::span<const std::byte> payload) noexcept
             return next(sink_.on_goaway(last_stream_id,
                                         static_cast<ErrorCode>(wire::load_u32(b + 4)),
                                         wire::as_text(b + 8, payload.size() - 8)));
+        }
+        case FrameType::OpenAck:
+        case FrameType::Trailers: {
+            const auto type = static_cast<FrameType>(type_);
+            MetadataView metadata;
+            if (const FrameError e = decode_metadata_list(payload, type, &metadata);
+                e.detail != nullptr) {
+                return fail(e.code, e.detail);
+            }
+            return next(type == FrameType::OpenAck ? sink_.on_open_ack(stream_id_, metadata)
+                                                   : sink_.on_trailers(stream_id_, metadata));
         }
         case FrameType::Data:
             break;

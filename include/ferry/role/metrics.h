@@ -1,0 +1,37 @@
+// Per-shard counters of a role (initiator or terminator): its local connections and its tunnel
+// connections; and ShardMetrics, every counter a shard's services keep, for the admin endpoint.
+// Written by the shard, read from any thread (see base::Counter).
+#pragma once
+
+#include "ferry/base/counter.h"
+#include "ferry/transport/metrics.h"
+#include "ferry/tunnel/metrics.h"
+
+namespace ferry::role {
+
+struct Metrics {
+    // 1 once this shard's service can carry traffic (/ready).
+    base::Gauge ready;
+    // Local sockets (clients at the initiator, upstreams at the terminator).
+    base::Counter connections_accepted;
+    base::Counter connections_rejected;  // over --max-connections or no tunnel
+    base::Gauge connections_active;
+    base::Counter upstream_connect_errors;
+    base::Counter bytes_from_local;
+    base::Counter bytes_to_local;
+    base::Counter flow_paused;  // times a local reader was paused for lack of credit
+    // Tunnel connections.
+    base::Gauge tunnel_up;  // established (usable) tunnel connections on this shard
+    base::Counter tunnel_connects;
+    base::Counter tunnel_connect_failures;
+    base::Counter tunnel_disconnects;
+};
+
+// Everything a shard's services count, by module.
+struct ShardMetrics {
+    Metrics role;
+    tunnel::Metrics tunnel;
+    transport::Metrics transport;
+};
+
+}  // namespace ferry::role

@@ -1,0 +1,44 @@
+// TcpTransport: the bottom of every transport stack — one connected TCP socket driven by the
+// ring (io::SocketIo), its receives landing in the tunnel pool. Plain TCP on its own; under
+// TlsTransport the ciphertext, or, once kTLS took the keys, the kernel's plaintext.
+#pragma once
+
+#include "ferry/io/socket_io.h"
+#include "ferry/loop/context.h"
+#include "ferry/transport/metrics.h"
+#include "ferry/transport/transport.h"
+
+namespace ferry::transport {
+
+class TcpTransport final : public Transport, private io::SocketEvents {
+  public:
+    // Takes ownership of the connected socket `fd`. `metrics` outlives the transport.
+    TcpTransport(loop::Context& ctx, Metrics& metrics, int fd) noexcept;
+
+    void start(TransportSink* sink) noexcept override;
+    void write(WriteBatch* batch) noexcept override;
+    void pause_reading() noexcept override { io_.pause_reading(); }
+    void resume_reading() noexcept override { io_.start_reading(); }
+    void close() noexcept override;
+    [[nodiscard]] const char* kind() const noexcept override { return "plain"; }
+    [[nodiscard]] io::SocketIo* raw_socket() noexcept override { return &io_; }
+
+  private:
+    void on_socket_data(buf::Chunk&& bytes) noexcept override;
+    void on_socket_eof() noexcept override;
+    void on_socket_error(const char* what, int err) noexcept override;
+    bool on_socket_recv_error(int err) noexcept override;
+    void on_socket_sent() noexcept override;
+    void on_socket_connected(int) noexcept override {}
+    void on_socket_closed() noexcept override;
+    void on_socket_recv_stopped() noexcept override;
+    void down(const char* reason, int err) noexcept;
+
+    Metrics& metrics_;
+    io::SocketIo io_;
+    TransportSink* sink_ = nullptr;
+    WriteBatch* batch_ = nullptr;
+    bool down_ = false;
+};
+
+}  // namespace ferry::transport

@@ -1,0 +1,18 @@
+// Knobs of the tunnel mux, from the CLI flags (see config::Options).
+#pragma once
+
+#include <cstdint>
+
+namespace ferry::tunnel {
+
+struct Tuning {
+    uint32_t max_frame_size = 16384;
+    uint32_t stream_window = 256 * 1024;
+    uint32_t connection_window = 16 * 1024 * 1024;
+    uint32_t max_streams = 1024;
+    uint32_t batch_bytes = 512 * 1024;  // most bytes one tunnel write carries
+    uint64_t ping_interval_ns = 10'000'000'000;
+    uint64_t ping_timeout_ns = 30'000'000'000;
+};
+
+}  // namespace ferry::tunnel

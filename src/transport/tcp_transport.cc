@@ -1,0 +1,66 @@
+#include "ferry/transport/tcp_transport.h"
+
+namespace ferry::transport {
+
+TcpTransport::TcpTransport(loop::Context& ctx, Metrics& metrics, int fd) noexcept
+    : metrics_(metrics), io_(ctx, ctx.tunnel_bufs, this) {
+    io_.attach(fd);
+}
+
+void TcpTransport::start(TransportSink* sink) noexcept {
+    sink_ = sink;
+    io_.start_reading();
+}
+
+void TcpTransport::write(WriteBatch* batch) noexcept {
+    batch_ = batch;
+    metrics_.tunnel_bytes_out.add(batch->bytes);
+    io_.send(batch->iov, batch->iov_count, batch->bytes);
+}
+
+void TcpTransport::close() noexcept {
+    // The layer above asked: it needs no on_transport_down for its own decision.
+    down_ = true;
+    io_.close();
+}
+
+void TcpTransport::on_socket_data(buf::Chunk&& bytes) noexcept {
+    metrics_.tunnel_bytes_in.add(bytes.size());
+    sink_->on_transport_read(std::move(bytes));
+}
+
+void TcpTransport::on_socket_eof() noexcept { down("peer closed the tunnel connection", 0); }
+
+void TcpTransport::on_socket_error(const char* what, int err) noexcept {
+    down(what, err);
+    io_.close();
+}
+
+bool TcpTransport::on_socket_recv_error(int err) noexcept {
+    return sink_->on_transport_recv_error(err);
+}
+
+void TcpTransport::on_socket_sent() noexcept {
+    batch_ = nullptr;
+    sink_->on_transport_written();
+}
+
+void TcpTransport::on_socket_recv_stopped() noexcept { sink_->on_transport_read_stopped(); }
+
+void TcpTransport::on_socket_closed() noexcept {
+    if (batch_ != nullptr) {
+        // The write never finished: tell the layer above so it releases the batch's buffers.
+        batch_ = nullptr;
+        sink_->on_transport_written();
+    }
+    sink_->on_transport_quiescent();
+}
+
+void TcpTransport::down(const char* reason, int err) noexcept {
+    if (!down_) {
+        down_ = true;
+        sink_->on_transport_down(reason, err);
+    }
+}
+
+}  // namespace ferry::transport

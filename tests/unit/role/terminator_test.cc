@@ -1,0 +1,200 @@
+#include "ferry/role/terminator.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include "role_loop.h"
+
+namespace ferry::role {
+namespace {
+
+namespace pt = proto::tunnel;
+using testing::listen_loopback;
+using testing::open_frame;
+using testing::preface_and_hello;
+using testing::RawPeer;
+using testing::tcp_pair;
+
+class TerminatorTest : public testing::RoleLoop {
+  protected:
+    void TearDown() override {
+        services_.clear();
+        peer_.reset();
+        terminator_.reset();
+        if (upstream_listener_ >= 0) {
+            close(upstream_listener_);
+        }
+    }
+
+    // A plain-tunnel terminator whose TCP upstream is a loopback listener the test holds (or,
+    // with `upstream_up` false, a port where nothing listens), and a raw peer on one tunnel
+    // connection.
+    void start(bool upstream_up = true) {
+        build();
+        if (IsSkipped()) {
+            return;
+        }
+        uint16_t port = 0;
+        upstream_listener_ = listen_loopback(&port);
+        ASSERT_GE(upstream_listener_, 0);
+        if (!upstream_up) {
+            close(upstream_listener_);
+            upstream_listener_ = -1;
+        }
+        TerminatorConfig c;
+        c.node_name = "terminator-under-test";
+        c.security.tls = false;
+        ServiceUrl up;
+        up.address = *io::parse_address("127.0.0.1:" + std::to_string(port));
+        up.text = "tcp://127.0.0.1:" + std::to_string(port);
+        c.upstreams.push_back(up);
+        terminator_ = std::make_unique<Terminator>(*ctx_, metrics_, std::move(c));
+        services_.push_back(terminator_.get());
+        ASSERT_TRUE(terminator_->start_without_listener());
+        auto [a, b] = tcp_pair();
+        ASSERT_GE(a, 0);
+        peer_ = std::make_unique<RawPeer>(a);
+        terminator_->adopt_tunnel_connection(b);
+        between_steps_ = [this] { (void)peer_->poll_input(); };
+    }
+
+    // HELLO from the raw peer: v1.1 (Messages) unless `v1`, NodeName only when given.
+    void hello(bool v1 = false, std::string_view node_name = {}) {
+        pt::HelloSettings h;
+        h.capabilities = v1 ? 0 : pt::kCapabilityMessages;
+        h.node_name = node_name;
+        peer_->send(preface_and_hello(h));
+        ASSERT_TRUE(run_until([&] { return metrics_.role.tunnel_up.value() == 1; }));
+    }
+
+    std::unique_ptr<Terminator> terminator_;
+    std::unique_ptr<RawPeer> peer_;
+    int upstream_listener_ = -1;
+};
+
+TEST_F(TerminatorTest, ATunnelWhoseHelloNamesNoNodeCountsUpAndThenDown) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    // NodeName is optional in HELLO (docs/tunnel-protocol.md §6.1).
+    ASSERT_NO_FATAL_FAILURE(hello(/*v1=*/false, /*node_name=*/{}));
+    EXPECT_EQ(metrics_.role.tunnel_up.value(), 1);
+    peer_->close_now();
+    ASSERT_TRUE(run_until([&] { return metrics_.role.tunnel_disconnects.value() == 1; }));
+    EXPECT_EQ(metrics_.role.tunnel_up.value(), 0) << "a closed tunnel must not stay counted up";
+}
+
+TEST_F(TerminatorTest, AConnectionThatNeverSaidHelloIsNeverCountedUp) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    peer_->close_now();
+    ASSERT_TRUE(run_until([&] { return metrics_.role.tunnel_disconnects.value() == 1; }));
+    EXPECT_EQ(metrics_.role.tunnel_up.value(), 0);
+}
+
+TEST_F(TerminatorTest, AnUnknownProtocolIsResetAsUnsupportedWithAReason) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    ASSERT_NO_FATAL_FAILURE(hello());
+    peer_->send(open_frame(1, static_cast<pt::StreamProtocol>(7)));
+    peer_->send(open_frame(3, pt::StreamProtocol::WebSocket));
+    ASSERT_TRUE(run_until([&] { return peer_->capture.resets.size() == 2; }));
+    for (const auto& r : peer_->capture.resets) {
+        EXPECT_EQ(r.code, pt::ErrorCode::UnsupportedProtocol);
+        EXPECT_NE(r.reason.find("protocol"), std::string::npos) << r.reason;
+    }
+    EXPECT_EQ(peer_->capture.resets[0].id, 1U);
+    EXPECT_EQ(peer_->capture.resets[1].id, 3U);
+    EXPECT_EQ(metrics_.role.tunnel_up.value(), 1) << "only the streams were refused";
+    EXPECT_EQ(metrics_.tunnel.tunnel_protocol_errors.value(), 0U);
+}
+
+TEST_F(TerminatorTest, AV1PeerGetsItsRefusalWithoutReasonText) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    ASSERT_NO_FATAL_FAILURE(hello(/*v1=*/true, "old-initiator"));
+    peer_->send(open_frame(1, pt::StreamProtocol::Grpc));
+    ASSERT_TRUE(run_until([&] { return peer_->capture.resets.size() == 1; }));
+    EXPECT_EQ(peer_->capture.resets[0].code, pt::ErrorCode::UnsupportedProtocol);
+    EXPECT_TRUE(peer_->capture.resets[0].reason.empty()) << "a v1 RESET is exactly 4 bytes";
+}
+
+TEST_F(TerminatorTest, ATcpStreamIsAcceptedOnceItsUpstreamConnected) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    ASSERT_NO_FATAL_FAILURE(hello());
+    peer_->send(open_frame(1, pt::StreamProtocol::Tcp));
+    peer_->send(testing::data_frame(1, "ping through", /*fin=*/false));
+    int upstream = -1;
+    ASSERT_TRUE(run_until([&] {
+        pollfd p{upstream_listener_, POLLIN, 0};
+        if (upstream < 0 && poll(&p, 1, 0) == 1) {
+            upstream = accept4(upstream_listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        }
+        return upstream >= 0 && !peer_->capture.open_acks.empty();
+    }));
+    EXPECT_EQ(peer_->capture.open_acks, (std::vector<uint32_t>{1}));
+    char buf[64] = {};
+    std::string got;
+    ASSERT_TRUE(run_until([&] {
+        ssize_t n = recv(upstream, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) {
+            got.append(buf, static_cast<size_t>(n));
+        }
+        return got == "ping through";
+    }));
+    ASSERT_EQ(send(upstream, "pong", 4, MSG_NOSIGNAL), 4);
+    ASSERT_TRUE(run_until([&] { return peer_->capture.data[1] == "pong"; }));
+    close(upstream);
+}
+
+TEST_F(TerminatorTest, AnUpstreamThatRefusesResetsTheStreamAsConnectRefused) {
+    ASSERT_NO_FATAL_FAILURE(start(/*upstream_up=*/false));
+    if (IsSkipped()) {
+        return;
+    }
+    ASSERT_NO_FATAL_FAILURE(hello());
+    peer_->send(open_frame(1, pt::StreamProtocol::Tcp));
+    ASSERT_TRUE(run_until([&] { return !peer_->capture.resets.empty(); }));
+    EXPECT_EQ(peer_->capture.resets[0].code, pt::ErrorCode::ConnectRefused);
+    EXPECT_TRUE(peer_->capture.open_acks.empty()) << "never accepted";
+    EXPECT_EQ(metrics_.role.upstream_connect_errors.value(), 1U);
+}
+
+TEST_F(TerminatorTest, DrainingRefusesNewStreamsAndAnnouncesTwice) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    ASSERT_NO_FATAL_FAILURE(hello());
+    terminator_->drain();
+    // The announcement (2^31-1) and its PING come first; the peer answers the PING.
+    ASSERT_TRUE(run_until([&] { return !peer_->capture.pings.empty(); }));
+    ASSERT_EQ(peer_->capture.goaways.size(), 1U);
+    EXPECT_EQ(peer_->capture.goaways[0], pt::kMaxStreamId);
+    peer_->send(open_frame(1, pt::StreamProtocol::Tcp));
+    std::vector<std::byte> ack(pt::kPingFrameSize);
+    ack.resize(pt::encode_ping(ack, true, peer_->capture.pings.back()));
+    peer_->send(ack);
+    ASSERT_TRUE(run_until([&] { return peer_->capture.goaways.size() == 2; }));
+    EXPECT_EQ(peer_->capture.goaways[1], 1U) << "the final GOAWAY names the last stream seen";
+    ASSERT_FALSE(peer_->capture.resets.empty());
+    EXPECT_EQ(peer_->capture.resets[0].code, pt::ErrorCode::RefusedStream);
+    ASSERT_TRUE(run_until([&] { return peer_->eof && terminator_->idle(); }));
+}
+
+}  // namespace
+}  // namespace ferry::role
