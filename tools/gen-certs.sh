@@ -11,6 +11,10 @@
 #   foreign-terminator.crt/.key        the terminator's names, signed by foreign-ca
 #   expired-initiator.crt/.key         the initiator's name, valid only 2020-01-01..2020-01-02
 #   wrong-san-terminator.crt/.key      signed by ca, SAN DNS:not-ferry-terminator
+#   impostor-initiator.crt/.key        signed by ca, CN ferry-initiator but SAN DNS:someone-else
+#   impostor-terminator.crt/.key       signed by ca, CN ferry-terminator, only a URI SAN
+#   spiffe-initiator.crt/.key          SAN URI:spiffe://cluster-a.example/ns/ferry/sa/initiator
+#   spiffe-terminator.crt/.key         SAN URI:spiffe://cluster-b.example/ns/ferry/sa/terminator
 #
 # Idempotent: a complete OUTDIR is left alone; otherwise the whole set is made in a scratch
 # directory and moved in, so a crash never leaves a half-made PKI behind.
@@ -23,7 +27,8 @@ fi
 # Absolute before the cd below: a relative OUTDIR would otherwise name a path inside the
 # scratch directory by the time the certificates are moved in.
 out=$(realpath -m -- "$1")
-files=(ca foreign-ca terminator initiator foreign-terminator expired-initiator wrong-san-terminator)
+files=(ca foreign-ca terminator initiator foreign-terminator expired-initiator wrong-san-terminator
+    impostor-initiator impostor-terminator spiffe-initiator spiffe-terminator)
 
 complete=1
 for f in "${files[@]}"; do
@@ -64,6 +69,26 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:not-ferry-terminator
+[impostor_client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectAltName = DNS:someone-else
+[impostor_server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = URI:spiffe://elsewhere.example/ns/other/sa/server
+[spiffe_client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectAltName = URI:spiffe://cluster-a.example/ns/ferry/sa/initiator
+[spiffe_server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = URI:spiffe://cluster-b.example/ns/ferry/sa/terminator
 # 'openssl ca' is the 3.0 CLI's only way to give a certificate dates in the past.
 [ca]
 default_ca = backdating_ca
@@ -102,6 +127,10 @@ leaf terminator ferry-terminator ca server
 leaf initiator ferry-initiator ca client
 leaf foreign-terminator ferry-terminator foreign-ca server
 leaf wrong-san-terminator not-ferry-terminator ca wrong_san
+leaf impostor-initiator ferry-initiator ca impostor_client
+leaf impostor-terminator ferry-terminator ca impostor_server
+leaf spiffe-initiator spiffe-initiator ca spiffe_client
+leaf spiffe-terminator spiffe-terminator ca spiffe_server
 
 key expired-initiator
 openssl req -config pki.cnf -new -key expired-initiator.key -subj "/CN=ferry-initiator" \

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "ferry/base/byte_size.h"
 #include "idle.h"
 #include "load.h"
 #include "net.h"
@@ -23,7 +24,7 @@
 #include "server.h"
 #include "verify.h"
 
-using ferry::bench::ByteSize;
+using ferry::base::ByteSize;
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "serve: address to listen on (port 0: any free)");
 ABSL_FLAG(std::string, target, "", "run/idle: address to connect to");
@@ -51,38 +52,6 @@ ABSL_FLAG(absl::Duration, hold, absl::Seconds(10), "idle: how long to hold the c
 ABSL_FLAG(ByteSize, send_first, ByteSize{0}, "idle: bytes each connection sends before idling");
 
 namespace ferry::bench {
-
-bool AbslParseFlag(absl::string_view text, ByteSize* out, std::string* error) {
-    const std::string lower = absl::AsciiStrToLower(text);
-    absl::string_view digits = lower;
-    uint64_t multiplier = 1;
-    const struct {
-        absl::string_view suffix;
-        uint64_t multiplier;
-    } units[] = {{"kib", 1ULL << 10},
-                 {"mib", 1ULL << 20},
-                 {"gib", 1ULL << 30},
-                 {"k", 1ULL << 10},
-                 {"m", 1ULL << 20},
-                 {"g", 1ULL << 30},
-                 {"b", 1}};
-    for (const auto& unit : units) {
-        if (digits.size() > unit.suffix.size() && absl::EndsWith(digits, unit.suffix)) {
-            digits.remove_suffix(unit.suffix.size());
-            multiplier = unit.multiplier;
-            break;
-        }
-    }
-    uint64_t value = 0;
-    if (!absl::SimpleAtoi(digits, &value) || value > UINT64_MAX / multiplier) {
-        *error = "expected a byte count such as 1024, 64k, 4MiB";
-        return false;
-    }
-    out->bytes = value * multiplier;
-    return true;
-}
-
-std::string AbslUnparseFlag(ByteSize size) { return absl::StrCat(size.bytes); }
 
 namespace {
 

@@ -12,13 +12,6 @@
 
 namespace ferry::bench {
 
-// A byte count flag value: "1024", "64k", "4MiB", "1g" (binary multiples).
-struct ByteSize {
-    uint64_t bytes = 0;
-};
-bool AbslParseFlag(absl::string_view text, ByteSize* out, std::string* error);
-std::string AbslUnparseFlag(ByteSize size);
-
 enum class ServeMode { Echo, Sink, Source };
 enum class RunMode { Rr, Bulk, Verify };
 

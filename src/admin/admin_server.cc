@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "ferry/base/log.h"
 #include "ferry/io/socket_io.h"
@@ -9,17 +12,66 @@
 
 namespace ferry::admin {
 
+const char* reason_phrase(int status) noexcept {
+    // RFC 9110 §15.
+    switch (status) {
+        case 200:
+            return "OK";
+        case 400:
+            return "Bad Request";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 408:
+            return "Request Timeout";
+        case 413:
+            return "Content Too Large";
+        case 414:
+            return "URI Too Long";
+        case 431:
+            return "Request Header Fields Too Large";
+        case 501:
+            return "Not Implemented";
+        case 503:
+            return "Service Unavailable";
+        case 505:
+            return "HTTP Version Not Supported";
+        default:
+            return "Error";
+    }
+}
+
+namespace {
+
+std::string http_response(int code, std::string_view content_type, std::string_view body,
+                          bool head = false) {
+    return absl::StrFormat(
+        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %u\r\nCache-Control: no-store\r\n"
+        "Connection: close\r\n\r\n%s",
+        code, reason_phrase(code), content_type, body.size(), head ? "" : body);
+}
+
+}  // namespace
+
 // One admin request/response on its own socket.
 class AdminConnection final : private io::SocketEvents, public loop::Retirable {
   public:
-    AdminConnection(AdminServer* server, int fd) noexcept
-        : server_(server), io_(server->ctx_, server->ctx_.local_bufs, this), parser_(4096) {
+    AdminConnection(AdminServer* server, int fd, uint64_t now_ns) noexcept
+        : server_(server),
+          io_(server->ctx_, server->ctx_.local_bufs, this),
+          parser_(4096),
+          accepted_ns_(now_ns) {
         io_.attach(fd);
         io_.start_reading();
     }
     void close() noexcept { io_.close(); }
 
     void retire() noexcept override { server_->connections_->destroy(this); }
+
+    // Still waiting for (the rest of) its request: such a connection may be closed to make room.
+    [[nodiscard]] bool waiting() const noexcept { return !answered_ && !io_.closing(); }
+    [[nodiscard]] uint64_t accepted_ns() const noexcept { return accepted_ns_; }
 
   private:
     void on_socket_data(buf::Chunk&& bytes) noexcept override {
@@ -34,10 +86,7 @@ class AdminConnection final : private io::SocketEvents, public loop::Retirable {
         io_.pause_reading();
         if (r.status == proto::http1::ParseStatus::Error) {
             FERRY_LOG(Debug, "admin: bad request: %s", r.detail);
-            response_ = absl::StrFormat(
-                "HTTP/1.1 %d Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %u\r\n"
-                "Connection: close\r\n\r\n%s\n",
-                r.http_status, std::string_view(r.detail).size() + 1, r.detail);
+            response_ = http_response(r.http_status, "text/plain", absl::StrCat(r.detail, "\n"));
         } else {
             response_ = server_->respond(parser_.method(), parser_.path());
         }
@@ -56,13 +105,17 @@ class AdminConnection final : private io::SocketEvents, public loop::Retirable {
         io_.close();
     }
     void on_socket_connected(int) noexcept override {}
-    void on_socket_closed() noexcept override { server_->ctx_.defer_retire(this); }
+    void on_socket_closed() noexcept override {
+        server_->forget(this);
+        server_->ctx_.defer_retire(this);
+    }
 
     AdminServer* server_;
     io::SocketIo io_;
     proto::http1::RequestParser parser_;
     std::string response_;
     iovec iov_{};
+    uint64_t accepted_ns_;
     bool answered_ = false;
 };
 
@@ -84,42 +137,63 @@ bool AdminServer::start() noexcept {
     return true;
 }
 
-void AdminServer::drain() noexcept { acceptor_.stop(); }
+// The probes must keep working while the process drains: /health stays 200 and /ready turns
+// 503, until the shard exits (the admin port never holds that up).
+void AdminServer::drain() noexcept { draining_ = true; }
 
-bool AdminServer::idle() const noexcept { return acceptor_.idle() && connections_->live() == 0; }
+bool AdminServer::idle() const noexcept { return true; }
+
+void AdminServer::tick(uint64_t now_ns) noexcept {
+    // A connection that has not sent its whole request in time is closed: slow or idle clients
+    // must not hold the port the probes need.
+    for (AdminConnection* c : open_) {
+        if (c->waiting() && now_ns - c->accepted_ns() > config_.timeout_ns) {
+            ++timed_out_;
+            c->close();
+        }
+    }
+}
+
+void AdminServer::forget(AdminConnection* c) noexcept {
+    open_.erase(std::remove(open_.begin(), open_.end(), c), open_.end());
+}
 
 void AdminServer::on_accepted(int fd) noexcept {
-    if (connections_->live() >= config_.max_connections) {
-        ::close(fd);
-        return;
+    if (open_.size() >= config_.max_connections) {
+        // Full: the connection that has waited longest for its request makes room; one that is
+        // being answered is left to finish. Only when every one is answering is this refused.
+        AdminConnection* oldest = nullptr;
+        for (AdminConnection* c : open_) {
+            if (c->waiting() && (oldest == nullptr || c->accepted_ns() < oldest->accepted_ns())) {
+                oldest = c;
+            }
+        }
+        if (oldest == nullptr) {
+            ::close(fd);
+            return;
+        }
+        ++evicted_;
+        oldest->close();
     }
-    AdminConnection* conn = connections_->create(this, fd);
-    (void)conn;  // owns itself until its socket closes
+    open_.push_back(connections_->create(this, fd, ctx_.now_ns));
 }
-
-namespace {
-
-std::string http_response(int code, std::string_view reason, std::string_view content_type,
-                          std::string_view body) {
-    return absl::StrFormat(
-        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %u\r\nCache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n%s",
-        code, reason, content_type, body.size(), body);
-}
-
-}  // namespace
 
 std::string AdminServer::respond(std::string_view method, std::string_view path) const {
-    bool get = method == "GET";
+    // HEAD is GET without the body (RFC 9110 §9.3.2).
+    const bool head = method == "HEAD";
+    const bool get = method == "GET" || head;
     if (path == "/health" || path == "/ready" || path == "/metrics") {
         if (!get) {
-            return http_response(405, "Method Not Allowed", "text/plain", "use GET\n");
+            return http_response(405, "text/plain", "use GET or HEAD\n");
         }
     }
     if (path == "/health") {
-        return http_response(200, "OK", "text/plain", "ok\n");
+        return http_response(200, "text/plain", "ok\n", head);
     }
     if (path == "/ready") {
+        if (draining_) {
+            return http_response(503, "text/plain", "not ready: draining\n", head);
+        }
         std::string not_ready;
         for (size_t i = 0; i < config_.shard_metrics.size(); ++i) {
             if (config_.shard_metrics[i]->role.ready.value() == 0) {
@@ -127,17 +201,28 @@ std::string AdminServer::respond(std::string_view method, std::string_view path)
             }
         }
         if (not_ready.empty()) {
-            return http_response(200, "OK", "text/plain", "ready\n");
+            return http_response(200, "text/plain", "ready\n", head);
         }
-        return http_response(503, "Service Unavailable", "text/plain",
-                             absl::StrFormat("not ready: shard(s) %s have no tunnel\n", not_ready));
+        return http_response(503, "text/plain",
+                             absl::StrFormat("not ready: shard(s) %s have no tunnel\n", not_ready),
+                             head);
     }
     if (path == "/metrics") {
-        return http_response(200, "OK", "text/plain; version=0.0.4",
-                             render_metrics(config_.loop_metrics, config_.shard_metrics,
-                                            config_.role, config_.node_name));
+        std::string body = render_metrics(config_.loop_metrics, config_.shard_metrics, config_.role,
+                                          config_.node_name);
+        absl::StrAppendFormat(&body,
+                              "# HELP ferry_admin_connections_timed_out_total Admin connections "
+                              "closed for not sending a request in time\n"
+                              "# TYPE ferry_admin_connections_timed_out_total counter\n"
+                              "ferry_admin_connections_timed_out_total %u\n"
+                              "# HELP ferry_admin_connections_evicted_total Admin connections "
+                              "closed to make room for a new one\n"
+                              "# TYPE ferry_admin_connections_evicted_total counter\n"
+                              "ferry_admin_connections_evicted_total %u\n",
+                              timed_out_, evicted_);
+        return http_response(200, "text/plain; version=0.0.4", body, head);
     }
-    return http_response(404, "Not Found", "text/plain", "not found\n");
+    return http_response(404, "text/plain", "not found\n", head);
 }
 
 }  // namespace ferry::admin

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <iterator>
 
 #include "ferry/base/check.h"
 
@@ -35,6 +36,11 @@ bool parse_log_level(std::string_view text, LogLevel* out) noexcept {
         }
     }
     return false;
+}
+
+const char* log_level_name(LogLevel level) noexcept {
+    const auto i = static_cast<size_t>(level);
+    return i < std::size(kLevelNames) ? kLevelNames[i] : "?";
 }
 
 void set_thread_shard(int shard) noexcept { t_shard = shard; }

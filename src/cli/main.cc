@@ -19,9 +19,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "ferry/admin/admin_server.h"
+#include "ferry/base/byte_size.h"
 #include "ferry/base/log.h"
 #include "ferry/config/options.h"
 #include "ferry/role/initiator.h"
+#include "ferry/role/limits.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/terminator.h"
 #include "ferry/shard/runtime.h"
@@ -33,14 +35,21 @@ ABSL_FLAG(int, shards, 0, "Shards (pinned threads, one io_uring each); 0 = one p
 ABSL_FLAG(std::string, cpus, "auto", "CPUs to pin shards to: auto (the affinity mask), none, or a list like 0,2-3");
 ABSL_FLAG(uint32_t, ring_entries, 4096, "io_uring submission queue entries per shard (power of two)");
 ABSL_FLAG(bool, sqpoll, false, "Use an SQPOLL kernel thread per shard (trades a busy core for fewer syscalls)");
-ABSL_FLAG(uint32_t, buffer_size, 65536, "Bytes per pooled buffer (one receive lands in one buffer; at least 16384 with TLS)");
+ABSL_FLAG(ferry::base::ByteSize, buffer_size, {64 << 10}, "Bytes per pooled buffer (one receive lands in one buffer; at least 16384 with TLS)");
 ABSL_FLAG(uint32_t, buffer_count, 512, "Pooled buffers per shard for client/upstream sockets (memory bound: size x count; untouched ones cost nothing)");
 ABSL_FLAG(uint32_t, tunnel_buffer_count, 1024, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
-ABSL_FLAG(uint32_t, zerocopy_threshold, 65536, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
-ABSL_FLAG(uint32_t, max_frame_size, 65536, "Largest tunnel frame payload this side accepts (16384 .. 16 MiB)");
-ABSL_FLAG(uint32_t, stream_window, 262144, "Per-stream flow-control window in bytes");
-ABSL_FLAG(uint32_t, connection_window, 16777216, "Per-tunnel-connection flow-control window in bytes");
-ABSL_FLAG(uint32_t, max_connections, 65536, "Most local TCP connections per process (clients or upstreams)");
+ABSL_FLAG(ferry::base::ByteSize, zerocopy_threshold, {64 << 10}, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
+ABSL_FLAG(ferry::base::ByteSize, max_frame_size, {64 << 10}, "Largest tunnel frame payload this side accepts (16384 .. 16 MiB)");
+ABSL_FLAG(ferry::base::ByteSize, stream_window, {256 << 10}, "Per-stream flow-control window in bytes");
+ABSL_FLAG(ferry::base::ByteSize, connection_window, {16 << 20}, "Per-tunnel-connection flow-control window in bytes");
+ABSL_FLAG(uint32_t, max_connections, 65536, "Most local connections of this process, all shards together (clients at the initiator, upstreams at the terminator)");
+ABSL_FLAG(uint32_t, max_tunnels, 1024, "terminator: most established tunnel connections per shard");
+ABSL_FLAG(uint32_t, max_pending_tunnels, 256, "terminator: most tunnel connections per shard whose TLS handshake and HELLO are not done; when full the oldest is closed, so a real initiator always gets in");
+ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10), "A tunnel connection must finish its TLS handshake and HELLO within this (both roles)");
+ABSL_FLAG(uint32_t, max_upstream_connects, 1024, "terminator: most upstream connects in flight in this process");
+ABSL_FLAG(uint32_t, max_upstream_connects_per_tunnel, 256, "terminator: most upstream connects in flight per tunnel connection");
+ABSL_FLAG(absl::Duration, admin_timeout, absl::Seconds(5), "Admin port: a connection must send its request within this");
+ABSL_FLAG(std::string, log_level_file, "", "A file holding the log level (debug, info, ...), read at start and on SIGHUP; overrides --log-level");
 ABSL_FLAG(uint32_t, max_streams, 16384, "Most concurrent streams per tunnel connection");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5), "Timeout of tunnel and upstream connects");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10), "On SIGTERM/SIGINT, how long streams may take to finish");
@@ -61,7 +70,7 @@ ABSL_FLAG(std::string, peer_name, "ferry-terminator", "initiator: name (DNS SAN)
 ABSL_FLAG(std::string, allowed_peers, "", "terminator: comma-separated initiator identities (SAN or CN) to accept; empty = any the CA signed");
 ABSL_FLAG(std::string, tls_ciphers, "", "TLS 1.3 cipher suites in preference order (default AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305)");
 ABSL_FLAG(std::string, ktls, "auto", "Kernel TLS offload: auto (when the kernel has it), on (fail without it), off");
-ABSL_FLAG(uint64_t, rekey_bytes, 1ULL << 30, "Rotate a tunnel connection's sending key after this many bytes; 0 = never by bytes");
+ABSL_FLAG(ferry::base::ByteSize, rekey_bytes, {1ULL << 30}, "Rotate a tunnel connection's sending key after this many bytes; 0 = never by bytes");
 ABSL_FLAG(absl::Duration, rekey_interval, absl::Minutes(10), "Rotate a tunnel connection's keys at least this often; 0 = never by age");
 // clang-format on
 
@@ -196,15 +205,22 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.cpus = absl::GetFlag(FLAGS_cpus);
     r.ring_entries = absl::GetFlag(FLAGS_ring_entries);
     r.sqpoll = absl::GetFlag(FLAGS_sqpoll);
-    r.buffer_size = absl::GetFlag(FLAGS_buffer_size);
+    r.buffer_size = absl::GetFlag(FLAGS_buffer_size).bytes;
     r.buffer_count = absl::GetFlag(FLAGS_buffer_count);
     r.tunnel_buffer_count = absl::GetFlag(FLAGS_tunnel_buffer_count);
-    r.zerocopy_threshold = absl::GetFlag(FLAGS_zerocopy_threshold);
-    r.max_frame_size = absl::GetFlag(FLAGS_max_frame_size);
-    r.stream_window = absl::GetFlag(FLAGS_stream_window);
-    r.connection_window = absl::GetFlag(FLAGS_connection_window);
+    r.zerocopy_threshold = absl::GetFlag(FLAGS_zerocopy_threshold).bytes;
+    r.max_frame_size = absl::GetFlag(FLAGS_max_frame_size).bytes;
+    r.stream_window = absl::GetFlag(FLAGS_stream_window).bytes;
+    r.connection_window = absl::GetFlag(FLAGS_connection_window).bytes;
     r.max_connections = absl::GetFlag(FLAGS_max_connections);
     r.max_streams = absl::GetFlag(FLAGS_max_streams);
+    r.max_tunnels = absl::GetFlag(FLAGS_max_tunnels);
+    r.max_pending_tunnels = absl::GetFlag(FLAGS_max_pending_tunnels);
+    r.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+    r.max_upstream_connects = absl::GetFlag(FLAGS_max_upstream_connects);
+    r.max_upstream_connects_per_tunnel = absl::GetFlag(FLAGS_max_upstream_connects_per_tunnel);
+    r.admin_timeout = absl::GetFlag(FLAGS_admin_timeout);
+    r.log_level_file = absl::GetFlag(FLAGS_log_level_file);
     r.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
     r.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
     r.ping_interval = absl::GetFlag(FLAGS_ping_interval);
@@ -224,7 +240,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.allowed_peers = absl::GetFlag(FLAGS_allowed_peers);
     r.tls_ciphers = absl::GetFlag(FLAGS_tls_ciphers);
     r.ktls = absl::GetFlag(FLAGS_ktls);
-    r.rekey_bytes = absl::GetFlag(FLAGS_rekey_bytes);
+    r.rekey_bytes = absl::GetFlag(FLAGS_rekey_bytes).bytes;
     r.rekey_interval = absl::GetFlag(FLAGS_rekey_interval);
     return r;
 }
@@ -245,15 +261,17 @@ int main(int argc, char** argv) {
     }
     ferry::base::LogLevel level = ferry::base::LogLevel::Info;
     (void)ferry::base::parse_log_level(absl::GetFlag(FLAGS_log_level), &level);
+    if (!options->log_level_file.empty()) {
+        level = *ferry::config::read_log_level_file(options->log_level_file);  // validated
+    }
     ferry::base::g_log_level.store(static_cast<int>(level));
 
     const ferry::config::Options& o = *options;
     bool initiator = o.role == ferry::config::Role::Initiator;
     int shards = o.runtime.shards;
-    uint32_t per_shard_limit =
-        o.max_connections == 0
-            ? 0
-            : std::max<uint32_t>(1, o.max_connections / static_cast<uint32_t>(shards));
+    // Process-wide limits, shared by every shard: --max-connections holds whatever the shards'
+    // share of the traffic.
+    ferry::role::ProcessLimits limits(o.max_connections, o.max_upstream_connects);
     // The services' counters of every shard, made before any shard runs: the admin endpoint on
     // shard 0 reads all of them.
     std::vector<std::unique_ptr<ferry::role::ShardMetrics>> service_metrics;
@@ -270,29 +288,33 @@ int main(int argc, char** argv) {
             ferry::role::InitiatorConfig c;
             c.listen = o.listen;
             c.peers = o.peers;
-            c.max_connections = per_shard_limit;
+            c.handshake_timeout_ns = o.handshake_timeout_ns;
             c.node_name = o.node_name;
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
             c.security = o.security;
             c.tuning = o.tuning;
             services.push_back(
-                std::make_unique<ferry::role::Initiator>(ctx, metrics, std::move(c)));
+                std::make_unique<ferry::role::Initiator>(ctx, metrics, limits, std::move(c)));
         } else {
             ferry::role::TerminatorConfig c;
             c.listen_tunnel = o.listen_tunnel;
             c.upstreams = o.upstreams;
-            c.max_connections = per_shard_limit;
+            c.max_tunnels = o.max_tunnels;
+            c.max_pending = o.max_pending_tunnels;
+            c.handshake_timeout_ns = o.handshake_timeout_ns;
+            c.max_upstream_connects_per_tunnel = o.max_upstream_connects_per_tunnel;
             c.security = o.security;
             c.node_name = o.node_name;
             c.tuning = o.tuning;
             services.push_back(
-                std::make_unique<ferry::role::Terminator>(ctx, metrics, std::move(c)));
+                std::make_unique<ferry::role::Terminator>(ctx, metrics, limits, std::move(c)));
         }
         if (index == 0 && o.has_admin) {
             ferry::admin::AdminConfig ac;
             ac.listen = o.admin;
             ac.role = initiator ? "initiator" : "terminator";
             ac.node_name = o.node_name;
+            ac.timeout_ns = o.admin_timeout_ns;
             ac.shard_metrics = service_metrics_view;
             for (size_t i = 0; i < runtime_ptr->shard_count(); ++i) {
                 ac.loop_metrics.push_back(&runtime_ptr->metrics(i));
@@ -325,7 +347,23 @@ int main(int argc, char** argv) {
                   "connections beyond it will fail to be accepted",
                   fds, o.max_connections, 2ULL * o.max_connections + 64);
     }
-    ferry::shard::Runtime runtime(o.runtime, factory);
+    ferry::shard::RuntimeOptions runtime_options = o.runtime;
+    runtime_options.on_reload = [&o] {
+        if (o.log_level_file.empty()) {
+            FERRY_LOG(Info, "SIGHUP: log level unchanged (no --log-level-file)");
+            return;
+        }
+        absl::StatusOr<ferry::base::LogLevel> l =
+            ferry::config::read_log_level_file(o.log_level_file);
+        if (!l.ok()) {
+            FERRY_LOG(Error, "SIGHUP: keeping the log level: %s", l.status().message());
+            return;
+        }
+        ferry::base::g_log_level.store(static_cast<int>(*l));
+        FERRY_LOG(Info, "SIGHUP: log level is now %s (from %s)", ferry::base::log_level_name(*l),
+                  o.log_level_file);
+    };
+    ferry::shard::Runtime runtime(std::move(runtime_options), factory);
     runtime_ptr = &runtime;
     if (absl::Status st = runtime.start(); !st.ok()) {
         FERRY_LOG(Error, "%s", st.message());
@@ -351,7 +389,18 @@ int main(int argc, char** argv) {
                               join(o.peers, [](const auto& a) { return a.to_string(); })
                         : "tunnel on " + o.listen_tunnel.to_string() + " -> upstream(s) " +
                               join(o.upstreams, url_text));
-    bool clean = runtime.run_until_signal();
-    FERRY_LOG(Info, "exiting");
-    return clean ? 0 : 1;
+    // Exit status: 0 drained cleanly; 3 the drain deadline passed and open streams were reset;
+    // 1 a shard failed.
+    switch (runtime.run_until_signal()) {
+        case ferry::shard::Runtime::Outcome::Drained:
+            FERRY_LOG(Info, "exiting");
+            return 0;
+        case ferry::shard::Runtime::Outcome::DrainDeadline:
+            FERRY_LOG(Warn, "exiting after the drain deadline (streams were reset): status 3");
+            return 3;
+        case ferry::shard::Runtime::Outcome::ShardFailed:
+            break;
+    }
+    FERRY_LOG(Error, "exiting: a shard failed");
+    return 1;
 }

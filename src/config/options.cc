@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -159,6 +160,21 @@ std::vector<int> affinity_cpus() {
         cpus.push_back(0);
     }
     return cpus;
+}
+
+absl::StatusOr<base::LogLevel> read_log_level_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) {
+        return absl::NotFoundError(absl::StrFormat("cannot read '%s'", path));
+    }
+    std::string word;
+    in >> word;
+    base::LogLevel level;
+    if (!base::parse_log_level(word, &level)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "'%s' holds '%s', expected debug, info, warn, error or off", path, word));
+    }
+    return level;
 }
 
 std::string default_node_name() {
@@ -323,8 +339,25 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     if (absl::Status st = in_range("max-streams", raw.max_streams, 1, 1 << 20); !st.ok()) {
         return st;
     }
+    for (auto [flag, v] :
+         {std::pair{"max-tunnels", raw.max_tunnels},
+          std::pair{"max-pending-tunnels", raw.max_pending_tunnels},
+          std::pair{"max-upstream-connects", raw.max_upstream_connects},
+          std::pair{"max-upstream-connects-per-tunnel", raw.max_upstream_connects_per_tunnel}}) {
+        if (absl::Status st = in_range(flag, v, 1, 1 << 20); !st.ok()) {
+            return st;
+        }
+    }
+    if (!raw.log_level_file.empty()) {
+        absl::StatusOr<base::LogLevel> from_file = read_log_level_file(raw.log_level_file);
+        if (!from_file.ok()) {
+            return bad("log-level-file", from_file.status().message());
+        }
+    }
     for (auto [flag, d] : {std::pair{"connect-timeout", raw.connect_timeout},
                            std::pair{"drain-timeout", raw.drain_timeout},
+                           std::pair{"handshake-timeout", raw.handshake_timeout},
+                           std::pair{"admin-timeout", raw.admin_timeout},
                            std::pair{"ping-interval", raw.ping_interval},
                            std::pair{"ping-timeout", raw.ping_timeout}}) {
         if (absl::Status st = positive(flag, d); !st.ok()) {
@@ -345,7 +378,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     shard::ShardOptions& so = rt.shard;
     so.ring.entries = raw.ring_entries;
     so.ring.sqpoll = raw.sqpoll;
-    so.buffer_size = raw.buffer_size;
+    so.buffer_size = static_cast<uint32_t>(raw.buffer_size);
     so.buffer_count = raw.buffer_count;
     // Half of each pool is lent to the kernel for receives; the rest backs sends, control frames
     // and TLS records.
@@ -360,15 +393,25 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     so.tunnel_buffer_count = raw.tunnel_buffer_count;
     so.tunnel_buffer_ring_entries = ring_entries(raw.tunnel_buffer_count);
     so.socket.zerocopy_threshold =
-        raw.zerocopy_threshold == 0 ? UINT32_MAX : raw.zerocopy_threshold;
+        raw.zerocopy_threshold == 0 || raw.zerocopy_threshold > UINT32_MAX
+            ? UINT32_MAX
+            : static_cast<uint32_t>(raw.zerocopy_threshold);
     so.socket.connect_timeout_ns = to_ns(raw.connect_timeout);
-    o.tuning.max_frame_size = raw.max_frame_size;
-    o.tuning.stream_window = raw.stream_window;
-    o.tuning.connection_window = raw.connection_window;
+    // In range (checked above), so they fit 32 bits.
+    o.tuning.max_frame_size = static_cast<uint32_t>(raw.max_frame_size);
+    o.tuning.stream_window = static_cast<uint32_t>(raw.stream_window);
+    o.tuning.connection_window = static_cast<uint32_t>(raw.connection_window);
     o.tuning.max_streams = raw.max_streams;
     o.tuning.ping_interval_ns = to_ns(raw.ping_interval);
     o.tuning.ping_timeout_ns = to_ns(raw.ping_timeout);
     o.max_connections = raw.max_connections;
+    o.max_tunnels = raw.max_tunnels;
+    o.max_pending_tunnels = raw.max_pending_tunnels;
+    o.max_upstream_connects = raw.max_upstream_connects;
+    o.max_upstream_connects_per_tunnel = raw.max_upstream_connects_per_tunnel;
+    o.handshake_timeout_ns = to_ns(raw.handshake_timeout);
+    o.admin_timeout_ns = to_ns(raw.admin_timeout);
+    o.log_level_file = raw.log_level_file;
     o.node_name = raw.node_name.empty() ? default_node_name() : raw.node_name;
     if (o.node_name.size() > 255) {
         return bad("node-name", "at most 255 bytes");

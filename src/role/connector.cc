@@ -13,16 +13,17 @@ namespace ferry::role {
 namespace pt = proto::tunnel;
 
 Connector::Connector(TunnelEndpoint& endpoint, ConnectorEvents* events, io::SocketAddress peer,
-                     uint64_t seed) noexcept
+                     uint64_t seed, uint64_t handshake_timeout_ns) noexcept
     : endpoint_(endpoint),
       events_(events),
       peer_(peer),
       peer_text_(peer.to_string()),
+      handshake_timeout_ns_(handshake_timeout_ns),
       rng_(seed | 1) {}
 
 Connector::~Connector() {
-    for (auto& s : sessions_) {
-        s->abort("shutting down");
+    for (Attempt& a : sessions_) {
+        a.session->abort("shutting down");
     }
     if (connect_fd_ >= 0) {
         ::close(connect_fd_);
@@ -61,17 +62,19 @@ void Connector::on_connect(int32_t res, uint32_t) noexcept {
         if (!draining_) {
             m.tunnel_connect_failures.add();
             int err = res == -ECANCELED ? ETIMEDOUT : -res;
-            // Log the first failure and then every tenth, so a long outage stays readable.
-            if (failures_ % 10 == 0) {
-                FERRY_LOG(Warn, "tunnel connect to %s failed: %s (attempt %u)", peer_text_,
-                          strerror(err), failures_ + 1);
-            }
+            // Rate-limited, so a long outage stays readable.
+            FERRY_LOG_LIMITED(failure_log_, endpoint_.ctx().now_ns, Warn,
+                              "tunnel connect to %s failed: %s (attempt %u)", peer_text_,
+                              strerror(err), failures_ + 1);
             schedule_reconnect();
         }
         return;
     }
     m.tunnel_connects.add();
-    sessions_.push_back(endpoint_.start_session(fd, this, tunnel::Session::Role::Initiator));
+    Attempt a;
+    a.started_ns = endpoint_.ctx().now_ns;
+    a.session = endpoint_.start_session(fd, this, tunnel::Session::Role::Initiator);
+    sessions_.push_back(std::move(a));
 }
 
 void Connector::schedule_reconnect() noexcept {
@@ -117,14 +120,24 @@ void Connector::on_session_draining(tunnel::Session& session) noexcept {
 }
 
 void Connector::on_session_closed(tunnel::Session& session) noexcept {
-    endpoint_.role_metrics().tunnel_disconnects.add();
+    Metrics& m = endpoint_.role_metrics();
     if (&session == active_) {
         active_ = nullptr;
     }
     auto it = std::find_if(sessions_.begin(), sessions_.end(),
-                           [&](const auto& p) { return p.get() == &session; });
+                           [&](const Attempt& a) { return a.session.get() == &session; });
+    if (session.hello_exchanged()) {
+        m.tunnel_disconnects.add();
+    } else {
+        // The terminator took the TCP connection but the handshake or HELLO did not complete
+        // (refused, closed, or silent): a failed attempt, retried with backoff.
+        m.tunnel_connect_failures.add();
+        FERRY_LOG_LIMITED(failure_log_, endpoint_.ctx().now_ns, Warn,
+                          "tunnel to %s failed before HELLO: %s (attempt %u)", peer_text_,
+                          session.close_reason(), failures_ + 1);
+    }
     if (it != sessions_.end()) {
-        endpoint_.retire(std::move(*it));
+        endpoint_.retire(std::move(it->session));
         sessions_.erase(it);
     }
     events_->on_connector_changed(*this);
@@ -144,8 +157,15 @@ void Connector::on_session_rotation_due(tunnel::Session& session, const char* wh
 }
 
 void Connector::tick(uint64_t now_ns) noexcept {
-    for (auto& s : sessions_) {
-        s->tick(now_ns);
+    for (Attempt& a : sessions_) {
+        if (!a.timed_out && !a.session->hello_exchanged() &&
+            now_ns - a.started_ns > handshake_timeout_ns_) {
+            // A peer that accepts TCP and never answers TLS must not hold this peer for ever.
+            a.timed_out = true;
+            endpoint_.role_metrics().handshake_timeouts.add();
+            a.session->abort("TLS handshake and HELLO not done within --handshake-timeout");
+        }
+        a.session->tick(now_ns);
     }
     if (reconnect_pending_ && now_ns >= reconnect_at_ns_) {
         connect();
@@ -158,8 +178,16 @@ void Connector::drain() noexcept {
     if (connecting_) {
         io_uring_prep_cancel(endpoint_.ctx().ring.sqe(nullptr), &connect_op_, 0);
     }
-    for (auto& s : sessions_) {
-        s->drain();
+    for (Attempt& a : sessions_) {
+        a.session->drain();
+    }
+}
+
+void Connector::abort_all(const char* reason) noexcept {
+    draining_ = true;
+    reconnect_pending_ = false;
+    for (Attempt& a : sessions_) {
+        a.session->abort(reason);
     }
 }
 
@@ -170,8 +198,8 @@ bool Connector::idle() const noexcept {
 void Connector::dump() const noexcept {
     FERRY_LOG(Info, "peer %s: %zu tunnel connection(s)%s", peer_text_, sessions_.size(),
               usable() != nullptr ? "" : ", none usable");
-    for (const auto& s : sessions_) {
-        s->dump();
+    for (const Attempt& a : sessions_) {
+        a.session->dump();
     }
 }
 

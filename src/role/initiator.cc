@@ -14,19 +14,22 @@ absl::Status Initiator::Listener::start() noexcept {
     return absl::OkStatus();
 }
 
-Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, InitiatorConfig config) noexcept
-    : config_(std::move(config)),
+Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& limits,
+                     InitiatorConfig config) noexcept
+    : limits_(limits),
+      config_(std::move(config)),
       endpoint_(ctx, metrics, config_.tuning, config_.security, config_.node_name, "initiator") {
-    TcpClientLimits limits;
-    limits.max_connections = config_.max_connections;
-    limits.max_pending = config_.max_pending;
-    limits.hold_ns = ctx.socket_tuning.connect_timeout_ns;
-    clients_.add(pt::StreamProtocol::Tcp,
-                 std::make_unique<TcpClients>(ctx, metrics.role, endpoint_.legs(), *this, limits));
+    TcpClientLimits client_limits;
+    client_limits.process = &limits_;
+    client_limits.max_pending = config_.max_pending;
+    client_limits.hold_ns = ctx.socket_tuning.connect_timeout_ns;
+    clients_.add(
+        pt::StreamProtocol::Tcp,
+        std::make_unique<TcpClients>(ctx, metrics.role, endpoint_.legs(), *this, client_limits));
     for (size_t i = 0; i < config_.peers.size(); ++i) {
         connectors_.push_back(std::make_unique<Connector>(
             endpoint_, static_cast<ConnectorEvents*>(this), config_.peers[i],
-            config_.seed * 31 + static_cast<uint64_t>(i)));
+            config_.seed * 31 + static_cast<uint64_t>(i), config_.handshake_timeout_ns));
     }
 }
 
@@ -95,6 +98,16 @@ void Initiator::tick(uint64_t now_ns) noexcept {
         c->tick(now_ns);
     }
     clients_.for_each([now_ns](ClientProtocol& h) { h.tick(now_ns); });
+}
+
+void Initiator::stop() noexcept {
+    const int64_t open = endpoint_.metrics().tunnel.streams_active.value();
+    if (open > 0) {
+        FERRY_LOG(Warn, "drain deadline passed: resetting %d open stream(s)", open);
+    }
+    for (auto& c : connectors_) {
+        c->abort_all("the drain deadline passed");
+    }
 }
 
 void Initiator::drain() noexcept {

@@ -1,5 +1,6 @@
 #include "ferry/role/tcp_leg.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,20 +21,30 @@ void TcpLeg::start_accepted(int fd, tunnel::Stream* stream) noexcept {
     io_.attach(fd);
     stream_ = stream;
     connected_ = true;
+    accepted_ = true;
     io_.start_reading();
 }
 
-void TcpLeg::start_connect(const io::SocketAddress& upstream, tunnel::Stream* stream) noexcept {
-    stream_ = stream;
+bool TcpLeg::start_connect(const io::SocketAddress& upstream, tunnel::Stream* stream) noexcept {
     int fd = io::new_tcp_socket(upstream.family());
     if (fd < 0) {
         metrics_.upstream_connect_errors.add();
         FERRY_LOG(Warn, "upstream socket: %s", strerror(errno));
         close();
-        return;
+        return false;
     }
+    stream_ = stream;
     io_.attach(fd);
     io_.connect(upstream.get(), upstream.length);
+    return true;
+}
+
+void TcpLeg::connect_over() noexcept {
+    if (watcher_ != nullptr) {
+        ConnectWatcher* w = watcher_;
+        watcher_ = nullptr;
+        w->on_connect_over(tunnel_);
+    }
 }
 
 void TcpLeg::reject(int fd) noexcept {
@@ -42,6 +53,7 @@ void TcpLeg::reject(int fd) noexcept {
 }
 
 void TcpLeg::on_socket_connected(int res) noexcept {
+    connect_over();
     if (res < 0) {
         metrics_.upstream_connect_errors.add();
         FERRY_LOG(Warn, "upstream connect failed: %s; resetting stream", strerror(-res));
@@ -96,11 +108,13 @@ void TcpLeg::on_socket_eof() noexcept {
 void TcpLeg::on_socket_error(const char* what, int err) noexcept {
     FERRY_LOG(Debug, "local socket: %s: %s", what, strerror(err));
     if (stream_ != nullptr) {
+        // The far end must not take what came so far for the whole stream: a RESET, which its
+        // leg turns into a RST.
         tunnel::Stream* s = stream_;
         stream_ = nullptr;
-        s->reset(pt::ErrorCode::UpstreamReset);
+        s->reset(accepted_ ? pt::ErrorCode::Cancel : pt::ErrorCode::UpstreamReset);
     }
-    close();
+    abort();
 }
 
 // ---- tunnel -> socket -------------------------------------------------------------------------
@@ -118,15 +132,16 @@ void TcpLeg::on_stream_fin() noexcept {
 void TcpLeg::on_stream_reset(pt::ErrorCode code) noexcept {
     FERRY_LOG(Debug, "stream reset: %s", pt::error_code_name(code));
     stream_ = nullptr;
-    if (fin_from_peer_) {
-        // Everything the peer sent has arrived (the tunnel went away after the FIN): deliver it,
-        // then close, instead of dropping bytes the client is owed.
+    if (fin_from_peer_ && eof_read_) {
+        // Both directions were complete (the tunnel went away after the FINs): deliver what the
+        // peer sent, then close cleanly, instead of dropping bytes the client is owed.
         deliver_then_close_ = true;
         io_.pause_reading();
         send_more();
         return;
     }
-    close();
+    // Cut short: a RST, so the local end sees an abort, not a clean end of stream.
+    abort();
 }
 
 void TcpLeg::send_more() noexcept {
@@ -189,14 +204,27 @@ void TcpLeg::close() noexcept {
         return;
     }
     closing_ = true;
+    connect_over();
     out_.clear(ctx_.nodes);
     io_.close();
+}
+
+void TcpLeg::abort() noexcept {
+    if (!closing_ && io_.fd() >= 0) {
+        // SO_LINGER 0: the close that follows sends RST and drops unsent data.
+        const linger hard{1, 0};
+        (void)setsockopt(io_.fd(), SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+    }
+    close();
 }
 
 void TcpLeg::on_socket_closed() noexcept { ctx_.defer_retire(this); }
 
 void TcpLeg::retire() noexcept {
     metrics_.connections_active.add(-1);
+    if (slot_ != nullptr) {
+        slot_->release();
+    }
     pool_->destroy(this);
 }
 

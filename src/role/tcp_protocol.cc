@@ -15,28 +15,38 @@ TcpClients::TcpClients(loop::Context& ctx, Metrics& metrics, base::ObjectPool<Tc
 TcpClients::~TcpClients() {
     for (const PendingClient& p : pending_) {
         ::close(p.fd);
+        limits_.process->connections.release();
     }
 }
 
-void TcpClients::reject(int fd) noexcept {
+void TcpClients::reject(int fd, bool slot) noexcept {
     metrics_.connections_rejected.add();
+    if (slot) {
+        limits_.process->connections.release();
+    }
     legs_.create(ctx_, metrics_, &legs_)->reject(fd);
 }
 
-void TcpClients::on_client(int fd, const ServiceUrl&) noexcept {
-    const auto active = static_cast<uint64_t>(metrics_.connections_active.value());
-    if (draining_ ||
-        (limits_.max_connections != 0 && active + pending_.size() >= limits_.max_connections)) {
-        FERRY_LOG(Debug, "client rejected: %s",
-                  draining_ ? "draining" : "--max-connections reached");
-        reject(fd);
+void TcpClients::on_client(int fd, const ServiceUrl& listener) noexcept {
+    if (draining_) {
+        reject(fd, false);
+        return;
+    }
+    if (!limits_.process->connections.try_acquire()) {
+        FERRY_LOG_LIMITED(refusal_log_, ctx_.now_ns, Warn,
+                          "client on %s refused: --max-connections (%u) reached in this process",
+                          listener.text, limits_.process->connections.max());
+        reject(fd, false);
         return;
     }
     if (!opener_.tunnel_usable()) {
         // No tunnel this instant (starting, reconnecting, or a rotation handover): hold the
         // client briefly rather than turn it away.
         if (pending_.size() >= limits_.max_pending) {
-            reject(fd);
+            FERRY_LOG_LIMITED(refusal_log_, ctx_.now_ns, Warn,
+                              "client on %s refused: no usable tunnel and %zu clients waiting",
+                              listener.text, pending_.size());
+            reject(fd, true);
             return;
         }
         pending_.push_back({fd, ctx_.now_ns});
@@ -47,12 +57,13 @@ void TcpClients::on_client(int fd, const ServiceUrl&) noexcept {
 
 void TcpClients::open_stream_for(int fd) noexcept {
     TcpLeg* leg = legs_.create(ctx_, metrics_, &legs_);
+    leg->hold_slot(&limits_.process->connections);
     tunnel::Stream* stream = opener_.open_stream(pt::StreamProtocol::Tcp, {}, {}, leg);
     if (stream == nullptr) {
         metrics_.connections_rejected.add();
-        FERRY_LOG(Debug,
-                  "client rejected: no tunnel connection takes a new stream now (none usable, "
-                  "stream limit reached, or no free buffer for the OPEN)");
+        FERRY_LOG_LIMITED(refusal_log_, ctx_.now_ns, Warn,
+                          "client refused: no tunnel connection takes a new stream now (none "
+                          "usable, stream limit reached, or no free buffer for the OPEN)");
         leg->reject(fd);
         return;
     }
@@ -73,7 +84,7 @@ void TcpClients::tick(uint64_t now_ns) noexcept {
     size_t kept = 0;
     for (const PendingClient& p : pending_) {
         if (now_ns - p.since_ns >= limits_.hold_ns) {
-            reject(p.fd);
+            reject(p.fd, true);
         } else {
             pending_[kept++] = p;
         }
@@ -84,33 +95,67 @@ void TcpClients::tick(uint64_t now_ns) noexcept {
 void TcpClients::drain() noexcept {
     draining_ = true;
     for (const PendingClient& p : pending_) {
-        reject(p.fd);
+        reject(p.fd, true);
     }
     pending_.clear();
 }
 
 TcpUpstreams::TcpUpstreams(loop::Context& ctx, Metrics& metrics, base::ObjectPool<TcpLeg>& legs,
-                           ServiceUrl upstream, uint32_t max_connections) noexcept
-    : ctx_(ctx),
-      metrics_(metrics),
-      legs_(legs),
-      upstream_(std::move(upstream)),
-      max_connections_(max_connections) {}
+                           ServiceUrl upstream, const TcpUpstreamLimits& limits) noexcept
+    : ctx_(ctx), metrics_(metrics), legs_(legs), upstream_(std::move(upstream)), limits_(limits) {}
 
-tunnel::OpenDecision TcpUpstreams::open(tunnel::Session&, tunnel::Stream& stream,
+tunnel::OpenDecision TcpUpstreams::open(tunnel::Session& session, tunnel::Stream& stream,
                                         const pt::Open&) noexcept {
     if (draining_) {
         return tunnel::OpenDecision::refuse(pt::ErrorCode::RefusedStream, "draining");
     }
-    if (max_connections_ != 0 &&
-        static_cast<uint64_t>(metrics_.connections_active.value()) >= max_connections_) {
-        return tunnel::OpenDecision::refuse(pt::ErrorCode::RefusedStream,
-                                            "--max-connections reached");
+    uint32_t& connecting = connecting_[&session];
+    if (connecting >= limits_.per_tunnel_connects) {
+        metrics_.upstream_connects_refused.add();
+        if (connecting == 0) {
+            connecting_.erase(&session);
+        }
+        return tunnel::OpenDecision::refuse(
+            pt::ErrorCode::RefusedStream,
+            "too many upstream connects in flight for this tunnel connection");
     }
+    if (!limits_.process->upstream_connects.try_acquire()) {
+        metrics_.upstream_connects_refused.add();
+        if (connecting == 0) {
+            connecting_.erase(&session);
+        }
+        return tunnel::OpenDecision::refuse(pt::ErrorCode::RefusedStream,
+                                            "too many upstream connects in flight (process)");
+    }
+    if (!limits_.process->connections.try_acquire()) {
+        limits_.process->upstream_connects.release();
+        metrics_.connections_rejected.add();
+        if (connecting == 0) {
+            connecting_.erase(&session);
+        }
+        return tunnel::OpenDecision::refuse(pt::ErrorCode::RefusedStream,
+                                            "--max-connections reached in this process");
+    }
+    ++connecting;
+    metrics_.upstream_connects_in_flight.add(1);
     TcpLeg* leg = legs_.create(ctx_, metrics_, &legs_);
+    leg->hold_slot(&limits_.process->connections);
+    leg->watch_connect(this, &session);
+    if (!leg->start_connect(upstream_.address, &stream)) {
+        return tunnel::OpenDecision::refuse(pt::ErrorCode::ConnectRefused,
+                                            "no socket for the upstream connect");
+    }
     metrics_.connections_accepted.add();
-    leg->start_connect(upstream_.address, &stream);
     return tunnel::OpenDecision::accept(leg);
+}
+
+void TcpUpstreams::on_connect_over(const void* tunnel) noexcept {
+    limits_.process->upstream_connects.release();
+    metrics_.upstream_connects_in_flight.add(-1);
+    auto it = connecting_.find(tunnel);
+    if (it != connecting_.end() && --it->second == 0) {
+        connecting_.erase(it);
+    }
 }
 
 }  // namespace ferry::role

@@ -1,5 +1,6 @@
 #include "ferry/role/terminator.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,22 +12,40 @@ namespace ferry::role {
 
 namespace pt = proto::tunnel;
 
-Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, TerminatorConfig config) noexcept
+namespace {
+
+// The remote address of an accepted socket, for logs ("?" when the kernel no longer knows it).
+std::string peer_of(int fd) {
+    io::SocketAddress a;
+    a.length = sizeof(a.storage);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&a.storage), &a.length) != 0) {
+        return "?";
+    }
+    return a.to_string();
+}
+
+}  // namespace
+
+Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& limits,
+                       TerminatorConfig config) noexcept
     : config_(std::move(config)),
       endpoint_(ctx, metrics, config_.tuning, config_.security, config_.node_name, "terminator"),
       acceptor_(ctx.ring, this) {
     for (const ServiceUrl& url : config_.upstreams) {
         if (url.protocol() == pt::StreamProtocol::Tcp) {
-            upstreams_.add(pt::StreamProtocol::Tcp,
-                           std::make_unique<TcpUpstreams>(ctx, metrics.role, endpoint_.legs(), url,
-                                                          config_.max_connections));
+            TcpUpstreamLimits l;
+            l.process = &limits;
+            l.per_tunnel_connects = config_.max_upstream_connects_per_tunnel;
+            upstreams_.add(
+                pt::StreamProtocol::Tcp,
+                std::make_unique<TcpUpstreams>(ctx, metrics.role, endpoint_.legs(), url, l));
         }
     }
 }
 
 Terminator::~Terminator() {
-    for (auto& s : sessions_) {
-        s->abort("shutting down");
+    for (TunnelConnection& c : connections_) {
+        c.session->abort("shutting down");
     }
 }
 
@@ -51,21 +70,90 @@ bool Terminator::start() noexcept {
     return true;
 }
 
+Terminator::TunnelConnection* Terminator::find(const tunnel::Session& session) noexcept {
+    for (TunnelConnection& c : connections_) {
+        if (c.session.get() == &session) {
+            return &c;
+        }
+    }
+    return nullptr;
+}
+
+bool Terminator::is_pending(const TunnelConnection& c) noexcept {
+    // A connection that already failed (a bad preface, a refused handshake) is on its way out:
+    // it no longer takes a place in the budget.
+    const tunnel::Session::State st = c.session->state();
+    return !c.established && !c.closing && st != tunnel::Session::State::Closing &&
+           st != tunnel::Session::State::Closed;
+}
+
+uint32_t Terminator::update_pending_gauge() noexcept {
+    uint32_t pending = 0;
+    for (const TunnelConnection& c : connections_) {
+        pending += is_pending(c) ? 1U : 0U;
+    }
+    endpoint_.role_metrics().tunnel_pending.set(pending);
+    return pending;
+}
+
+void Terminator::close_pending(TunnelConnection& c, const char* reason,
+                               base::Counter& counter) noexcept {
+    counter.add();
+    FERRY_LOG_LIMITED(refusal_log_, endpoint_.ctx().now_ns, Warn,
+                      "tunnel connection from %s closed: %s", c.peer, reason);
+    c.closing = true;
+    c.session->abort(reason);
+    update_pending_gauge();
+}
+
 void Terminator::adopt_tunnel_connection(int fd) noexcept {
     Metrics& m = endpoint_.role_metrics();
-    if (sessions_.size() >= config_.max_tunnels) {
-        FERRY_LOG(Warn, "tunnel connection refused: %zu tunnels on this shard (limit)",
-                  sessions_.size());
-        m.connections_rejected.add();
+    const uint64_t now = endpoint_.ctx().now_ns;
+    if (draining_) {
         ::close(fd);
         return;
     }
+    if (update_pending_gauge() >= config_.max_pending) {
+        // Anyone who can reach the port can open connections and say nothing: they share a
+        // budget of their own, oldest out first, so a real initiator always gets in.
+        auto oldest = connections_.end();
+        for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+            if (is_pending(*it) &&
+                (oldest == connections_.end() || it->accepted_ns < oldest->accepted_ns)) {
+                oldest = it;
+            }
+        }
+        if (oldest != connections_.end()) {
+            close_pending(*oldest,
+                          "evicted: too many connections without a completed handshake "
+                          "(--max-pending-tunnels)",
+                          m.pending_evicted);
+        }
+    }
     m.tunnel_connects.add();
-    sessions_.push_back(endpoint_.start_session(fd, this, tunnel::Session::Role::Terminator));
+    TunnelConnection c;
+    c.accepted_ns = now;
+    c.peer = peer_of(fd);
+    c.session = endpoint_.start_session(fd, this, tunnel::Session::Role::Terminator);
+    connections_.push_back(std::move(c));
+    update_pending_gauge();
 }
 
-void Terminator::on_session_ready(tunnel::Session&) noexcept {
-    endpoint_.role_metrics().tunnel_up.add(1);
+void Terminator::on_session_ready(tunnel::Session& session) noexcept {
+    TunnelConnection* c = find(session);
+    if (c == nullptr || c->closing) {
+        return;
+    }
+    Metrics& m = endpoint_.role_metrics();
+    if (established_ >= config_.max_tunnels) {
+        close_pending(*c, "refused: --max-tunnels established tunnels on this shard",
+                      m.tunnels_refused);
+        return;
+    }
+    c->established = true;
+    ++established_;
+    m.tunnel_up.add(1);
+    update_pending_gauge();
 }
 
 tunnel::OpenDecision Terminator::on_stream_open(tunnel::Session& session, tunnel::Stream& stream,
@@ -90,22 +178,47 @@ void Terminator::on_session_rotation_due(tunnel::Session& session, const char* w
 
 void Terminator::on_session_closed(tunnel::Session& session) noexcept {
     Metrics& m = endpoint_.role_metrics();
-    m.tunnel_disconnects.add();
-    if (session.hello_exchanged()) {
-        m.tunnel_up.add(-1);  // it was counted up in on_session_ready
+    auto it = std::find_if(connections_.begin(), connections_.end(),
+                           [&](const TunnelConnection& c) { return c.session.get() == &session; });
+    if (it == connections_.end()) {
+        return;
     }
-    auto it = std::find_if(sessions_.begin(), sessions_.end(),
-                           [&](const auto& p) { return p.get() == &session; });
-    if (it != sessions_.end()) {
-        endpoint_.retire(std::move(*it));
-        sessions_.erase(it);
+    if (it->established && !it->closing) {
+        m.tunnel_disconnects.add();
+        m.tunnel_up.add(-1);
+        --established_;
+    } else if (!it->established && !it->closing) {
+        // It never got through its handshake and HELLO: a failed connect, not a disconnect.
+        m.tunnel_connect_failures.add();
+        FERRY_LOG_LIMITED(refusal_log_, endpoint_.ctx().now_ns, Warn,
+                          "tunnel connection from %s failed before HELLO: %s", it->peer,
+                          session.close_reason());
     }
+    endpoint_.retire(std::move(it->session));
+    connections_.erase(it);
+    update_pending_gauge();
 }
 
 void Terminator::tick(uint64_t now_ns) noexcept {
     endpoint_.tick(now_ns);
-    for (auto& s : sessions_) {
-        s->tick(now_ns);
+    for (TunnelConnection& c : connections_) {
+        if (is_pending(c) && now_ns - c.accepted_ns > config_.handshake_timeout_ns) {
+            close_pending(c, "TLS handshake and HELLO not done within --handshake-timeout",
+                          endpoint_.role_metrics().handshake_timeouts);
+        }
+    }
+    for (TunnelConnection& c : connections_) {
+        c.session->tick(now_ns);
+    }
+}
+
+void Terminator::stop() noexcept {
+    const int64_t open = endpoint_.metrics().tunnel.streams_active.value();
+    if (open > 0) {
+        FERRY_LOG(Warn, "drain deadline passed: resetting %d open stream(s)", open);
+    }
+    for (TunnelConnection& c : connections_) {
+        c.session->abort("the drain deadline passed");
     }
 }
 
@@ -114,24 +227,27 @@ void Terminator::drain() noexcept {
     acceptor_.stop();
     endpoint_.role_metrics().ready.set(0);
     upstreams_.for_each([](UpstreamProtocol& h) { h.drain(); });
-    for (auto& s : sessions_) {
-        s->drain();
+    for (TunnelConnection& c : connections_) {
+        c.session->drain();
     }
 }
 
 bool Terminator::idle() const noexcept {
-    bool idle = draining_ && sessions_.empty() && acceptor_.idle() &&
+    bool idle = draining_ && connections_.empty() && acceptor_.idle() &&
                 endpoint_.role_metrics().connections_active.value() == 0;
     upstreams_.for_each([&idle](const UpstreamProtocol& h) { idle = idle && h.idle(); });
     return idle;
 }
 
 void Terminator::dump() const noexcept {
-    FERRY_LOG(Info, "terminator: %zu tunnel connection(s), %d local connection(s)",
-              sessions_.size(),
+    FERRY_LOG(Info,
+              "terminator: %zu tunnel connection(s) (%u established, %u before handshake), %d "
+              "local connection(s)",
+              connections_.size(), established_,
+              static_cast<uint32_t>(endpoint_.role_metrics().tunnel_pending.value()),
               static_cast<int>(endpoint_.role_metrics().connections_active.value()));
-    for (const auto& s : sessions_) {
-        s->dump();
+    for (const TunnelConnection& c : connections_) {
+        c.session->dump();
     }
 }
 

@@ -40,4 +40,6 @@ void TunnelEndpoint::retire(std::unique_ptr<tunnel::Session> session) noexcept {
 
 void TunnelEndpoint::tick(uint64_t now_ns) noexcept { tls_->maybe_reload(now_ns); }
 
+void TunnelEndpoint::reload() noexcept { tls_->reload_now(); }
+
 }  // namespace ferry::role

@@ -54,12 +54,28 @@ void ShardTls::maybe_reload(uint64_t now_ns) noexcept {
         return;
     }
     stamp_ = stamp;
-    if (absl::Status st = ctx_->reload(); !st.ok()) {
-        FERRY_LOG(Error, "certificate reload failed, keeping the previous ones: %s", st.message());
+    reload("the certificate files changed");
+}
+
+void ShardTls::reload_now() noexcept {
+    if (!sec_.tls) {
+        FERRY_LOG(Info, "SIGHUP: plain tunnel, no certificates to reload");
         return;
     }
-    FERRY_LOG(Info, "certificates reloaded (generation %u); tunnel connections rotate onto them",
-              ctx_->generation());
+    stamp_ = files_stamp();
+    reload("SIGHUP");
+}
+
+void ShardTls::reload(const char* why) noexcept {
+    if (absl::Status st = ctx_->reload(); !st.ok()) {
+        FERRY_LOG(Error, "certificate reload (%s) failed, keeping the previous ones: %s", why,
+                  st.message());
+        return;
+    }
+    FERRY_LOG(Info,
+              "certificates reloaded (%s; generation %u); tunnel connections rotate onto them "
+              "make-before-break",
+              why, ctx_->generation());
 }
 
 }  // namespace ferry::role

@@ -26,6 +26,7 @@ absl::Status Runtime::start() {
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
@@ -59,14 +60,7 @@ absl::Status Runtime::start() {
     return absl::OkStatus();
 }
 
-void Runtime::request_drain() noexcept {
-    for (auto& s : shards_) {
-        s->post(Message{MessageType::Drain}, control_ring_.get());
-    }
-    // Reap the MSG_RING completions of our own ring so it never fills.
-    io_uring_submit_and_wait(control_ring_->raw(), 0);
-    control_ring_->dispatch();
-}
+void Runtime::request_drain() noexcept { post_all(MessageType::Drain); }
 
 bool Runtime::wait_exited(uint64_t deadline_ns) {
     for (;;) {
@@ -85,21 +79,36 @@ bool Runtime::wait_exited(uint64_t deadline_ns) {
     }
 }
 
-bool Runtime::run_until_signal() {
+void Runtime::post_all(MessageType type) noexcept {
+    for (auto& s : shards_) {
+        s->post(Message{type}, control_ring_.get());
+    }
+    // Reap the MSG_RING completions of our own ring so it never fills.
+    io_uring_submit_and_wait(control_ring_->raw(), 0);
+    control_ring_->dispatch();
+}
+
+Runtime::Outcome Runtime::run_until_signal() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGHUP);
     for (;;) {
         timespec ts{1, 0};
         int sig = sigtimedwait(&set, nullptr, &ts);
         if (sig == SIGUSR1) {
-            for (auto& s : shards_) {
-                s->post(Message{MessageType::Dump}, control_ring_.get());
+            post_all(MessageType::Dump);
+            continue;
+        }
+        if (sig == SIGHUP) {
+            // Reload, never exit: tunnels and streams stay up.
+            FERRY_LOG(Info, "SIGHUP: reloading certificates and the log level");
+            if (options_.on_reload) {
+                options_.on_reload();
             }
-            io_uring_submit_and_wait(control_ring_->raw(), 0);
-            control_ring_->dispatch();
+            post_all(MessageType::Reload);
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
@@ -113,23 +122,19 @@ bool Runtime::run_until_signal() {
         }
         if (any_exited) {
             FERRY_LOG(Error, "a shard stopped unexpectedly");
-            return false;
+            return Outcome::ShardFailed;
         }
     }
     request_drain();
     bool drained = wait_exited(base::mono_ns() + options_.drain_timeout_ns);
     if (!drained) {
-        FERRY_LOG(Warn, "drain timeout: closing remaining connections");
-        for (auto& s : shards_) {
-            s->post(Message{MessageType::Stop}, control_ring_.get());
-        }
-        io_uring_submit_and_wait(control_ring_->raw(), 0);
-        control_ring_->dispatch();
+        FERRY_LOG(Warn, "drain deadline passed: resetting what is still open");
+        post_all(MessageType::Stop);
     }
     for (auto& s : shards_) {
         s->join();
     }
-    return true;
+    return drained ? Outcome::Drained : Outcome::DrainDeadline;
 }
 
 }  // namespace ferry::shard

@@ -83,6 +83,11 @@ void Shard::run_loop(loop::Context& ctx, std::vector<std::unique_ptr<Service>>& 
             arm_tick();
         }
         housekeeping(ctx, services);
+        if (stop_) {
+            // One last submit: the RESETs and closes that stop() queued leave now.
+            ring_->submit_and_wait(0);
+            break;
+        }
         if (draining_) {
             bool idle = true;
             for (Service* s : services_view_) {
@@ -125,7 +130,19 @@ void Shard::on_mail(int32_t res, uint32_t) noexcept {
                 }
                 break;
             case MessageType::Stop:
-                stop_ = true;
+                if (!stop_) {
+                    stop_ = true;
+                    // The drain deadline passed: what is still open is cut, and its peers must
+                    // see an abort (RESET, RST), not a clean end.
+                    for (Service* s : services_view_) {
+                        s->stop();
+                    }
+                }
+                break;
+            case MessageType::Reload:
+                for (Service* s : services_view_) {
+                    s->reload();
+                }
                 break;
             case MessageType::Dump:
                 FERRY_LOG(Info,

@@ -32,7 +32,10 @@ Handshake* handshake_of(const SSL* ssl) noexcept {
     return ssl == nullptr ? nullptr : static_cast<Handshake*>(SSL_get_app_data(ssl));
 }
 
-// DNS SANs, then the subject CN: the names a certificate can be known by.
+// The identities a certificate proves: its DNS and URI subject alternative names (URI for SPIFFE
+// IDs), in order. Never its subject CN: RFC 9525 §6.3 retires the CN as an identity, and a
+// certificate whose SANs name someone else must not pass on its CN (CN-ID matching would let a
+// CA-signed certificate for "evil" with CN "ferry-initiator" in).
 std::vector<std::string> certificate_names(X509* cert) {
     std::vector<std::string> names;
     auto* sans =
@@ -40,28 +43,40 @@ std::vector<std::string> certificate_names(X509* cert) {
     if (sans != nullptr) {
         for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
             const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
-            if (gn->type == GEN_DNS) {
-                const ASN1_STRING* s = gn->d.dNSName;
+            const ASN1_STRING* s = gn->type == GEN_DNS   ? gn->d.dNSName
+                                   : gn->type == GEN_URI ? gn->d.uniformResourceIdentifier
+                                                         : nullptr;
+            if (s != nullptr) {
                 names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                                    static_cast<size_t>(ASN1_STRING_length(s)));
             }
         }
         GENERAL_NAMES_free(sans);
     }
+    return names;
+}
+
+// The subject CN, only to name a certificate without SANs in logs and errors.
+std::string common_name(X509* cert) {
     const X509_NAME* subject = X509_get_subject_name(cert);
     const int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
-    if (idx >= 0) {
-        const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
-        std::string cn(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                       static_cast<size_t>(ASN1_STRING_length(s)));
-        const bool listed = std::any_of(names.begin(), names.end(), [&](const std::string& n) {
-            return absl::EqualsIgnoreCase(n, cn);
-        });
-        if (!listed) {
-            names.push_back(std::move(cn));
-        }
+    if (idx < 0) {
+        return {};
     }
-    return names;
+    const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                       static_cast<size_t>(ASN1_STRING_length(s)));
+}
+
+// A configured identity matches a certificate name: DNS names case-insensitively (RFC 4343),
+// URIs (SPIFFE IDs) exactly.
+bool identity_matches(std::string_view configured, std::string_view name) {
+    if (configured.find("://") != std::string_view::npos) {
+        return configured == name;
+    }
+    return name.find("://") == std::string_view::npos &&
+           absl::EqualsIgnoreCase(absl::string_view(configured.data(), configured.size()),
+                                  absl::string_view(name.data(), name.size()));
 }
 
 const char* version_name(int version) noexcept {
@@ -128,23 +143,42 @@ struct HandshakeAccess {
 
     static std::vector<std::string>& peer_names(Handshake& hs) noexcept { return hs.peer_names_; }
 
+    static std::string& peer_common_name(Handshake& hs) noexcept { return hs.peer_cn_; }
+
+    // Server: the client must carry an allowed identity among its SANs. Client: a URI peer name
+    // (a SPIFFE ID) must be one of the server's URI SANs (DNS and IP names are OpenSSL's check).
     static bool peer_allowed(Handshake& hs) {
-        const std::vector<std::string>& allowed = hs.ctx_.config().allowed_peer_names;
-        if (allowed.empty()) {
+        const TlsConfig& config = hs.ctx_.config();
+        const std::vector<std::string>& names = hs.peer_names_;
+        auto listed = [&](const std::string& wanted) {
+            return std::any_of(names.begin(), names.end(), [&](const std::string& name) {
+                return identity_matches(wanted, name);
+            });
+        };
+        if (hs.is_server_) {
+            if (config.allowed_peer_names.empty() ||
+                std::any_of(config.allowed_peer_names.begin(), config.allowed_peer_names.end(),
+                            listed)) {
+                return true;
+            }
+            hs.name_rejection_ = absl::StrCat(
+                "peer identity not allowed: certificate names [", absl::StrJoin(names, ", "),
+                "] are not in allowed_peer_names", names.empty() ? described_cn(hs) : "");
+            return false;
+        }
+        if (config.peer_name.find("://") == std::string::npos || listed(config.peer_name)) {
             return true;
         }
-        const std::vector<std::string>& names = hs.peer_names_;
-        for (const std::string& name : names) {
-            for (const std::string& ok : allowed) {
-                if (absl::EqualsIgnoreCase(name, ok)) {
-                    return true;
-                }
-            }
-        }
         hs.name_rejection_ =
-            absl::StrCat("peer identity not allowed: certificate names [",
-                         absl::StrJoin(names, ", "), "] are not in allowed_peer_names");
+            absl::StrCat("peer name mismatch: expected ", config.peer_name, ", certificate names [",
+                         absl::StrJoin(names, ", "), "]", names.empty() ? described_cn(hs) : "");
         return false;
+    }
+
+    static std::string described_cn(const Handshake& hs) {
+        return hs.peer_cn_.empty() ? std::string(" (no subject alternative names)")
+                                   : absl::StrCat(" (no subject alternative names; its CN '",
+                                                  hs.peer_cn_, "' is not an identity)");
     }
 };
 
@@ -204,8 +238,10 @@ int on_verify(int preverify_ok, X509_STORE_CTX* store) {
     }
     // Kept even when verification fails: OpenSSL then drops the certificate, and the names are
     // what the failure reason and the logs need.
-    HandshakeAccess::peer_names(*hs) = certificate_names(X509_STORE_CTX_get_current_cert(store));
-    if (preverify_ok != 1 || !hs->is_server() || HandshakeAccess::peer_allowed(*hs)) {
+    X509* cert = X509_STORE_CTX_get_current_cert(store);
+    HandshakeAccess::peer_names(*hs) = certificate_names(cert);
+    HandshakeAccess::peer_common_name(*hs) = common_name(cert);
+    if (preverify_ok != 1 || HandshakeAccess::peer_allowed(*hs)) {
         return preverify_ok;
     }
     X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -255,8 +291,8 @@ Handshake::Handshake(const TlsContext& ctx) : ctx_(ctx), is_server_(ctx.config()
     } else {
         SSL_set_connect_state(ssl_);
         const std::string& name = ctx.config().peer_name;
-        // RFC 6066 §3: SNI carries DNS names only.
-        if (!is_ip_literal(name)) {
+        // RFC 6066 §3: SNI carries DNS names only (not an IP, not a URI such as a SPIFFE ID).
+        if (!is_ip_literal(name) && name.find("://") == std::string::npos) {
             SSL_set_tlsext_host_name(ssl_, name.c_str());
         }
     }
@@ -310,6 +346,7 @@ bool Handshake::check_first_header(std::span<const std::byte> data) noexcept {
             fail(absl::StrFormat("not TLS: first record length %u", len));
             return false;
         }
+        first_record_size_ = kRecordHeaderLen + len;
     }
     return true;
 }
@@ -321,6 +358,7 @@ void Handshake::feed(std::span<const std::byte> from_network) noexcept {
     if (header_seen_ < kRecordHeaderLen && !check_first_header(from_network)) {
         return;
     }
+    fed_ += from_network.size();
     while (!from_network.empty()) {
         const int chunk = static_cast<int>(std::min<size_t>(from_network.size(), INT_MAX));
         const int n = BIO_write(in_, from_network.data(), chunk);
@@ -332,6 +370,15 @@ void Handshake::feed(std::span<const std::byte> from_network) noexcept {
 HandshakeStep Handshake::step() noexcept {
     if (state_ != HandshakeStep::WantIo) {
         return state_;
+    }
+    if (is_server_ && !engaged_) {
+        // OpenSSL sets up its handshake state and record buffers (tens of KiB) at its first
+        // read: a server lets it start only once the whole first record is here, so a peer that
+        // connects and sends nothing, or part of a record, costs a few bytes of memory BIO.
+        if (first_record_size_ == 0 || fed_ < first_record_size_) {
+            return state_;
+        }
+        engaged_ = true;
     }
     ERR_clear_error();
     const int rc = SSL_do_handshake(ssl_);
@@ -374,9 +421,8 @@ bool Handshake::finish() noexcept {
     secure_wipe(client_secret_.data(), client_secret_.size());
     secure_wipe(server_secret_.data(), server_secret_.size());
 
-    if (!peer_names_.empty()) {
-        peer_identity_ = peer_names_.front();
-    }
+    // For logs: the first SAN; the CN only stands in for a certificate that has none.
+    peer_identity_ = !peer_names_.empty() ? peer_names_.front() : peer_cn_;
     return true;
 }
 
@@ -402,9 +448,12 @@ std::string Handshake::describe_failure(int ssl_error) noexcept {
                 return name_rejection_;
             }
             const long verify = SSL_get_verify_result(ssl_);
-            if (verify == X509_V_ERR_HOSTNAME_MISMATCH) {
-                return absl::StrCat("peer name mismatch: expected ", ctx_.config().peer_name,
-                                    ", certificate names [", absl::StrJoin(peer_names_, ", "), "]");
+            if (verify == X509_V_ERR_HOSTNAME_MISMATCH ||
+                verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+                return absl::StrCat(
+                    "peer name mismatch: expected ", ctx_.config().peer_name,
+                    ", certificate names [", absl::StrJoin(peer_names_, ", "), "]",
+                    peer_names_.empty() ? internal::HandshakeAccess::described_cn(*this) : "");
             }
             return absl::StrCat("peer certificate verify failed: ",
                                 X509_verify_cert_error_string(verify));

@@ -72,6 +72,9 @@ absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
     SSL_CTX_set_num_tickets(c, 0);
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(c, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION);
+    // OpenSSL's record buffers go back while a handshake waits for the peer: a connection
+    // stalled mid-handshake holds only its state (records after the handshake are ours).
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_keylog_callback(c, internal::on_keylog_line);
 
     int mode = SSL_VERIFY_PEER;
@@ -85,11 +88,17 @@ absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
         }
         SSL_CTX_set_client_CA_list(c, names);
     } else {
+        // DNS names and IP addresses: OpenSSL's RFC 6125 matching, SANs only (no CN fallback,
+        // RFC 9525). A URI (a SPIFFE ID) is matched against the URI SANs in the verify callback.
         X509_VERIFY_PARAM* param = SSL_CTX_get0_param(c);
-        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        if (X509_VERIFY_PARAM_set1_host(param, config.peer_name.c_str(), 0) != 1) {
+        X509_VERIFY_PARAM_set_hostflags(
+            param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+        const std::string& name = config.peer_name;
+        const bool uri = name.find("://") != std::string::npos;
+        const bool ip = !uri && X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) == 1;
+        if (!uri && !ip && X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0) != 1) {
             return absl::InvalidArgumentError(
-                absl::StrCat("peer_name '", config.peer_name, "' is not a valid host name"));
+                absl::StrCat("peer_name '", name, "' is not a valid host name, IP or URI"));
         }
     }
     SSL_CTX_set_verify(c, mode, internal::on_verify);

@@ -12,10 +12,10 @@ void TcpTransport::start(TransportSink* sink) noexcept {
     io_.start_reading();
 }
 
-void TcpTransport::write(WriteBatch* batch) noexcept {
-    batch_ = batch;
-    metrics_.tunnel_bytes_out.add(batch->bytes);
-    io_.send(batch->iov, batch->iov_count, batch->bytes);
+void TcpTransport::write(iovec* iov, uint32_t count, uint64_t bytes) noexcept {
+    writing_ = true;
+    metrics_.tunnel_bytes_out.add(bytes);
+    io_.send(iov, count, bytes);
 }
 
 void TcpTransport::close() noexcept {
@@ -41,16 +41,16 @@ bool TcpTransport::on_socket_recv_error(int err) noexcept {
 }
 
 void TcpTransport::on_socket_sent() noexcept {
-    batch_ = nullptr;
+    writing_ = false;
     sink_->on_transport_written();
 }
 
 void TcpTransport::on_socket_recv_stopped() noexcept { sink_->on_transport_read_stopped(); }
 
 void TcpTransport::on_socket_closed() noexcept {
-    if (batch_ != nullptr) {
-        // The write never finished: tell the layer above so it releases the batch's buffers.
-        batch_ = nullptr;
+    if (writing_) {
+        // The write never finished: tell the layer above so it releases its buffers.
+        writing_ = false;
         sink_->on_transport_written();
     }
     sink_->on_transport_quiescent();

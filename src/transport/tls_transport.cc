@@ -71,11 +71,13 @@ void TlsTransport::set_peer_capabilities(uint32_t caps) noexcept {
 
 void TlsTransport::start(TransportSink* sink) noexcept {
     sink_ = sink;
-    handshake_ = std::make_unique<tls::Handshake>(tls_);
     lower_->start(this);
-    if (!handshake_->is_server()) {
+    if (!tls_.config().is_server) {
+        handshake_ = std::make_unique<tls::Handshake>(tls_);
         handshake_input({});  // the ClientHello
     }
+    // A server makes its OpenSSL state when the first bytes arrive: a connection that never
+    // sends any costs none.
 }
 
 void TlsTransport::pause_reading() noexcept {
@@ -143,6 +145,9 @@ void TlsTransport::down(const char* reason, int err) noexcept {
 // ---- handshake --------------------------------------------------------------------------------
 
 void TlsTransport::handshake_input(std::span<const std::byte> bytes) noexcept {
+    if (handshake_ == nullptr) {
+        handshake_ = std::make_unique<tls::Handshake>(tls_);
+    }
     if (!bytes.empty()) {
         handshake_->feed(bytes);
     }
@@ -160,7 +165,8 @@ void TlsTransport::handshake_input(std::span<const std::byte> bytes) noexcept {
     if (step == tls::HandshakeStep::Failed) {
         metrics_.tls_handshake_failures.add();
         failure_ = handshake_->failure_reason();
-        FERRY_LOG(Warn, "tunnel TLS handshake refused: %s", failure_);
+        // Anyone can provoke this: the owner logs it with the peer's address, rate-limited.
+        FERRY_LOG(Debug, "tunnel TLS handshake refused: %s", failure_);
         // The alert (if any) is queued above; give it a moment by closing after the send.
         down(failure_.c_str(), 0);
         return;
@@ -188,6 +194,7 @@ void TlsTransport::handshake_done() noexcept {
         assembler_.push(std::move(early));
     }
     handshake_.reset();
+    sealer_ = std::make_unique<tls::RecordSealer>();
     mode_ = Mode::User;
     start_key_epoch(ctx_.now_ns);
     // The kernel can only take over a socket: never a TLS stream framed inside another protocol.
@@ -281,7 +288,7 @@ void TlsTransport::open_records() noexcept {
             case tls::RecordAssembler::Status::NeedMore:
                 if (rx_waiting_) {
                     rx_waiting_ = false;
-                    buffer_wait_ = !sealer_.done() && batch_ != nullptr;
+                    buffer_wait_ = writer_waiting_ && !sealer_->done();
                 }
                 update_reading();
                 if (ktls_wanted_) {
@@ -451,23 +458,24 @@ void TlsTransport::send_queued() noexcept {
     if (lower_writing_ || tx_.empty() || down_) {
         return;
     }
-    out_.iov_count = 0;
-    out_.bytes = 0;
-    for (buf::ChunkNode* node = tx_.head(); node != nullptr && !out_.full(1); node = node->next) {
-        out_.add(node->chunk.data(), node->chunk.size());
+    uint32_t n = 0;
+    uint64_t bytes = 0;
+    for (buf::ChunkNode* node = tx_.head(); node != nullptr && n < kMaxIov; node = node->next) {
+        out_[n++] = iovec{node->chunk.data(), node->chunk.size()};
+        bytes += node->chunk.size();
     }
-    sending_bytes_ = out_.bytes;
+    sending_bytes_ = bytes;
     lower_writing_ = true;
     passthrough_write_ = false;
-    lower_->write(&out_);
+    lower_->write(out_, n, bytes);
 }
 
 void TlsTransport::seal_and_send() noexcept {
-    if (batch_ != nullptr && !sealer_.done()) {
-        key_epoch_bytes_ += sealer_.seal(
+    if (writer_waiting_ && !sealer_->done()) {
+        key_epoch_bytes_ += sealer_->seal(
             *records_, kMaxOwnRecord, [this] { return ctx_.alloc_tunnel_chunk(); },
             [this](buf::Chunk&& sealed) { tx_.push(ctx_.nodes, std::move(sealed)); });
-        if (!sealer_.done()) {
+        if (!sealer_->done()) {
             // Both pools are dry. Our own queued records return buffers as they go out; with
             // none queued, wait for other sockets to return some instead of dropping the
             // connection.
@@ -493,7 +501,7 @@ void TlsTransport::retry_after_buffer_wait() noexcept {
     if (down_) {
         return;
     }
-    if (batch_ != nullptr && !sealer_.done()) {
+    if (writer_waiting_ && !sealer_->done()) {
         seal_and_send();
     }
     if (rx_waiting_) {
@@ -512,8 +520,8 @@ void TlsTransport::key_update_done() noexcept {
     start_key_epoch(ctx_.now_ns);
 }
 
-void TlsTransport::write(WriteBatch* batch) noexcept {
-    batch_ = batch;
+void TlsTransport::write(iovec* iov, uint32_t count, uint64_t bytes) noexcept {
+    writer_waiting_ = true;
     if (mode_ == Mode::Kernel) {
         if (kernel_keys_ && key_update_due() && !lower_writing_ && kernel_tx_key_update()) {
             key_update_done();
@@ -521,11 +529,11 @@ void TlsTransport::write(WriteBatch* batch) noexcept {
         if (down_) {
             return;
         }
-        // The kernel seals: the writer's batch goes down as it is.
-        key_epoch_bytes_ += batch->bytes;
+        // The kernel seals: the writer's iovecs go down as they are.
+        key_epoch_bytes_ += bytes;
         lower_writing_ = true;
         passthrough_write_ = true;
-        lower_->write(batch);
+        lower_->write(iov, count, bytes);
         return;
     }
     if (key_update_due()) {
@@ -538,7 +546,7 @@ void TlsTransport::write(WriteBatch* batch) noexcept {
             key_update_done();
         }
     }
-    sealer_.start(batch->iov, batch->iov_count);
+    sealer_->start(iov, count);
     seal_and_send();
 }
 
@@ -546,7 +554,7 @@ void TlsTransport::on_transport_written() noexcept {
     lower_writing_ = false;
     if (passthrough_write_) {
         passthrough_write_ = false;
-        batch_ = nullptr;
+        writer_waiting_ = false;
         sink_->on_transport_written();
         return;
     }
@@ -554,15 +562,15 @@ void TlsTransport::on_transport_written() noexcept {
         tx_.consume(ctx_.nodes, sending_bytes_);
         sending_bytes_ = 0;
     }
-    if (batch_ != nullptr && !sealer_.done()) {
+    if (writer_waiting_ && !sealer_->done()) {
         seal_and_send();  // our records freed buffers: seal what is left of the batch
     }
     if (!tx_.empty()) {
         send_queued();
         return;
     }
-    if (batch_ != nullptr && sealer_.done()) {
-        batch_ = nullptr;
+    if (writer_waiting_ && sealer_->done()) {
+        writer_waiting_ = false;
         sink_->on_transport_written();
     }
     try_install_ktls();
@@ -572,14 +580,40 @@ void TlsTransport::on_transport_quiescent() noexcept {
     tx_.clear(ctx_.nodes);
     assembler_.clear();
     lower_writing_ = false;
-    if (batch_ != nullptr) {
-        batch_ = nullptr;
+    if (writer_waiting_) {
+        writer_waiting_ = false;
         sink_->on_transport_written();
     }
     sink_->on_transport_quiescent();
 }
 
 // ---- rotation ---------------------------------------------------------------------------------
+
+void TlsTransport::rotate_idle_key(uint64_t now_ns) noexcept {
+    // Keys rotate when a write starts; a connection with nothing to write would keep its key for
+    // ever, so an idle one whose key is due sends the KeyUpdate on its own.
+    const bool due =
+        peer_requested_update_ || (peer_key_update_ && options_.rekey_interval_ns != 0 &&
+                                   now_ns - key_epoch_ns_ >= options_.rekey_interval_ns);
+    if (!due || writer_waiting_ || lower_writing_ || !tx_.empty() ||
+        tls_.generation() != generation_at_start_) {
+        return;
+    }
+    if (mode_ == Mode::Kernel) {
+        if (kernel_keys_ && kernel_tx_key_update()) {
+            key_update_done();
+        }
+        return;
+    }
+    buf::Chunk ku = ctx_.alloc_tunnel_chunk();
+    if (ku.empty()) {
+        return;  // no buffer: the next tick tries again
+    }
+    ku.set_size(static_cast<uint32_t>(records_->update_tx_key(ku.span())));
+    tx_.push(ctx_.nodes, std::move(ku));
+    key_update_done();
+    send_queued();
+}
 
 void TlsTransport::start_key_epoch(uint64_t now_ns) noexcept {
     key_epoch_ns_ = now_ns;
@@ -596,6 +630,7 @@ void TlsTransport::tick(uint64_t now_ns) noexcept {
     if (mode_ == Mode::Handshake || down_) {
         return;
     }
+    rotate_idle_key(now_ns);
     metrics_.key_bytes.set(static_cast<int64_t>(key_epoch_bytes_));
     metrics_.key_age_ms.set(static_cast<int64_t>((now_ns - key_epoch_ns_) / 1'000'000));
     bool certs_changed = tls_.generation() != generation_at_start_;

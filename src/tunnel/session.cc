@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "ferry/base/check.h"
 #include "ferry/base/clock.h"
 #include "ferry/base/log.h"
@@ -100,15 +101,14 @@ Session::Session(const SessionEnv& env, SessionOwner* owner,
       transport_events_(std::make_unique<TransportEvents>(this)),
       role_(role),
       node_name_(node_name),
-      decoder_(sink_, env.tuning.max_frame_size),
       next_stream_id_(role == Role::Initiator ? 1 : 2),
-      conn_recv_(env.tuning.connection_window) {
-    owed_resets_.reserve(env.tuning.max_streams);
-}
+      conn_recv_(env.tuning.connection_window) {}
 
 Session::~Session() {
     ctx_.buffer_waits.cancel(this);
-    batch_.owned.clear(ctx_.nodes);
+    if (batch_ != nullptr) {
+        batch_->owned.clear(ctx_.nodes);
+    }
     ctrl_full_.clear(ctx_.nodes);
 }
 
@@ -125,7 +125,27 @@ void Session::transport_established() noexcept {
     send_hello();
 }
 
+// Our preface and HELLO lead everything we send. Input can come before the transport says it is
+// established (records that arrived with the peer's TLS Finished): the peer's HELLO among them
+// makes the session open, and what the owner then queues must follow our HELLO.
+
+void Session::prepare_io() noexcept {
+    // Made once the transport carries bytes: a connection that never gets through its
+    // handshake (anyone can open one) costs no write batch and no decoder buffer.
+    if (batch_ == nullptr) {
+        batch_ = std::make_unique<transport::WriteBatch>();
+    }
+    if (!decoder_.has_value()) {
+        decoder_.emplace(sink_, env_.tuning.max_frame_size);
+    }
+}
+
 void Session::send_hello() noexcept {
+    if (hello_sent_) {
+        return;
+    }
+    hello_sent_ = true;
+    prepare_io();
     std::span<std::byte> out = control_space(pt::kPrefaceSize);
     control_commit(pt::encode_preface(out));
     pt::HelloSettings hello;
@@ -225,7 +245,14 @@ void Session::abort(const char* reason) noexcept {
     if (state_ == State::Closed) {
         return;
     }
-    FERRY_LOG(Info, "tunnel to %s: closing: %s", peer_name_.empty() ? "?" : peer_name_, reason);
+    // Before HELLO the owner says why, with the peer's address and rate-limited: a peer can
+    // provoke this at will.
+    if (!hello_exchanged_) {
+        FERRY_LOG(Debug, "tunnel connection closing before HELLO: %s", reason);
+    } else {
+        FERRY_LOG(Info, "tunnel to %s: closing: %s", peer_name_.empty() ? "?" : peer_name_, reason);
+    }
+    close_reason_ = reason;
     state_ = State::Closed;
     reset_all_streams(pt::ErrorCode::Cancel);
     if (!transport_closed_) {
@@ -514,7 +541,7 @@ void Session::ready_remove(Stream* s) noexcept {
 }
 
 bool Session::emit_data_frame(Stream& s) noexcept {
-    transport::WriteBatch& b = batch_;
+    transport::WriteBatch& b = *batch_;
     uint64_t room = env_.tuning.batch_bytes > b.bytes ? env_.tuning.batch_bytes - b.bytes : 0;
     uint64_t budget =
         std::min<uint64_t>({s.send_.available(), conn_send_.available(), peer_max_frame_, room});
@@ -592,13 +619,13 @@ bool Session::emit_data_frame(Stream& s) noexcept {
 }
 
 void Session::flush() noexcept {
-    if (writing_ || transport_closed_ || !transport_->established()) {
-        return;
+    if (writing_ || transport_closed_ || batch_ == nullptr) {
+        return;  // nothing is written before the transport is established (send_hello)
     }
     if (owes_control()) {
         pay_owed_control();
     }
-    transport::WriteBatch& b = batch_;
+    transport::WriteBatch& b = *batch_;
     b.iov_count = 0;
     b.bytes = 0;
     b.headers_used = 0;
@@ -656,14 +683,14 @@ void Session::flush() noexcept {
         return;
     }
     writing_ = true;
-    transport_->write(&b);
+    transport_->write(b.iov, b.iov_count, b.bytes);
 }
 
 // ---- transport events -------------------------------------------------------------------------
 
 void Session::transport_written() noexcept {
     writing_ = false;
-    batch_.owned.clear(ctx_.nodes);
+    batch_->owned.clear(ctx_.nodes);
     if (!transport_closed_) {
         flush();
     }
@@ -673,11 +700,11 @@ void Session::transport_read(buf::Chunk&& bytes) noexcept {
     if (state_ == State::Closed) {
         return;
     }
+    send_hello();
     reading_ = &bytes;
-    pt::DecodeResult r = decoder_.feed(std::span<const std::byte>(bytes.data(), bytes.size()));
+    pt::DecodeResult r = decoder_->feed(std::span<const std::byte>(bytes.data(), bytes.size()));
     reading_ = nullptr;
     if (r.status == pt::DecodeStatus::Error) {
-        env_.metrics.tunnel_protocol_errors.add();
         fail(r.code, r.detail);
     }
 }
@@ -687,8 +714,11 @@ void Session::transport_down(const char* reason, int err) noexcept {
         return;
     }
     bool expected = state_ == State::Closing || state_ == State::Draining;
-    if (state_ == State::Hello) {
-        // Before HELLO the transport has already said why (handshake refusal, connect loss).
+    if (close_reason_.empty()) {
+        close_reason_ = reason;
+    }
+    if (!hello_exchanged_) {
+        // Before HELLO the owner reports it (handshake refusal, connect loss), rate-limited.
         FERRY_LOG(Debug, "tunnel connection closed before HELLO: %s", reason);
     } else if (err != 0) {
         FERRY_LOG(Warn, "tunnel %s: connection lost: %s: %s", peer_name_.empty() ? "?" : peer_name_,
@@ -709,7 +739,9 @@ void Session::transport_down(const char* reason, int err) noexcept {
 
 void Session::transport_quiescent() noexcept {
     state_ = State::Closed;
-    batch_.owned.clear(ctx_.nodes);
+    if (batch_ != nullptr) {
+        batch_->owned.clear(ctx_.nodes);
+    }
     ctrl_full_.clear(ctx_.nodes);
     ctrl_.reset();
     side_.reset();
@@ -720,8 +752,16 @@ void Session::fail(pt::ErrorCode code, const char* detail) noexcept {
     if (state_ == State::Closing || state_ == State::Closed) {
         return;
     }
-    FERRY_LOG(Warn, "tunnel %s: protocol error %s: %s; closing the connection",
-              peer_name_.empty() ? "?" : peer_name_, pt::error_code_name(code), detail);
+    env_.metrics.tunnel_protocol_errors.add();
+    close_reason_ = absl::StrCat(pt::error_code_name(code), ": ", detail);
+    if (!hello_exchanged_) {
+        // A scanner or a stray client: the owner logs it with the peer address, rate-limited.
+        FERRY_LOG(Debug, "tunnel connection: protocol error %s before HELLO; closing",
+                  close_reason_);
+    } else {
+        FERRY_LOG(Warn, "tunnel %s: protocol error %s; closing the connection",
+                  peer_name_.empty() ? "?" : peer_name_, close_reason_);
+    }
     state_ = State::Closing;
     reset_all_streams(code);
     // Best effort: the connection closes either way.
@@ -801,6 +841,8 @@ bool Session::on_hello(const pt::Hello& hello) noexcept {
     peer_name_ = std::string(hello.settings.node_name);
     peer_capabilities_ = hello.settings.capabilities;
     messages_ = (peer_capabilities_ & pt::kCapabilityMessages) != 0;
+    // Owed RESETs are bounded by the streams; reserved once, now that the peer authenticated.
+    owed_resets_.reserve(env_.tuning.max_streams);
     transport_->set_peer_capabilities(peer_capabilities_);
     peer_max_frame_ = hello.settings.max_frame_size;
     peer_stream_window_ = hello.settings.initial_stream_window;

@@ -1,6 +1,6 @@
 // End-to-end tests: real ferry initiator and terminator processes on loopback, with ferry-load
-// (and in-test socket peers) as clients and upstreams. Every process is killed by PID when its
-// Process object goes away, so a failing test leaves nothing running.
+// (and in-test socket peers) as clients and upstreams (e2e_harness.h). Every process is killed by
+// PID when its Process object goes away, so a failing test leaves nothing running.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -17,196 +17,11 @@
 #include <thread>
 #include <vector>
 
+#include "e2e_harness.h"
 #include "process.h"
 
-namespace ferry {
+namespace ferry::e2e {
 namespace {
-
-using testlib::Process;
-using testlib::ReadEnd;
-using testlib::ReadResult;
-
-std::string bin(const char* env, const char* fallback) {
-    const char* v = std::getenv(env);
-    return v != nullptr ? v : fallback;
-}
-std::string ferry_bin() { return bin("FERRY_BIN", "build/src/cli/ferry"); }
-std::string load_bin() { return bin("FERRY_LOAD_BIN", "build/bench/load/ferry-load"); }
-std::string addr(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
-
-// A blocking listener for in-test upstream peers.
-int listen_on(uint16_t* port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    listen(fd, 128);
-    socklen_t len = sizeof(a);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-// Accepts with a timeout so a test thread never blocks forever.
-int accept_within(int lfd, int timeout_ms) {
-    pollfd p{lfd, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) <= 0) {
-        return -1;
-    }
-    return accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-}
-
-// Mutual TLS flags for one side, from a PKI made by tools/gen-certs.sh.
-std::vector<std::string> tls_flags(const std::string& pki, const std::string& cert) {
-    return {"--tunnel-transport", "tls",
-            "--tls-cert",         pki + "/" + cert + ".crt",
-            "--tls-key",          pki + "/" + cert + ".key",
-            "--tls-ca",           pki + "/ca.crt"};
-}
-
-std::string make_pki(const std::string& dir) {
-    std::string pki = dir + "/pki";
-    const char* src = std::getenv("FERRY_SOURCE_DIR");
-    std::string script = std::string(src != nullptr ? src : ".") + "/tools/gen-certs.sh";
-    Process gen({"/bin/bash", script, pki}, dir + "/gen-certs.log");
-    EXPECT_EQ(gen.wait(60000).value_or(-1), 0) << gen.log();
-    return pki;
-}
-
-class Tunnel {
-  public:
-    // Starts a terminator forwarding to `upstream_port` and an initiator in front of it. The
-    // tunnel is plain TCP unless `pki` is given (then mutual TLS with the demo certificates).
-    Tunnel(const std::string& dir, uint16_t upstream_port, int shards = 2,
-           std::vector<std::string> extra = {}, std::string pki = {}, int terminator_shards = 0)
-        : dir_(dir),
-          upstream_port_(upstream_port),
-          tunnel_port_(testlib::free_port()),
-          listen_port_(testlib::free_port()),
-          admin_i_(testlib::free_port()),
-          admin_t_(testlib::free_port()),
-          shards_(shards),
-          extra_(std::move(extra)),
-          pki_(std::move(pki)),
-          terminator_shards_(terminator_shards == 0 ? shards : terminator_shards) {
-        start_terminator();
-        start_initiator();
-    }
-
-    void start_terminator() {
-        std::vector<std::string> args = {ferry_bin(),
-                                         "terminator",
-                                         "--listen-tunnel",
-                                         addr(tunnel_port_),
-                                         "--upstream",
-                                         addr(upstream_port_),
-                                         "--admin",
-                                         addr(admin_t_),
-                                         "--shards",
-                                         std::to_string(terminator_shards_),
-                                         "--cpus",
-                                         "none",
-                                         "--node-name",
-                                         "cluster-b-0",
-                                         "--connect-timeout",
-                                         "2s"};
-        add_transport(args, "terminator");
-        args.insert(args.end(), extra_.begin(), extra_.end());
-        terminator = std::make_unique<Process>(args, dir_ + "/terminator.log");
-    }
-    void start_initiator() {
-        std::vector<std::string> args = {ferry_bin(),       "initiator",
-                                         "--listen",        addr(listen_port_),
-                                         "--peer",          addr(tunnel_port_),
-                                         "--admin",         addr(admin_i_),
-                                         "--shards",        std::to_string(shards_),
-                                         "--cpus",          "none",
-                                         "--node-name",     "cluster-a-0",
-                                         "--drain-timeout", "10s"};
-        add_transport(args, "initiator");
-        args.insert(args.end(), extra_.begin(), extra_.end());
-        initiator = std::make_unique<Process>(args, dir_ + "/initiator.log");
-    }
-    void add_transport(std::vector<std::string>& args, const std::string& cert) const {
-        if (pki_.empty()) {
-            args.insert(args.end(), {"--tunnel-transport", "plain"});
-        } else {
-            std::vector<std::string> t = tls_flags(pki_, cert);
-            args.insert(args.end(), t.begin(), t.end());
-        }
-    }
-    [[nodiscard]] bool ready(int timeout_ms = 20000) const {
-        return testlib::wait_until(
-            [&] { return testlib::http_get(admin_i_, "/ready").status == 200; }, timeout_ms);
-    }
-    [[nodiscard]] int64_t initiator_metric(const std::string& name) const {
-        return testlib::metric_sum(testlib::http_get(admin_i_, "/metrics").body, name);
-    }
-    [[nodiscard]] int64_t terminator_metric(const std::string& name) const {
-        return testlib::metric_sum(testlib::http_get(admin_t_, "/metrics").body, name);
-    }
-
-    std::string dir_;
-    uint16_t upstream_port_;
-    uint16_t tunnel_port_;
-    uint16_t listen_port_;
-    uint16_t admin_i_;
-    uint16_t admin_t_;
-    int shards_;
-    std::vector<std::string> extra_;
-    std::string pki_;
-    int terminator_shards_;
-    std::unique_ptr<Process> terminator;
-    std::unique_ptr<Process> initiator;
-};
-
-class E2e : public ::testing::Test {
-  protected:
-    void SetUp() override { dir_ = testlib::make_temp_dir(); }
-    void TearDown() override {
-        if (HasFailure()) {
-            // Keep the logs of a failure on the console: CI shows nothing else.
-            for (const char* name : {"initiator.log", "terminator.log", "echo.log", "load.log"}) {
-                Process cat({"/bin/sh", "-c", "tail -n 40 " + dir_ + "/" + name + " 1>&2"},
-                            dir_ + "/cat.log");
-                (void)cat.wait(5000);
-                std::fprintf(stderr, "---- %s\n%s\n", name, cat.log().c_str());
-            }
-        }
-        testlib::remove_tree(dir_);
-    }
-
-    std::unique_ptr<Process> start_echo(uint16_t port) {
-        auto p = std::make_unique<Process>(
-            std::vector<std::string>{load_bin(), "serve", "--listen", addr(port), "--mode", "echo"},
-            dir_ + "/echo.log");
-        EXPECT_TRUE(testlib::wait_until(
-            [&] {
-                int fd = testlib::connect_to(port);
-                if (fd >= 0) {
-                    close(fd);
-                }
-                return fd >= 0;
-            },
-            10000));
-        return p;
-    }
-    // ferry-load verify through the initiator: each connection's echo is checked with xxHash.
-    int verify(uint16_t port, int connections, const std::string& bytes_per_connection) {
-        Process load({load_bin(), "run", "--target", addr(port), "--mode", "verify",
-                      "--connections", std::to_string(connections), "--bytes-per-connection",
-                      bytes_per_connection, "--timeout", "240s"},
-                     dir_ + "/load.log");
-        std::optional<int> rc = load.wait(300000);
-        std::fprintf(stderr, "%s", load.log().c_str());
-        return rc.value_or(-1);
-    }
-
-    std::string dir_;
-};
 
 TEST_F(E2e, SixtyFourClientsPushQuarterGigabyteByteExact) {
     uint16_t echo_port = testlib::free_port();
@@ -269,9 +84,9 @@ TEST_F(E2e, RefusingUpstreamResetsOnlyItsStreamAndTheTunnelStaysUp) {
     ASSERT_TRUE(t.ready());
     int c = testlib::connect_to(t.listen_port_);
     ASSERT_GE(c, 0);
-    // The client gets a clean close (FIN), not a reset and not a hang.
+    // The client gets a reset, as a direct connect to a closed port would, and not a hang.
     ReadResult closed = testlib::read_all(c, 20000);
-    EXPECT_EQ(closed.end, ReadEnd::Eof);
+    EXPECT_EQ(closed.end, ReadEnd::Reset);
     EXPECT_EQ(closed.bytes, "");
     close(c);
     EXPECT_GE(t.terminator_metric("ferry_upstream_connect_errors_total"), 1);
@@ -328,9 +143,10 @@ TEST_F(E2e, UpstreamDyingMidStreamResetsOnlyThatStream) {
     // Healthy streams on the same tunnel run alongside.
     std::thread healthy([&] { EXPECT_EQ(verify(t.listen_port_, 8, "2MiB"), 0); });
     EXPECT_TRUE(testlib::write_all(victim, "DIE now", 7));
-    // The upstream's RST becomes a clean close of the client (FIN), not a hang.
+    // The upstream's RST reaches the client as a RST: an abort stays an abort, never a FIN
+    // that would pass a truncated reply off as complete.
     ReadResult closed = testlib::read_all(victim, 20000);
-    EXPECT_EQ(closed.end, ReadEnd::Eof);
+    EXPECT_EQ(closed.end, ReadEnd::Reset);
     EXPECT_EQ(closed.bytes, "");
     close(victim);
     healthy.join();
@@ -339,21 +155,6 @@ TEST_F(E2e, UpstreamDyingMidStreamResetsOnlyThatStream) {
     close(lfd);
     EXPECT_GE(t.initiator_metric("ferry_resets_received_total"), 1);
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
-}
-
-// Sends `bytes` to the tunnel port as a rogue peer and reads until ferry ends the connection:
-// how it ended (Timeout: ferry kept it open for 10 s) and what ferry sent before (a GOAWAY, an
-// alert). A refused connect is an Error with its errno.
-ReadResult rogue_peer(uint16_t port, const std::string& bytes) {
-    int fd = testlib::connect_to(port);
-    if (fd < 0) {
-        return {{}, ReadEnd::Error, errno};
-    }
-    // A write that fails because ferry already dropped us is fine: the read says how it ended.
-    (void)testlib::write_all(fd, bytes.data(), bytes.size());
-    ReadResult r = testlib::read_all(fd, 10000);
-    close(fd);
-    return r;
 }
 
 TEST_F(E2e, RoguePeersAreDisconnectedWithAReasonWhileTheRealTunnelCarriesOn) {
@@ -445,9 +246,10 @@ TEST_F(E2e, TunnelLossClosesClientsAndTheInitiatorReconnects) {
     ASSERT_EQ(recv(c, echo_buf, 4, MSG_WAITALL), 4);
     t.terminator->signal(SIGKILL);
     (void)t.terminator->wait(5000);
-    // The stream dies with its tunnel: the client sees a clean close (FIN), not a hang.
+    // The stream dies with its tunnel: the client sees a reset (it was cut short), not a FIN and
+    // not a hang.
     ReadResult closed = testlib::read_all(c, 20000);
-    EXPECT_EQ(closed.end, ReadEnd::Eof);
+    EXPECT_EQ(closed.end, ReadEnd::Reset);
     EXPECT_EQ(closed.bytes, "");
     close(c);
     EXPECT_TRUE(testlib::wait_until(
@@ -476,7 +278,7 @@ TEST_F(E2e, ArmoredTunnelRotatingKeysEvery100msCarriesQuarterGigabyteInOrder) {
     std::string pki = make_pki(dir_);
     uint16_t echo_port = testlib::free_port();
     auto echo = start_echo(echo_port);
-    Tunnel t(dir_, echo_port, 2, {"--rekey-bytes", "1048576", "--rekey-interval", "100ms"}, pki);
+    Tunnel t(dir_, echo_port, 2, {"--rekey-bytes", "1MiB", "--rekey-interval", "100ms"}, pki);
     ASSERT_TRUE(t.ready());
     // 64 streams x 4 MiB each way; every stream's bytes and order are checked with xxHash64.
     EXPECT_EQ(verify(t.listen_port_, 64, "4MiB"), 0);
@@ -683,4 +485,4 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
 }
 
 }  // namespace
-}  // namespace ferry
+}  // namespace ferry::e2e

@@ -1,6 +1,9 @@
-// Admin HTTP port, served by shard 0's own ring: GET /health, /ready, /metrics (Prometheus text).
-// Answers are small and built per request (the admin port is not the data path); every
-// connection closes after one response, and a bounded number are served at once.
+// Admin HTTP port, served by shard 0's own ring: GET (or HEAD) /health, /ready, /metrics
+// (Prometheus text). Answers are small and built per request (the admin port is not the data
+// path); every connection closes after one response. A bounded number are served at once; one
+// that does not send its request within the timeout is closed, and when the port is full the
+// longest-waiting is closed to make room, so slow or idle clients cannot starve the probes. It
+// keeps answering while the process drains (/ready then says 503).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +28,7 @@ struct AdminConfig {
     std::string role;  // "initiator" or "terminator", shown in /metrics
     std::string node_name;
     uint32_t max_connections = 64;
+    uint64_t timeout_ns = 5'000'000'000;  // to receive a whole request
     // Every shard's counters, by shard index: its loop's and its services' (they outlive the
     // server; written by their shards, read here).
     std::vector<const loop::Metrics*> loop_metrics;
@@ -39,7 +43,7 @@ class AdminServer final : public shard::Service, private io::AcceptHandler {
     [[nodiscard]] bool start() noexcept override;
     void drain() noexcept override;
     [[nodiscard]] bool idle() const noexcept override;
-    void tick(uint64_t) noexcept override {}
+    void tick(uint64_t now_ns) noexcept override;
 
     // Routes one parsed request; returns the full HTTP response.
     [[nodiscard]] std::string respond(std::string_view method, std::string_view path) const;
@@ -47,12 +51,20 @@ class AdminServer final : public shard::Service, private io::AcceptHandler {
   private:
     friend class AdminConnection;
     void on_accepted(int fd) noexcept override;
+    void forget(AdminConnection* c) noexcept;
 
     loop::Context& ctx_;
     AdminConfig config_;
     io::Acceptor acceptor_;
     std::unique_ptr<base::ObjectPool<AdminConnection>> connections_;
+    std::vector<AdminConnection*> open_;  // not yet closed
+    uint64_t timed_out_ = 0;
+    uint64_t evicted_ = 0;
+    bool draining_ = false;
 };
+
+// The RFC 9110 reason phrase of `status` ("Request Header Fields Too Large" for 431).
+[[nodiscard]] const char* reason_phrase(int status) noexcept;
 
 // Prometheus text exposition of every shard's metrics: the loop's and the services' (both by
 // shard index, the same length).

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "ferry/base/log.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/tunnel_security.h"
@@ -25,15 +26,23 @@ struct RawOptions {
     std::string cpus;  // "auto", "none" or a list like "0,2-3"
     uint32_t ring_entries = 4096;
     bool sqpoll = false;
-    uint32_t buffer_size = 65536;
+    // Byte counts (flags take units: 64KiB, 1MiB); validate() checks their ranges.
+    uint64_t buffer_size = 65536;
     uint32_t buffer_count = 512;
     uint32_t tunnel_buffer_count = 1024;
-    uint32_t zerocopy_threshold = 65536;
-    uint32_t max_frame_size = 65536;
-    uint32_t stream_window = 256 * 1024;
-    uint32_t connection_window = 16 * 1024 * 1024;
+    uint64_t zerocopy_threshold = 65536;
+    uint64_t max_frame_size = 65536;
+    uint64_t stream_window = 256 * 1024;
+    uint64_t connection_window = 16 * 1024 * 1024;
     uint32_t max_connections = 65536;
     uint32_t max_streams = 16384;
+    uint32_t max_tunnels = 1024;            // established tunnel connections per shard
+    uint32_t max_pending_tunnels = 256;     // tunnel connections before their handshake, per shard
+    uint32_t max_upstream_connects = 1024;  // in flight, per process
+    uint32_t max_upstream_connects_per_tunnel = 256;  // in flight, per tunnel connection
+    absl::Duration handshake_timeout = absl::Seconds(10);
+    absl::Duration admin_timeout = absl::Seconds(5);
+    std::string log_level_file;
     absl::Duration connect_timeout = absl::Seconds(5);
     absl::Duration drain_timeout = absl::Seconds(10);
     absl::Duration ping_interval = absl::Seconds(10);
@@ -67,7 +76,14 @@ struct Options {
     tunnel::Tuning tuning;
     bool has_admin = false;
     io::SocketAddress admin;
-    uint32_t max_connections = 0;
+    uint32_t max_connections = 0;  // per process
+    uint32_t max_tunnels = 1024;
+    uint32_t max_pending_tunnels = 256;
+    uint32_t max_upstream_connects = 1024;
+    uint32_t max_upstream_connects_per_tunnel = 256;
+    uint64_t handshake_timeout_ns = 10'000'000'000;
+    uint64_t admin_timeout_ns = 5'000'000'000;
+    std::string log_level_file;  // re-read on SIGHUP (empty: the level stays --log-level)
     std::string node_name;
     role::TunnelSecurity security;
 };
@@ -93,6 +109,9 @@ using KtlsProbe = bool (*)();
 
 // The CPUs this process may run on (sched_getaffinity).
 [[nodiscard]] std::vector<int> affinity_cpus();
+
+// The log level named in `path` (one word, surrounding whitespace ignored), for SIGHUP.
+[[nodiscard]] absl::StatusOr<base::LogLevel> read_log_level_file(const std::string& path);
 
 // POD_NAME, else the host name.
 [[nodiscard]] std::string default_node_name();

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ferry/base/log.h"
 #include "ferry/io/op.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/tunnel_endpoint.h"
@@ -31,9 +32,10 @@ class ConnectorEvents {
 
 class Connector final : private tunnel::SessionOwner {
   public:
-    // `endpoint` and `events` outlive the connector; `seed` varies the backoff jitter.
+    // `endpoint` and `events` outlive the connector; `seed` varies the backoff jitter. A new
+    // connection must finish its TLS handshake and HELLO within `handshake_timeout_ns`.
     Connector(TunnelEndpoint& endpoint, ConnectorEvents* events, io::SocketAddress peer,
-              uint64_t seed) noexcept;
+              uint64_t seed, uint64_t handshake_timeout_ns) noexcept;
     ~Connector();
     Connector(const Connector&) = delete;
     Connector& operator=(const Connector&) = delete;
@@ -44,6 +46,8 @@ class Connector final : private tunnel::SessionOwner {
     void tick(uint64_t now_ns) noexcept;
     // Stops dialing; every connection drains.
     void drain() noexcept;
+    // Closes every connection at once; their streams are reset.
+    void abort_all(const char* reason) noexcept;
     // True once draining and nothing is left in flight.
     [[nodiscard]] bool idle() const noexcept;
     // The connection new streams go to, or nullptr while there is none that takes them.
@@ -69,8 +73,14 @@ class Connector final : private tunnel::SessionOwner {
     ConnectorEvents* events_;
     io::SocketAddress peer_;
     std::string peer_text_;
-    std::vector<std::unique_ptr<tunnel::Session>> sessions_;
+    struct Attempt {
+        std::unique_ptr<tunnel::Session> session;
+        uint64_t started_ns = 0;
+        bool timed_out = false;
+    };
+    std::vector<Attempt> sessions_;
     tunnel::Session* active_ = nullptr;  // where new streams go
+    uint64_t handshake_timeout_ns_;
 
     io::MemberOp<Connector, &Connector::on_connect> connect_op_{this};
     io::MemberOp<Connector, &Connector::on_connect_timeout> timeout_op_{this};
@@ -83,6 +93,7 @@ class Connector final : private tunnel::SessionOwner {
     bool reconnect_pending_ = false;
     bool draining_ = false;
     uint64_t rng_;
+    base::LogLimiter failure_log_{3, 10'000'000'000};  // 3 lines per 10 s, then a count
 };
 
 }  // namespace ferry::role

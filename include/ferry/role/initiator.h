@@ -14,6 +14,7 @@
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/connector.h"
+#include "ferry/role/limits.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/tcp_protocol.h"
 #include "ferry/role/tunnel_endpoint.h"
@@ -24,8 +25,8 @@ namespace ferry::role {
 struct InitiatorConfig {
     std::vector<ServiceUrl> listen;
     std::vector<io::SocketAddress> peers;
-    uint32_t max_connections = 0;  // this shard's share of --max-connections
-    uint32_t max_pending = 4096;   // clients held while no tunnel connection is usable
+    uint32_t max_pending = 4096;  // clients held while no tunnel connection is usable
+    uint64_t handshake_timeout_ns = 10'000'000'000;  // TLS handshake and HELLO of a new connection
     std::string node_name;
     uint64_t seed = 1;  // backoff jitter
     TunnelSecurity security;
@@ -34,12 +35,15 @@ struct InitiatorConfig {
 
 class Initiator final : public shard::Service, public StreamOpener, private ConnectorEvents {
   public:
-    // `ctx` and `metrics` outlive the initiator.
-    Initiator(loop::Context& ctx, ShardMetrics& metrics, InitiatorConfig config) noexcept;
+    // `ctx`, `metrics` and `limits` (shared by every shard) outlive the initiator.
+    Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& limits,
+              InitiatorConfig config) noexcept;
     ~Initiator() override;
 
     [[nodiscard]] bool start() noexcept override;
     void drain() noexcept override;
+    void stop() noexcept override;
+    void reload() noexcept override { endpoint_.reload(); }
     [[nodiscard]] bool idle() const noexcept override;
     void tick(uint64_t now_ns) noexcept override;
     void housekeeping() noexcept override { endpoint_.housekeeping(); }
@@ -72,6 +76,7 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
 
     void on_connector_changed(Connector& connector) noexcept override;
 
+    ProcessLimits& limits_;
     InitiatorConfig config_;
     TunnelEndpoint endpoint_;
     ProtocolRegistry<ClientProtocol> clients_;

@@ -23,8 +23,16 @@ struct Metrics {
     // Tunnel connections.
     base::Gauge tunnel_up;  // established (usable) tunnel connections on this shard
     base::Counter tunnel_connects;
-    base::Counter tunnel_connect_failures;
-    base::Counter tunnel_disconnects;
+    base::Counter tunnel_connect_failures;  // connects, handshakes or HELLOs that failed
+    base::Counter tunnel_disconnects;       // established tunnel connections closed
+    // Before authentication (TLS handshake and HELLO not both done).
+    base::Gauge tunnel_pending;
+    base::Counter handshake_timeouts;  // closed for taking longer than --handshake-timeout
+    base::Counter pending_evicted;     // closed to make room for a newer one (budget full)
+    base::Counter tunnels_refused;     // established-tunnel limit reached
+    // Upstream connects (terminator).
+    base::Gauge upstream_connects_in_flight;
+    base::Counter upstream_connects_refused;  // too many in flight (per tunnel or process)
 };
 
 // Everything a shard's services count, by module.

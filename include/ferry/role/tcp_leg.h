@@ -4,12 +4,15 @@
 // Socket -> tunnel: each received buffer goes to Stream::write as is; when a stream window's
 // worth is queued the leg stops reading until on_stream_writable (backpressure, bounded memory).
 // Tunnel -> socket: slices of tunnel receive buffers are queued and written with sendmsg;
-// credit returns to the peer as the kernel takes them. Half-close travels both ways.
+// credit returns to the peer as the kernel takes them. Half-close travels both ways, and so do
+// aborts: a reset socket becomes a tunnel RESET, and a reset stream a TCP RST (SO_LINGER 0) on
+// this socket, so neither end takes a truncated stream for a complete one.
 #pragma once
 
 #include <sys/uio.h>
 
 #include "ferry/base/object_pool.h"
+#include "ferry/base/shared_limit.h"
 #include "ferry/io/socket.h"
 #include "ferry/io/socket_io.h"
 #include "ferry/loop/context.h"
@@ -17,6 +20,16 @@
 #include "ferry/tunnel/stream.h"
 
 namespace ferry::role {
+
+// Hears when a leg's upstream connect is over (connected, failed, or given up), to bound the
+// connects in flight.
+class ConnectWatcher {
+  public:
+    virtual void on_connect_over(const void* tunnel) noexcept = 0;
+
+  protected:
+    ~ConnectWatcher() = default;
+};
 
 class TcpLeg final : public tunnel::StreamHandler,
                      private io::SocketEvents,
@@ -28,10 +41,20 @@ class TcpLeg final : public tunnel::StreamHandler,
     // An accepted client socket carried by `stream`.
     void start_accepted(int fd, tunnel::Stream* stream) noexcept;
     // Connects to `upstream` for `stream`; peer data queues until connected. Accepts the stream
-    // (OPEN_ACK) once connected; resets it with ConnectRefused when the connect fails.
-    void start_connect(const io::SocketAddress& upstream, tunnel::Stream* stream) noexcept;
+    // (OPEN_ACK) once connected; resets it with ConnectRefused when the connect fails. False,
+    // with the leg closing itself and the stream untouched, when no socket could be made.
+    [[nodiscard]] bool start_connect(const io::SocketAddress& upstream,
+                                     tunnel::Stream* stream) noexcept;
     // Closes a socket that never got a stream (no tunnel, over the limit).
     void reject(int fd) noexcept;
+    // The leg holds one unit of `limit` (--max-connections) and gives it back when it is freed.
+    void hold_slot(base::SharedLimit* limit) noexcept { slot_ = limit; }
+    // `watcher` hears once when the connect of start_connect() is over; `tunnel` names the
+    // tunnel connection the stream came on.
+    void watch_connect(ConnectWatcher* watcher, const void* tunnel) noexcept {
+        watcher_ = watcher;
+        tunnel_ = tunnel;
+    }
 
     // StreamHandler
     void on_stream_data(buf::Chunk&& data, proto::tunnel::DataFlags flags) noexcept override;
@@ -53,6 +76,9 @@ class TcpLeg final : public tunnel::StreamHandler,
     void send_more() noexcept;
     void maybe_done() noexcept;
     void close() noexcept;
+    // Closes with a TCP RST rather than a FIN: the stream was cut short.
+    void abort() noexcept;
+    void connect_over() noexcept;
 
     static constexpr uint32_t kMaxIov = 8;
 
@@ -70,6 +96,10 @@ class TcpLeg final : public tunnel::StreamHandler,
     bool shut_wr_ = false;
     bool deliver_then_close_ = false;  // stream gone after its FIN: flush out_, then close
     bool closing_ = false;
+    bool accepted_ = false;  // a client of the initiator (else an upstream of the terminator)
+    base::SharedLimit* slot_ = nullptr;
+    ConnectWatcher* watcher_ = nullptr;
+    const void* tunnel_ = nullptr;
 };
 
 }  // namespace ferry::role

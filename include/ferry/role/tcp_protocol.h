@@ -6,8 +6,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "ferry/base/log.h"
 #include "ferry/base/object_pool.h"
 #include "ferry/loop/context.h"
+#include "ferry/role/limits.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/tcp_leg.h"
@@ -15,9 +18,14 @@
 namespace ferry::role {
 
 struct TcpClientLimits {
-    uint32_t max_connections = 0;      // local connections on this shard (all protocols); 0 = none
+    ProcessLimits* process = nullptr;  // --max-connections, shared by every shard
     uint32_t max_pending = 4096;       // clients held while no tunnel connection is usable
-    uint64_t hold_ns = 5'000'000'000;  // how long one is held before it gets a clean close
+    uint64_t hold_ns = 5'000'000'000;  // how long one is held before it is turned away
+};
+
+struct TcpUpstreamLimits {
+    ProcessLimits* process = nullptr;    // --max-connections, --max-upstream-connects
+    uint32_t per_tunnel_connects = 256;  // upstream connects in flight per tunnel connection
 };
 
 class TcpClients final : public ClientProtocol {
@@ -35,13 +43,15 @@ class TcpClients final : public ClientProtocol {
 
   private:
     void open_stream_for(int fd) noexcept;
-    void reject(int fd) noexcept;
+    // Closes a client that gets no stream; `slot` says whether it held a connection slot.
+    void reject(int fd, bool slot) noexcept;
 
     loop::Context& ctx_;
     Metrics& metrics_;
     base::ObjectPool<TcpLeg>& legs_;
     StreamOpener& opener_;
     TcpClientLimits limits_;
+    base::LogLimiter refusal_log_;
     // Accepted clients waiting for a usable tunnel connection (at start, during a rotation
     // handover or a reconnect), with their accept time; bounded and timed out.
     struct PendingClient {
@@ -52,23 +62,29 @@ class TcpClients final : public ClientProtocol {
     bool draining_ = false;
 };
 
-class TcpUpstreams final : public UpstreamProtocol {
+class TcpUpstreams final : public UpstreamProtocol, private ConnectWatcher {
   public:
     // `upstream` is where every stream of this protocol connects to.
     TcpUpstreams(loop::Context& ctx, Metrics& metrics, base::ObjectPool<TcpLeg>& legs,
-                 ServiceUrl upstream, uint32_t max_connections) noexcept;
+                 ServiceUrl upstream, const TcpUpstreamLimits& limits) noexcept;
 
+    // Refused (RESET RefusedStream, counted) when the process is at --max-connections or too
+    // many connects are in flight for this tunnel or the process: a peer that floods OPENs must
+    // not turn ferry into a connect storm against its upstream.
     [[nodiscard]] tunnel::OpenDecision open(tunnel::Session& session, tunnel::Stream& stream,
                                             const proto::tunnel::Open& open) noexcept override;
     void drain() noexcept override { draining_ = true; }
     [[nodiscard]] bool idle() const noexcept override { return true; }
 
   private:
+    void on_connect_over(const void* tunnel) noexcept override;
+
     loop::Context& ctx_;
     Metrics& metrics_;
     base::ObjectPool<TcpLeg>& legs_;
     ServiceUrl upstream_;
-    uint32_t max_connections_;
+    TcpUpstreamLimits limits_;
+    absl::flat_hash_map<const void*, uint32_t> connecting_;  // per tunnel connection
     bool draining_ = false;
 };
 

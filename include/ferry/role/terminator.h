@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "ferry/base/log.h"
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
+#include "ferry/role/limits.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/tunnel_endpoint.h"
 #include "ferry/shard/service.h"
@@ -21,8 +23,12 @@ namespace ferry::role {
 struct TerminatorConfig {
     io::SocketAddress listen_tunnel;
     std::vector<ServiceUrl> upstreams;  // at most one per protocol
-    uint32_t max_connections = 0;       // upstream connections on this shard; 0 = unlimited
-    uint32_t max_tunnels = 1024;        // tunnel connections on this shard
+    uint32_t max_tunnels = 1024;        // established tunnel connections on this shard
+    // Connections whose TLS handshake and HELLO are not both done, on this shard: a budget of
+    // their own (never counted against max_tunnels); when full, the oldest is evicted.
+    uint32_t max_pending = 256;
+    uint64_t handshake_timeout_ns = 10'000'000'000;
+    uint32_t max_upstream_connects_per_tunnel = 256;  // upstream connects in flight per tunnel
     std::string node_name;
     TunnelSecurity security;
     tunnel::Tuning tuning;
@@ -32,12 +38,15 @@ class Terminator final : public shard::Service,
                          private io::AcceptHandler,
                          private tunnel::SessionOwner {
   public:
-    // `ctx` and `metrics` outlive the terminator.
-    Terminator(loop::Context& ctx, ShardMetrics& metrics, TerminatorConfig config) noexcept;
+    // `ctx`, `metrics` and `limits` (shared by every shard) outlive the terminator.
+    Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& limits,
+               TerminatorConfig config) noexcept;
     ~Terminator() override;
 
     [[nodiscard]] bool start() noexcept override;
     void drain() noexcept override;
+    void stop() noexcept override;
+    void reload() noexcept override { endpoint_.reload(); }
     [[nodiscard]] bool idle() const noexcept override;
     void tick(uint64_t now_ns) noexcept override;
     void housekeeping() noexcept override { endpoint_.housekeeping(); }
@@ -58,11 +67,29 @@ class Terminator final : public shard::Service,
     void on_session_closed(tunnel::Session& session) noexcept override;
     void on_session_rotation_due(tunnel::Session& session, const char* why) noexcept override;
 
+    // One accepted tunnel connection: its session, when it came, who it came from, and whether
+    // it got through its handshake and HELLO.
+    struct TunnelConnection {
+        std::unique_ptr<tunnel::Session> session;
+        uint64_t accepted_ns = 0;
+        std::string peer;  // the remote address, for logs
+        bool established = false;
+        bool closing = false;  // evicted, timed out or refused: no longer counted
+    };
+    [[nodiscard]] TunnelConnection* find(const tunnel::Session& session) noexcept;
+    // Ends `c` before its HELLO with `reason`; counted in `counter`, logged (rate-limited).
+    void close_pending(TunnelConnection& c, const char* reason, base::Counter& counter) noexcept;
+    [[nodiscard]] static bool is_pending(const TunnelConnection& c) noexcept;
+    // Counts the connections still in their handshake, sets the gauge, returns the count.
+    uint32_t update_pending_gauge() noexcept;
+
     TerminatorConfig config_;
     TunnelEndpoint endpoint_;
     io::Acceptor acceptor_;
     ProtocolRegistry<UpstreamProtocol> upstreams_;
-    std::vector<std::unique_ptr<tunnel::Session>> sessions_;
+    std::vector<TunnelConnection> connections_;
+    uint32_t established_ = 0;
+    base::LogLimiter refusal_log_;
     bool draining_ = false;
 };
 

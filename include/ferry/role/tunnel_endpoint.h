@@ -40,6 +40,8 @@ class TunnelEndpoint final {
     void housekeeping() noexcept { closed_.clear(); }
     // Periodic work: re-reads changed certificate files.
     void tick(uint64_t now_ns) noexcept;
+    // SIGHUP: re-reads the certificates now.
+    void reload() noexcept;
 
     [[nodiscard]] loop::Context& ctx() const noexcept { return ctx_; }
     [[nodiscard]] ShardMetrics& metrics() const noexcept { return metrics_; }

@@ -38,10 +38,13 @@ class ShardTls final {
                                                                        int fd) const;
     // Reloads the certificates if their files changed since the last look; logs the outcome.
     void maybe_reload(uint64_t now_ns) noexcept;
+    // Reloads the certificates now, changed or not (SIGHUP); logs the outcome.
+    void reload_now() noexcept;
 
   private:
     explicit ShardTls(const TunnelSecurity& sec) : sec_(sec) {}
     [[nodiscard]] int64_t files_stamp() const noexcept;
+    void reload(const char* why) noexcept;
 
     TunnelSecurity sec_;
     std::unique_ptr<tls::TlsContext> ctx_;

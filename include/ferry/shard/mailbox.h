@@ -16,9 +16,10 @@
 namespace ferry::shard {
 
 enum class MessageType : uint8_t {
-    Drain,  // stop accepting, finish streams, exit when idle
-    Stop,   // exit now (drain deadline passed)
-    Dump,   // log the state of every tunnel connection and stream (SIGUSR1)
+    Drain,   // stop accepting, finish streams, exit when idle
+    Stop,    // exit now (drain deadline passed)
+    Dump,    // log the state of every tunnel connection and stream (SIGUSR1)
+    Reload,  // re-read certificates now (SIGHUP)
 };
 
 struct Message {

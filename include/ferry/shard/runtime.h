@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -15,6 +16,8 @@ namespace ferry::shard {
 
 struct RuntimeOptions {
     int shards = 1;
+    // SIGHUP, on the main thread, before the shards are told to reload (re-reads the log level).
+    std::function<void()> on_reload;
     std::vector<int> cpus;  // one per shard, or empty for no pinning
     ShardOptions shard;
     uint64_t drain_timeout_ns = 10'000'000'000;
@@ -29,10 +32,15 @@ class Runtime final {
 
     // Starts every shard and waits until all run, or returns the first failure.
     [[nodiscard]] absl::Status start();
+    enum class Outcome : uint8_t {
+        Drained,        // every shard finished its streams in time
+        DrainDeadline,  // the drain timed out: what was left was reset
+        ShardFailed,    // a shard stopped on its own
+    };
     // Blocks the calling (main) thread until SIGTERM/SIGINT, then drains: shards stop accepting,
-    // finish their streams and exit; after --drain-timeout they are stopped. Returns true when
-    // every shard drained in time.
-    [[nodiscard]] bool run_until_signal();
+    // finish their streams and exit; after --drain-timeout the rest is reset and they stop.
+    // SIGHUP reloads (on_reload, then every shard's certificates); SIGUSR1 dumps state.
+    [[nodiscard]] Outcome run_until_signal();
     // Drain without a signal (tests, auto-exit).
     void request_drain() noexcept;
 
@@ -44,6 +52,8 @@ class Runtime final {
 
   private:
     [[nodiscard]] bool wait_exited(uint64_t deadline_ns);
+    // Posts `type` to every shard and reaps the control ring.
+    void post_all(MessageType type) noexcept;
 
     RuntimeOptions options_;
     ServiceFactory factory_;

@@ -17,8 +17,13 @@ class Service {
     [[nodiscard]] virtual bool idle() const noexcept = 0;
     // Periodic work (~every 100 ms): pings, reconnect timers, idle timeouts.
     virtual void tick(uint64_t now_ns) noexcept = 0;
+    // The drain deadline passed: reset every stream still open (peers see an abort, not a clean
+    // end) and log how many. The shard exits right after.
+    virtual void stop() noexcept {}
     // End of each loop iteration: free what closed during it.
     virtual void housekeeping() noexcept {}
+    // SIGHUP: re-read what can change without a restart (certificates), and log the outcome.
+    virtual void reload() noexcept {}
     // Logs its connections and streams (SIGUSR1), for diagnosing a stuck transfer.
     virtual void dump() const noexcept {}
 };

@@ -73,7 +73,8 @@ class Handshake final {
     // anything received later. Borrowed: valid until the next feed() or destruction.
     [[nodiscard]] std::span<const std::byte> leftover_input() const noexcept;
 
-    // After Done: who the peer is, for logs ("ferry-initiator": first DNS SAN, else subject CN).
+    // After Done: who the peer is, for logs ("ferry-initiator": its first DNS or URI SAN; the
+    // subject CN only for a certificate without SANs, which no identity check accepts).
     [[nodiscard]] const std::string& peer_identity() const noexcept { return peer_identity_; }
 
   private:
@@ -90,7 +91,10 @@ class Handshake final {
     BIO* out_ = nullptr;  // write BIO: bytes for the peer; owned by ssl_
     bool is_server_ = false;
     HandshakeStep state_ = HandshakeStep::WantIo;
-    uint8_t header_seen_ = 0;  // bytes of the peer's first record header checked so far
+    uint8_t header_seen_ = 0;       // bytes of the peer's first record header checked so far
+    size_t first_record_size_ = 0;  // server: header + length of the first record, once known
+    size_t fed_ = 0;                // bytes fed so far
+    bool engaged_ = false;          // server: OpenSSL has been asked to read
     std::array<std::byte, 5> header_{};
     int offered_version_ = 0;  // server: highest version in the ClientHello
     bool have_client_secret_ = false;
@@ -98,7 +102,8 @@ class Handshake final {
     std::array<std::byte, kMaxSecretLen> client_secret_{};
     std::array<std::byte, kMaxSecretLen> server_secret_{};
     size_t secret_len_ = 0;
-    std::vector<std::string> peer_names_;  // the peer certificate's DNS SANs, then its CN
+    std::vector<std::string> peer_names_;  // the peer certificate's DNS and URI SANs
+    std::string peer_cn_;                  // its subject CN: for logs only, never an identity
     std::string name_rejection_;           // server: set when allowed_peer_names refused it
     TrafficKeys keys_;
     std::string peer_identity_;

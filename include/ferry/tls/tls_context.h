@@ -21,11 +21,13 @@ struct TlsConfig {
     std::string cert_file;  // PEM chain, leaf first
     std::string key_file;   // PEM private key of the leaf
     std::string ca_file;    // PEM CA(s) the peer's certificate must chain to
-    // Client only, required: the server's expected DNS SAN (X509_VERIFY_PARAM_set1_host), also
-    // sent as SNI.
+    // Client only, required: the server's identity — a DNS name (wildcard SANs honoured; also
+    // sent as SNI), an IP address, or a URI such as a SPIFFE ID — matched against its subject
+    // alternative names only, never its CN (RFC 9525).
     std::string peer_name;
-    // Server only: client identities accepted, matched exactly (case-insensitive) against the
-    // client certificate's DNS SANs and subject CN. Empty accepts any certificate from the CA.
+    // Server only: client identities accepted, matched against the client certificate's DNS SANs
+    // (case-insensitive) and URI SANs (exactly); never its CN. Empty accepts any certificate
+    // from the CA.
     std::vector<std::string> allowed_peer_names;
     // TLS 1.3 suite names, colon separated, in preference order.
     std::string ciphersuites = kDefaultCiphersuites;

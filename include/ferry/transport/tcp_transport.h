@@ -16,7 +16,7 @@ class TcpTransport final : public Transport, private io::SocketEvents {
     TcpTransport(loop::Context& ctx, Metrics& metrics, int fd) noexcept;
 
     void start(TransportSink* sink) noexcept override;
-    void write(WriteBatch* batch) noexcept override;
+    void write(iovec* iov, uint32_t count, uint64_t bytes) noexcept override;
     void pause_reading() noexcept override { io_.pause_reading(); }
     void resume_reading() noexcept override { io_.start_reading(); }
     void close() noexcept override;
@@ -37,7 +37,7 @@ class TcpTransport final : public Transport, private io::SocketEvents {
     Metrics& metrics_;
     io::SocketIo io_;
     TransportSink* sink_ = nullptr;
-    WriteBatch* batch_ = nullptr;
+    bool writing_ = false;
     bool down_ = false;
 };
 

@@ -53,7 +53,7 @@ class TlsTransport final : public Transport, private TransportSink, private io::
     ~TlsTransport() override;
 
     void start(TransportSink* sink) noexcept override;
-    void write(WriteBatch* batch) noexcept override;
+    void write(iovec* iov, uint32_t count, uint64_t bytes) noexcept override;
     void pause_reading() noexcept override;
     void resume_reading() noexcept override;
     void close() noexcept override;
@@ -95,6 +95,8 @@ class TlsTransport final : public Transport, private TransportSink, private io::
     [[nodiscard]] bool install_next_kernel_key(tls::KtlsDirection direction) noexcept;
     [[nodiscard]] bool key_update_due() const noexcept;
     void key_update_done() noexcept;
+    // A due key on a connection with no write to carry the KeyUpdate: send it alone.
+    void rotate_idle_key(uint64_t now_ns) noexcept;
     void send_queued() noexcept;
     void seal_and_send() noexcept;
     // Counts the start of a wait for buffers (sealing or gathering); one wait, however many
@@ -122,12 +124,15 @@ class TlsTransport final : public Transport, private TransportSink, private io::
 
     // Outgoing ciphertext (handshake bytes or sealed records) and the lower write carrying it.
     buf::ChunkQueue tx_;
-    WriteBatch out_;
+    static constexpr uint32_t kMaxIov = 64;
+    iovec out_[kMaxIov];
     uint64_t sending_bytes_ = 0;
     bool lower_writing_ = false;
-    bool passthrough_write_ = false;  // kTLS: the writer's batch itself is with the lower layer
-    WriteBatch* batch_ = nullptr;     // the writer's batch, released once its records went out
-    tls::RecordSealer sealer_;
+    bool passthrough_write_ = false;  // kTLS: the writer's iovecs themselves are with the lower
+    bool writer_waiting_ = false;     // the writer's write is not fully sealed and sent yet
+    // User-space records only (made once the handshake is done: a connection that never
+    // authenticates never pays for it).
+    std::unique_ptr<tls::RecordSealer> sealer_;
 
     // Incoming ciphertext, cut into whole records.
     tls::RecordAssembler assembler_;

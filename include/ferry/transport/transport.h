@@ -19,8 +19,8 @@ class SocketIo;
 
 namespace ferry::transport {
 
-// One write: headers from `headers` and payload slices owned by `owned`, in iov order. The
-// writer fills it; the Transport borrows it until on_transport_written(); then it is reused.
+// The session's write: frame headers from `headers` and payload slices owned by `owned`, in iov
+// order; its iovecs go to Transport::write and are borrowed until on_transport_written().
 struct WriteBatch {
     static constexpr uint32_t kMaxIov = 256;
     static constexpr uint32_t kHeaderSlot = 16;
@@ -46,7 +46,7 @@ class TransportSink {
   public:
     // Bytes of the stream, in order. The sink may keep slices of `bytes`.
     virtual void on_transport_read(buf::Chunk&& bytes) noexcept = 0;
-    // The batch passed to write() was fully handed on (or the transport failed).
+    // What write() was given was fully handed on (or the transport failed).
     virtual void on_transport_written() noexcept = 0;
     // Reading ended (EOF or error: `reason` is static text, `err` an errno or 0). Called once;
     // the transport then finishes its in-flight work and reports on_transport_quiescent().
@@ -75,9 +75,10 @@ class Transport {
     virtual ~Transport() = default;
     // Starts reading (and, for TLS, the handshake). Events go to `sink` from now on.
     virtual void start(TransportSink* sink) noexcept = 0;
-    // At most one write in flight. The batch stays untouched by the caller until
-    // on_transport_written().
-    virtual void write(WriteBatch* batch) noexcept = 0;
+    // Writes iov[0..count), `bytes` in all. At most one write in flight; the iovec array and the
+    // memory it names stay untouched by the caller until on_transport_written() (the transport
+    // may advance the iovecs in place as parts go out).
+    virtual void write(iovec* iov, uint32_t count, uint64_t bytes) noexcept = 0;
     // Backpressure from above: stop delivering on_transport_read until resume_reading(). Bytes
     // already on their way may still arrive.
     virtual void pause_reading() noexcept = 0;

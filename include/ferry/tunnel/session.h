@@ -122,6 +122,8 @@ class Session final : public loop::Flushable, private io::BufferWaiter {
     [[nodiscard]] bool usable() const noexcept { return state_ == State::Open; }
     [[nodiscard]] size_t stream_count() const noexcept { return streams_.size(); }
     [[nodiscard]] const std::string& peer_name() const noexcept { return peer_name_; }
+    // Why the session closed (or is closing); empty while it runs.
+    [[nodiscard]] const std::string& close_reason() const noexcept { return close_reason_; }
     // True once the peer's HELLO was accepted (on_session_ready ran), whatever came later.
     [[nodiscard]] bool hello_exchanged() const noexcept { return hello_exchanged_; }
     [[nodiscard]] uint32_t peer_capabilities() const noexcept { return peer_capabilities_; }
@@ -175,6 +177,8 @@ class Session final : public loop::Flushable, private io::BufferWaiter {
     void transport_quiescent() noexcept;
     void transport_established() noexcept;
     void send_hello() noexcept;
+    // Makes the write batch and the decoder (once the transport carries bytes).
+    void prepare_io() noexcept;
 
     void mark_dirty() noexcept;
     [[nodiscard]] std::span<std::byte> control_space(size_t n) noexcept;
@@ -225,9 +229,11 @@ class Session final : public loop::Flushable, private io::BufferWaiter {
     std::string peer_name_;
     uint32_t peer_capabilities_ = 0;
     bool hello_exchanged_ = false;
+    bool hello_sent_ = false;
     bool messages_ = false;
+    std::string close_reason_;
     SessionFrameSink sink_{this};
-    proto::tunnel::FrameDecoder<SessionFrameSink> decoder_;
+    std::optional<proto::tunnel::FrameDecoder<SessionFrameSink>> decoder_;
     buf::Chunk* reading_ = nullptr;  // the chunk being decoded, to slice DATA from
 
     absl::flat_hash_map<uint32_t, Stream*> streams_;
@@ -271,7 +277,7 @@ class Session final : public loop::Flushable, private io::BufferWaiter {
     uint64_t drain_started_ns_ = 0;
     Stream* ready_head_ = nullptr;
     Stream* ready_tail_ = nullptr;
-    transport::WriteBatch batch_;
+    std::unique_ptr<transport::WriteBatch> batch_;
     bool writing_ = false;
     bool close_after_flush_ = false;
     bool transport_closed_ = false;

@@ -60,7 +60,8 @@ class InitiatorTest : public testing::RoleLoop {
         t.upstreams.push_back(tcp_url(upstream_port));
         t.node_name = "terminator";
         t.security.tls = false;
-        terminator_ = std::make_unique<Terminator>(*ctx_, terminator_metrics_, std::move(t));
+        terminator_ =
+            std::make_unique<Terminator>(*ctx_, terminator_metrics_, limits_, std::move(t));
         ASSERT_TRUE(terminator_->start());
         services_.push_back(terminator_.get());
 
@@ -72,7 +73,8 @@ class InitiatorTest : public testing::RoleLoop {
         }
         i.node_name = "initiator";
         i.security.tls = false;
-        initiator_ = std::make_unique<Initiator>(*ctx_, metrics_, std::move(i));
+        i.handshake_timeout_ns = handshake_timeout_ns_;
+        initiator_ = std::make_unique<Initiator>(*ctx_, metrics_, limits_, std::move(i));
         ASSERT_TRUE(initiator_->start());
         services_.push_back(initiator_.get());
         // The echo upstream: accept one connection and send back what it reads.
@@ -111,6 +113,8 @@ class InitiatorTest : public testing::RoleLoop {
         return got;
     }
 
+    ProcessLimits limits_{0, 1024};
+    uint64_t handshake_timeout_ns_ = 10'000'000'000;
     ShardMetrics terminator_metrics_;
     std::unique_ptr<Terminator> terminator_;
     std::unique_ptr<Initiator> initiator_;
@@ -158,6 +162,35 @@ TEST_F(InitiatorTest, DrainEndsWithEveryTunnelClosed) {
     EXPECT_EQ(metrics_.role.tunnel_up.value(), 0);
     EXPECT_EQ(metrics_.role.ready.value(), 0);
     ASSERT_TRUE(run_until([&] { return terminator_metrics_.role.tunnel_up.value() == 0; }));
+}
+
+TEST_F(InitiatorTest, APeerThatAcceptsButNeverAnswersIsRetriedWithBackoff) {
+    // A "terminator" that takes the TCP connection and then says nothing at all.
+    uint16_t mute_port = 0;
+    const int mute = listen_loopback(&mute_port);
+    ASSERT_GE(mute, 0);
+    handshake_timeout_ns_ = 150'000'000;
+    const uint16_t live = dead_port();
+    ASSERT_NO_FATAL_FAILURE(start({mute_port}, live));
+    if (IsSkipped()) {
+        close(mute);
+        return;
+    }
+    std::vector<int> held;
+    ASSERT_TRUE(run_until([&] {
+        pollfd p{mute, POLLIN, 0};
+        if (poll(&p, 1, 0) == 1) {
+            held.push_back(accept4(mute, nullptr, nullptr, SOCK_CLOEXEC));
+        }
+        return metrics_.role.tunnel_connect_failures.value() >= 2;
+    }));
+    EXPECT_GE(metrics_.role.handshake_timeouts.value(), 2U);
+    EXPECT_GE(held.size(), 2U) << "each attempt was a fresh connection";
+    EXPECT_EQ(metrics_.role.ready.value(), 0);
+    for (int fd : held) {
+        close(fd);
+    }
+    close(mute);
 }
 
 }  // namespace

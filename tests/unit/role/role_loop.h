@@ -51,9 +51,9 @@ inline std::pair<int, int> tcp_pair() {
 }
 
 // A listening loopback socket on a free port (`port` set); -1 on failure.
-inline int listen_loopback(uint16_t* port) {
+inline int listen_loopback(uint16_t* port, int backlog = 16) {
     absl::StatusOr<io::SocketAddress> any = io::parse_address("127.0.0.1:0");
-    absl::StatusOr<int> lfd = io::listen_tcp(*any, /*reuse_port=*/false, 16);
+    absl::StatusOr<int> lfd = io::listen_tcp(*any, /*reuse_port=*/false, backlog);
     if (!lfd.ok()) {
         return -1;
     }

@@ -33,13 +33,13 @@ class TerminatorTest : public testing::RoleLoop {
     // A plain-tunnel terminator whose TCP upstream is a loopback listener the test holds (or,
     // with `upstream_up` false, a port where nothing listens), and a raw peer on one tunnel
     // connection.
-    void start(bool upstream_up = true) {
+    void start(bool upstream_up = true, int backlog = 16) {
         build();
         if (IsSkipped()) {
             return;
         }
         uint16_t port = 0;
-        upstream_listener_ = listen_loopback(&port);
+        upstream_listener_ = listen_loopback(&port, backlog);
         ASSERT_GE(upstream_listener_, 0);
         if (!upstream_up) {
             close(upstream_listener_);
@@ -52,7 +52,10 @@ class TerminatorTest : public testing::RoleLoop {
         up.address = *io::parse_address("127.0.0.1:" + std::to_string(port));
         up.text = "tcp://127.0.0.1:" + std::to_string(port);
         c.upstreams.push_back(up);
-        terminator_ = std::make_unique<Terminator>(*ctx_, metrics_, std::move(c));
+        c.max_pending = max_pending_;
+        c.handshake_timeout_ns = handshake_timeout_ns_;
+        c.max_upstream_connects_per_tunnel = per_tunnel_connects_;
+        terminator_ = std::make_unique<Terminator>(*ctx_, metrics_, limits_, std::move(c));
         services_.push_back(terminator_.get());
         ASSERT_TRUE(terminator_->start_without_listener());
         auto [a, b] = tcp_pair();
@@ -71,6 +74,18 @@ class TerminatorTest : public testing::RoleLoop {
         ASSERT_TRUE(run_until([&] { return metrics_.role.tunnel_up.value() == 1; }));
     }
 
+    // A silent connection to the terminator (a raw peer that never says anything).
+    std::unique_ptr<RawPeer> silent_peer() {
+        auto [a, b] = tcp_pair();
+        EXPECT_GE(a, 0);
+        terminator_->adopt_tunnel_connection(b);
+        return std::make_unique<RawPeer>(a);
+    }
+
+    ProcessLimits limits_{0, 1024};
+    uint32_t max_pending_ = 256;
+    uint64_t handshake_timeout_ns_ = 10'000'000'000;
+    uint32_t per_tunnel_connects_ = 256;
     std::unique_ptr<Terminator> terminator_;
     std::unique_ptr<RawPeer> peer_;
     int upstream_listener_ = -1;
@@ -95,8 +110,11 @@ TEST_F(TerminatorTest, AConnectionThatNeverSaidHelloIsNeverCountedUp) {
         return;
     }
     peer_->close_now();
-    ASSERT_TRUE(run_until([&] { return metrics_.role.tunnel_disconnects.value() == 1; }));
+    // A connection that never got through its HELLO failed; it was never a tunnel that went down.
+    ASSERT_TRUE(run_until([&] { return metrics_.role.tunnel_connect_failures.value() == 1; }));
+    EXPECT_EQ(metrics_.role.tunnel_disconnects.value(), 0U);
     EXPECT_EQ(metrics_.role.tunnel_up.value(), 0);
+    EXPECT_EQ(metrics_.role.tunnel_pending.value(), 0);
 }
 
 TEST_F(TerminatorTest, AnUnknownProtocolIsResetAsUnsupportedWithAReason) {
@@ -194,6 +212,74 @@ TEST_F(TerminatorTest, DrainingRefusesNewStreamsAndAnnouncesTwice) {
     ASSERT_FALSE(peer_->capture.resets.empty());
     EXPECT_EQ(peer_->capture.resets[0].code, pt::ErrorCode::RefusedStream);
     ASSERT_TRUE(run_until([&] { return peer_->eof && terminator_->idle(); }));
+}
+
+// ---- hardening: no lock-out before authentication, bounded upstream connects
+// ---------------------
+
+TEST_F(TerminatorTest, SilentConnectionsShareABudgetAndTheOldestMakesRoom) {
+    max_pending_ = 3;
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    // The fixture's peer is the oldest silent connection; three more arrive.
+    std::vector<std::unique_ptr<RawPeer>> silent;
+    for (int i = 0; i < 3; ++i) {
+        silent.push_back(silent_peer());
+    }
+    EXPECT_EQ(metrics_.role.tunnel_pending.value(), 3);
+    EXPECT_EQ(metrics_.role.pending_evicted.value(), 1U);
+    ASSERT_TRUE(run_until([&] { return !peer_->poll_input() && peer_->eof; }))
+        << "the oldest was closed";
+    // A real initiator still gets in, evicting the next oldest.
+    auto [a, b] = tcp_pair();
+    terminator_->adopt_tunnel_connection(b);
+    RawPeer real(a);
+    pt::HelloSettings h;
+    h.capabilities = pt::kCapabilityMessages;
+    real.send(preface_and_hello(h));
+    ASSERT_TRUE(run_until([&] { return metrics_.role.tunnel_up.value() == 1; }));
+    EXPECT_EQ(metrics_.role.pending_evicted.value(), 2U);
+    EXPECT_LE(metrics_.role.tunnel_pending.value(), 3);
+}
+
+TEST_F(TerminatorTest, AConnectionThatNeverFinishesItsHandshakeIsClosedInTime) {
+    handshake_timeout_ns_ = 200'000'000;
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    // Half a preface, then silence.
+    peer_->send({std::byte{0x89}, std::byte{'F'}, std::byte{'E'}});
+    ASSERT_TRUE(run_until([&] { return (void)peer_->poll_input(), peer_->eof; }));
+    EXPECT_EQ(metrics_.role.handshake_timeouts.value(), 1U);
+    EXPECT_EQ(metrics_.role.tunnel_pending.value(), 0);
+    EXPECT_EQ(metrics_.role.tunnel_up.value(), 0);
+}
+
+TEST_F(TerminatorTest, AnOpenFloodCannotStartMoreUpstreamConnectsThanTheBound) {
+    // An upstream whose accept queue is full: connects to it hang, as to an overloaded service.
+    per_tunnel_connects_ = 4;
+    ASSERT_NO_FATAL_FAILURE(start(/*upstream_up=*/true, /*backlog=*/0));
+    if (IsSkipped()) {
+        return;
+    }
+    ASSERT_NO_FATAL_FAILURE(hello());
+    for (uint32_t id = 1; id < 40; id += 2) {
+        peer_->send(open_frame(id, pt::StreamProtocol::Tcp));
+    }
+    ASSERT_TRUE(run_until([&] { return peer_->capture.resets.size() >= 16; }));
+    for (int i = 0; i < 20; ++i) {
+        step();
+    }
+    EXPECT_LE(metrics_.role.upstream_connects_in_flight.value(), 4);
+    EXPECT_GE(metrics_.role.upstream_connects_refused.value(), 15U);
+    for (const auto& r : peer_->capture.resets) {
+        if (r.code == pt::ErrorCode::RefusedStream) {
+            EXPECT_NE(r.reason.find("upstream connects in flight"), std::string::npos) << r.reason;
+        }
+    }
 }
 
 }  // namespace

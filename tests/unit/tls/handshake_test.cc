@@ -206,6 +206,70 @@ TEST(Handshake, AcceptsClientInAllowedPeerNamesIgnoringCase) {
     EXPECT_EQ(o.client->step(), HandshakeStep::Done) << o.client->failure_reason();
 }
 
+// ---- identity: subject alternative names only, never the CN (RFC 9525) -------------------------
+
+TEST(HandshakeFailure, AllowedPeersIgnoreTheCnOfACertificateWhoseSansNameSomeoneElse) {
+    // Signed by the tunnel CA, CN "ferry-initiator", SAN DNS:someone-else.
+    TlsConfig sc = server_config();
+    sc.allowed_peer_names = {"ferry-initiator"};
+    TlsConfig cc = client_config();
+    cc.cert_file = testing::cert("impostor-initiator.crt");
+    cc.key_file = testing::cert("impostor-initiator.key");
+    Outcome o = run(sc, cc);
+    ASSERT_EQ(o.server->step(), HandshakeStep::Failed);
+    EXPECT_EQ(o.server->failure_reason(),
+              "peer identity not allowed: certificate names [someone-else] are not in "
+              "allowed_peer_names");
+}
+
+TEST(HandshakeFailure, PeerNameIgnoresTheCnOfACertificateWithOnlyAUriSan) {
+    // CN "ferry-terminator" but no DNS SAN: OpenSSL's default would fall back to the CN.
+    TlsConfig sc = server_config();
+    sc.cert_file = testing::cert("impostor-terminator.crt");
+    sc.key_file = testing::cert("impostor-terminator.key");
+    Outcome o = run(sc, client_config());
+    ASSERT_EQ(o.client->step(), HandshakeStep::Failed);
+    EXPECT_EQ(o.client->failure_reason(),
+              "peer name mismatch: expected ferry-terminator, certificate names "
+              "[spiffe://elsewhere.example/ns/other/sa/server]");
+}
+
+TEST(Handshake, SpiffeIdsIdentifyBothEnds) {
+    TlsConfig sc = server_config();
+    sc.cert_file = testing::cert("spiffe-terminator.crt");
+    sc.key_file = testing::cert("spiffe-terminator.key");
+    sc.allowed_peer_names = {"spiffe://cluster-a.example/ns/ferry/sa/initiator"};
+    TlsConfig cc = client_config();
+    cc.cert_file = testing::cert("spiffe-initiator.crt");
+    cc.key_file = testing::cert("spiffe-initiator.key");
+    cc.peer_name = "spiffe://cluster-b.example/ns/ferry/sa/terminator";
+    Outcome o = run(sc, cc);
+    ASSERT_EQ(o.server->step(), HandshakeStep::Done) << o.server->failure_reason();
+    ASSERT_EQ(o.client->step(), HandshakeStep::Done) << o.client->failure_reason();
+    EXPECT_EQ(o.server->peer_identity(), "spiffe://cluster-a.example/ns/ferry/sa/initiator");
+    EXPECT_EQ(o.client->peer_identity(), "spiffe://cluster-b.example/ns/ferry/sa/terminator");
+}
+
+TEST(HandshakeFailure, ASpiffeIdMustMatchExactly) {
+    TlsConfig sc = server_config();
+    sc.cert_file = testing::cert("spiffe-terminator.crt");
+    sc.key_file = testing::cert("spiffe-terminator.key");
+    TlsConfig cc = client_config();
+    cc.peer_name = "spiffe://cluster-b.example/ns/ferry/sa/TERMINATOR";
+    Outcome o = run(sc, cc);
+    ASSERT_EQ(o.client->step(), HandshakeStep::Failed);
+    EXPECT_EQ(o.client->failure_reason(),
+              "peer name mismatch: expected spiffe://cluster-b.example/ns/ferry/sa/TERMINATOR, "
+              "certificate names [spiffe://cluster-b.example/ns/ferry/sa/terminator]");
+}
+
+TEST(Handshake, AnIpPeerNameMatchesAnIpSan) {
+    TlsConfig cc = client_config();
+    cc.peer_name = "127.0.0.1";  // the terminator certificate carries IP:127.0.0.1
+    Outcome o = run(server_config(), cc);
+    EXPECT_EQ(o.client->step(), HandshakeStep::Done) << o.client->failure_reason();
+}
+
 // Drives a raw OpenSSL client against a ferry server until the server settles.
 HandshakeStep raw_client_against(Handshake& server, RawSsl& client) {
     SSL_set_connect_state(client.ssl());

@@ -34,11 +34,11 @@ class MemoryTransport final : public Transport {
 
     void start(TransportSink* sink) noexcept override { sink_ = sink; }
 
-    void write(WriteBatch* batch) noexcept override {
+    void write(iovec* iov, uint32_t count, uint64_t) noexcept override {
         FERRY_CHECK(!closed_);
-        for (uint32_t i = 0; i < batch->iov_count; ++i) {
-            const auto* p = static_cast<const std::byte*>(batch->iov[i].iov_base);
-            size_t left = batch->iov[i].iov_len;
+        for (uint32_t i = 0; i < count; ++i) {
+            const auto* p = static_cast<const std::byte*>(iov[i].iov_base);
+            size_t left = iov[i].iov_len;
             wire.append(reinterpret_cast<const char*>(p), left);
             while (left > 0 && peer_ != nullptr) {
                 buf::Chunk c = ctx_.alloc_tunnel_chunk();

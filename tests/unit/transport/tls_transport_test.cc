@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "ferry/base/clock.h"
 #include "ferry/buf/pool.h"
 #include "ferry/tls/record_layer.h"
 #include "ferry/tls/tls_context.h"
@@ -110,12 +111,10 @@ class TlsTransportTest : public tunnel::harness::SessionHarness {
     }
 
     std::unique_ptr<Transport> make_transport(int fd, Session::Role role) override {
-        TlsOptions options;
-        options.ktls = KtlsMode::Off;
         const tls::TlsContext& tls = role == Session::Role::Initiator ? *client_tls_ : *server_tls_;
         return std::make_unique<TlsTransport>(
             *ctx_, transport_metrics_,
-            std::make_unique<TcpTransport>(*ctx_, transport_metrics_, fd), tls, options);
+            std::make_unique<TcpTransport>(*ctx_, transport_metrics_, fd), tls, options_);
     }
 
     // Sessions whose bytes toward the terminator pass through relay_.
@@ -182,6 +181,7 @@ class TlsTransportTest : public tunnel::harness::SessionHarness {
         finish_and_verify(s, sent, total);
     }
 
+    TlsOptions options_{KtlsMode::Off, 0, 0};  // user-space records; tests may set rekeying
     std::unique_ptr<tls::TlsContext> client_tls_;
     std::unique_ptr<tls::TlsContext> server_tls_;
     std::unique_ptr<Relay> relay_;
@@ -241,6 +241,31 @@ TEST_F(TlsTransportTest, ARecordSplitAcrossReceivesWaitsForABufferThenOpens) {
     // Everything else arrives meanwhile; the terminator holds it unread, in order.
     relay_->limit = UINT64_MAX;
     stay_dry_then_verify(*terminator_, s, sent, kTotal);
+}
+
+TEST_F(TlsTransportTest, AnIdleConnectionRotatesItsKeysOnTime) {
+    // --rekey-interval: a key must not outlive its interval because nothing is being written.
+    options_.rekey_interval_ns = 1'000'000'000;
+    ASSERT_NO_FATAL_FAILURE(connect());
+    if (IsSkipped()) {
+        return;
+    }
+    settle();
+    ASSERT_EQ(transport_metrics_.key_updates_sent.value(), 0U);
+    // No stream, no byte to write: only the ticks move the clock past the interval.
+    const uint64_t later = base::mono_ns() + 2'000'000'000ULL;
+    initiator_->tick(later);
+    terminator_->tick(later);
+    ASSERT_TRUE(run_until([&] { return transport_metrics_.key_updates_received.value() == 2; }));
+    EXPECT_EQ(transport_metrics_.key_updates_sent.value(), 2U) << "each side rotated its own key";
+    // The connection still carries bytes under the new keys.
+    TestHandler& h = handlers_.emplace_back();
+    Stream* s = open(h);
+    ASSERT_NE(s, nullptr);
+    write_text(s, "after the rotation");
+    ASSERT_TRUE(run_until([&] {
+        return !term_owner_.accepted.empty() && term_owner_.handler(0).text == "after the rotation";
+    }));
 }
 
 TEST_F(TlsTransportTest, ClosingATransportEndsItsStreamWithCloseNotify) {

@@ -790,6 +790,9 @@ TEST_F(SessionTest, AnUnansweredPingTimesTheSessionOut) {
     EXPECT_EQ(sink.pings, 1);
     ASSERT_TRUE(sink.goaway.has_value());
     EXPECT_EQ(*sink.goaway, pt::ErrorCode::Timeout);
+    EXPECT_EQ(metrics_.tunnel_protocol_errors.value(), 1U) << "a ping timeout is a protocol error";
+    EXPECT_NE(terminator_->close_reason().find("Timeout"), std::string::npos)
+        << terminator_->close_reason();
 }
 
 TEST_F(SessionTest, ControlFramesOwedWhileThePoolsAreDryGoOutOnceBuffersReturn) {
@@ -1091,7 +1094,8 @@ TEST_F(SessionV11Test, AGoawayRefusesOnlyOurStreamsAboveItsLastId) {
     // A later GOAWAY may lower the last id, never raise it.
     write_all(raw_fd_, goaway_frame(pt::kMaxStreamId));
     ASSERT_TRUE(run_until([&] { return term_owner_.closed == 1; }));
-    EXPECT_EQ(metrics_.tunnel_protocol_errors.value(), 0U) << "a session error, not a decode one";
+    EXPECT_EQ(metrics_.tunnel_protocol_errors.value(), 1U);
+    EXPECT_NE(terminator_->close_reason().find("raised its last stream id"), std::string::npos);
 }
 
 TEST_F(SessionV11Test, ADrainAnnouncesThenServesOpensInFlightThenNamesTheLastOne) {
