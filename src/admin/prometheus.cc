@@ -1,4 +1,8 @@
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_format.h"
@@ -12,6 +16,45 @@ struct ShardCells {
     const loop::Metrics& loop;
     const role::ShardMetrics& svc;
 };
+
+// CPU time of thread `tid` of this process in microseconds, from /proc (-1 when unreadable):
+// schedstat's first field is nanoseconds on a CPU; stat's utime + stime (clock ticks) otherwise.
+int64_t thread_cpu_us(int64_t tid) {
+    if (tid <= 0) {
+        return -1;
+    }
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/self/task/%lld/schedstat",
+                  static_cast<long long>(tid));
+    if (FILE* f = std::fopen(path, "re"); f != nullptr) {
+        unsigned long long ns = 0;
+        const int n = std::fscanf(f, "%llu", &ns);
+        std::fclose(f);
+        if (n == 1) {
+            return static_cast<int64_t>(ns / 1000);
+        }
+    }
+    std::snprintf(path, sizeof(path), "/proc/self/task/%lld/stat", static_cast<long long>(tid));
+    FILE* f = std::fopen(path, "re");
+    if (f == nullptr) {
+        return -1;
+    }
+    char buf[1024];
+    const size_t len = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    buf[len] = '\0';
+    // Fields after the command name, which may hold spaces: from the last ')'.
+    const char* p = std::strrchr(buf, ')');
+    unsigned long long utime = 0;
+    unsigned long long stime = 0;
+    if (p == nullptr || std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                                    &utime, &stime) != 2) {
+        return -1;
+    }
+    const long hz = sysconf(_SC_CLK_TCK);
+    return static_cast<int64_t>((utime + stime) * 1'000'000ULL /
+                                static_cast<unsigned long long>(hz > 0 ? hz : 100));
+}
 
 struct MetricDef {
     const char* name;
@@ -54,6 +97,10 @@ const MetricDef kMetrics[] = {
     FERRY_COUNTER(svc.role, pending_evicted,
                   "Unauthenticated tunnel connections closed to make room for new ones"),
     FERRY_COUNTER(svc.role, tunnels_refused, "Tunnel connections refused: --max-tunnels reached"),
+    FERRY_COUNTER(svc.role, tunnel_handoffs_out,
+                  "Tunnel connections accepted on this shard and handed to another (placement)"),
+    FERRY_COUNTER(svc.role, tunnel_handoffs_in,
+                  "Tunnel connections handed to this shard by another (placement)"),
     FERRY_GAUGE(svc.role, upstream_connects_in_flight, "Upstream connects in flight"),
     FERRY_COUNTER(svc.role, upstream_connects_refused,
                   "Streams refused because too many upstream connects were in flight"),
@@ -89,6 +136,9 @@ const MetricDef kMetrics[] = {
     FERRY_COUNTER(loop.socket, recv_no_buffers, "Receives that found the buffer ring empty"),
     FERRY_COUNTER(svc.transport, tls_buffer_waits,
                   "Times TLS sealing or record gathering waited for a free buffer"),
+    {"ferry_shard_cpu_microseconds_total", "counter",
+     "CPU time of this shard's thread, user and system (io_uring submissions included)",
+     [](const ShardCells& c) { return thread_cpu_us(c.loop.thread_id.value()); }},
     FERRY_GAUGE(loop, buffers_in_use,
                 "Local-socket pool buffers held (lent to the kernel or holding data)"),
     FERRY_GAUGE(loop, tunnel_buffers_in_use,

@@ -45,6 +45,8 @@ ABSL_FLAG(ferry::base::ByteSize, connection_window, {16 << 20}, "Per-tunnel-conn
 ABSL_FLAG(uint32_t, max_connections, 65536, "Most local connections of this process, all shards together (clients at the initiator, upstreams at the terminator)");
 ABSL_FLAG(uint32_t, max_tunnels, 1024, "terminator: most established tunnel connections per shard");
 ABSL_FLAG(uint32_t, max_pending_tunnels, 256, "terminator: most tunnel connections per shard whose TLS handshake and HELLO are not done; when full the oldest is closed, so a real initiator always gets in");
+ABSL_FLAG(std::string, tunnel_placement, "balanced", "terminator: which shard serves an accepted tunnel connection: balanced (the one with the fewest), kernel (where SO_REUSEPORT put it) or rotate (always hand to the next shard; for tests)");
+ABSL_FLAG(std::string, tunnels_per_peer, "auto", "initiator: tunnel connections each shard keeps to each peer: auto (enough for every terminator shard to carry a share, from its HELLO) or 1..64");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10), "A tunnel connection must finish its TLS handshake and HELLO within this (both roles)");
 ABSL_FLAG(uint32_t, max_upstream_connects, 1024, "terminator: most upstream connects in flight in this process");
 ABSL_FLAG(uint32_t, max_upstream_connects_per_tunnel, 256, "terminator: most upstream connects in flight per tunnel connection");
@@ -216,6 +218,8 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.max_streams = absl::GetFlag(FLAGS_max_streams);
     r.max_tunnels = absl::GetFlag(FLAGS_max_tunnels);
     r.max_pending_tunnels = absl::GetFlag(FLAGS_max_pending_tunnels);
+    r.tunnel_placement = absl::GetFlag(FLAGS_tunnel_placement);
+    r.tunnels_per_peer = absl::GetFlag(FLAGS_tunnels_per_peer);
     r.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
     r.max_upstream_connects = absl::GetFlag(FLAGS_max_upstream_connects);
     r.max_upstream_connects_per_tunnel = absl::GetFlag(FLAGS_max_upstream_connects_per_tunnel);
@@ -280,6 +284,8 @@ int main(int argc, char** argv) {
         service_metrics.push_back(std::make_unique<ferry::role::ShardMetrics>());
         service_metrics_view.push_back(service_metrics.back().get());
     }
+    // Terminator: where each accepted tunnel connection is served, across the shards.
+    ferry::role::TunnelPlacement placement(static_cast<size_t>(shards), o.tunnel_placement);
     ferry::shard::Runtime* runtime_ptr = nullptr;
     auto factory = [&](ferry::loop::Context& ctx, int index) {
         std::vector<std::unique_ptr<ferry::shard::Service>> services;
@@ -291,6 +297,8 @@ int main(int argc, char** argv) {
             c.handshake_timeout_ns = o.handshake_timeout_ns;
             c.node_name = o.node_name;
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
+            c.tunnels_per_peer = o.tunnels_per_peer;
+            c.shards = static_cast<uint32_t>(shards);
             c.security = o.security;
             c.tuning = o.tuning;
             services.push_back(
@@ -306,6 +314,8 @@ int main(int argc, char** argv) {
             c.security = o.security;
             c.node_name = o.node_name;
             c.tuning = o.tuning;
+            c.placement = &placement;
+            c.shard_index = static_cast<size_t>(index);
             services.push_back(
                 std::make_unique<ferry::role::Terminator>(ctx, metrics, limits, std::move(c)));
         }

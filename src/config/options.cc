@@ -373,6 +373,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
 
     shard::RuntimeOptions& rt = o.runtime;
     rt.shards = shards;
+    o.tuning.shards = static_cast<uint32_t>(shards);
     rt.cpus = pin;
     rt.drain_timeout_ns = to_ns(raw.drain_timeout);
     shard::ShardOptions& so = rt.shard;
@@ -407,6 +408,16 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     o.max_connections = raw.max_connections;
     o.max_tunnels = raw.max_tunnels;
     o.max_pending_tunnels = raw.max_pending_tunnels;
+    if (!role::parse_tunnel_placement(raw.tunnel_placement, &o.tunnel_placement)) {
+        return bad("tunnel-placement", "expected balanced (default), kernel or rotate");
+    }
+    if (raw.tunnels_per_peer != "auto") {
+        uint32_t n = 0;
+        if (!absl::SimpleAtoi(raw.tunnels_per_peer, &n) || n < 1 || n > 64) {
+            return bad("tunnels-per-peer", "expected auto (default) or a count from 1 to 64");
+        }
+        o.tunnels_per_peer = n;
+    }
     o.max_upstream_connects = raw.max_upstream_connects;
     o.max_upstream_connects_per_tunnel = raw.max_upstream_connects_per_tunnel;
     o.handshake_timeout_ns = to_ns(raw.handshake_timeout);

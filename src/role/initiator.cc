@@ -1,5 +1,7 @@
 #include "ferry/role/initiator.h"
 
+#include <algorithm>
+
 #include "ferry/base/log.h"
 
 namespace ferry::role {
@@ -26,11 +28,22 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     clients_.add(
         pt::StreamProtocol::Tcp,
         std::make_unique<TcpClients>(ctx, metrics.role, endpoint_.legs(), *this, client_limits));
-    for (size_t i = 0; i < config_.peers.size(); ++i) {
-        connectors_.push_back(std::make_unique<Connector>(
-            endpoint_, static_cast<ConnectorEvents*>(this), config_.peers[i],
-            config_.seed * 31 + static_cast<uint64_t>(i), config_.handshake_timeout_ns));
+    const uint32_t per_peer = std::max<uint32_t>(config_.tunnels_per_peer, 1);
+    for (size_t p = 0; p < config_.peers.size(); ++p) {
+        for (uint32_t i = 0; i < per_peer; ++i) {
+            (void)add_connector(p);
+        }
     }
+    wanted_.assign(config_.peers.size(), per_peer);
+}
+
+Connector& Initiator::add_connector(size_t peer) noexcept {
+    connectors_.push_back(std::make_unique<Connector>(
+        endpoint_, static_cast<ConnectorEvents*>(this), config_.peers[peer],
+        config_.seed * 31 + static_cast<uint64_t>(connectors_.size()),
+        config_.handshake_timeout_ns));
+    peer_of_.push_back(peer);
+    return *connectors_.back();
 }
 
 // Connectors go first: their sessions' streams hold legs and handlers of the protocols.
@@ -62,9 +75,18 @@ bool Initiator::start() noexcept {
 tunnel::Stream* Initiator::open_stream(pt::StreamProtocol protocol, std::string_view routing_key,
                                        std::span<const pt::MetadataEntry> metadata,
                                        tunnel::StreamHandler* handler) noexcept {
-    for (auto& c : connectors_) {
-        if (tunnel::Session* s = c->usable(); s != nullptr) {
-            return s->open_stream(protocol, routing_key, metadata, handler);
+    for (size_t p = 0; p < config_.peers.size(); ++p) {
+        // The peer's connection with the fewest streams: with one connection per terminator
+        // shard, that spreads streams over its shards (long-lived ones included).
+        tunnel::Session* best = nullptr;
+        for (size_t i = 0; i < connectors_.size(); ++i) {
+            tunnel::Session* s = peer_of_[i] == p ? connectors_[i]->usable() : nullptr;
+            if (s != nullptr && (best == nullptr || s->stream_count() < best->stream_count())) {
+                best = s;
+            }
+        }
+        if (best != nullptr) {
+            return best->open_stream(protocol, routing_key, metadata, handler);
         }
     }
     return nullptr;
@@ -79,7 +101,23 @@ bool Initiator::tunnel_usable() const noexcept {
     return false;
 }
 
-void Initiator::on_connector_changed(Connector&) noexcept {
+void Initiator::on_connector_changed(Connector& connector) noexcept {
+    if (config_.tunnels_per_peer == 0 && !draining_) {
+        if (const tunnel::Session* s = connector.usable(); s != nullptr && s->peer_shards() > 0) {
+            // Enough connections from all our shards together for each of the peer's shards to
+            // get one; at least one, and a bound against a peer that claims absurd counts.
+            constexpr uint32_t kMaxTunnelsPerPeer = 64;
+            const uint32_t shards = std::max<uint32_t>(config_.shards, 1);
+            const uint32_t want = std::clamp<uint32_t>((s->peer_shards() + shards - 1) / shards, 1,
+                                                       kMaxTunnelsPerPeer);
+            for (size_t i = 0; i < connectors_.size(); ++i) {
+                if (connectors_[i].get() == &connector && wanted_[peer_of_[i]] < want) {
+                    wanted_[peer_of_[i]] = want;
+                    grow_due_ = true;
+                }
+            }
+        }
+    }
     int64_t up = 0;
     for (const auto& c : connectors_) {
         up += c->usable() != nullptr ? 1 : 0;
@@ -90,6 +128,33 @@ void Initiator::on_connector_changed(Connector&) noexcept {
     if (up > 0 && !draining_) {
         clients_.for_each([](ClientProtocol& h) { h.on_tunnel_usable(); });
     }
+}
+
+void Initiator::grow_connectors() noexcept {
+    grow_due_ = false;
+    if (draining_) {
+        return;
+    }
+    for (size_t p = 0; p < wanted_.size(); ++p) {
+        const auto have = static_cast<uint32_t>(std::count(peer_of_.begin(), peer_of_.end(), p));
+        if (have >= wanted_[p]) {
+            continue;
+        }
+        FERRY_LOG(Info,
+                  "peer %s serves tunnels on several shards: opening %u more tunnel "
+                  "connection(s) from this shard (%u in all)",
+                  config_.peers[p].to_string(), wanted_[p] - have, wanted_[p]);
+        for (uint32_t i = have; i < wanted_[p]; ++i) {
+            add_connector(p).start();
+        }
+    }
+}
+
+void Initiator::housekeeping() noexcept {
+    if (grow_due_) {
+        grow_connectors();
+    }
+    endpoint_.housekeeping();
 }
 
 void Initiator::tick(uint64_t now_ns) noexcept {
@@ -137,7 +202,8 @@ bool Initiator::idle() const noexcept {
 }
 
 void Initiator::dump() const noexcept {
-    FERRY_LOG(Info, "initiator: %zu peer(s), %d local connection(s)", connectors_.size(),
+    FERRY_LOG(Info, "initiator: %zu peer(s), %zu connector(s), %d local connection(s)",
+              config_.peers.size(), connectors_.size(),
               static_cast<int>(endpoint_.role_metrics().connections_active.value()));
     for (const auto& c : connectors_) {
         c->dump();

@@ -44,8 +44,12 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
 }
 
 Terminator::~Terminator() {
+    if (config_.placement != nullptr) {
+        config_.placement->detach(config_.shard_index);
+    }
     for (TunnelConnection& c : connections_) {
         c.session->abort("shutting down");
+        uncount();
     }
 }
 
@@ -66,6 +70,9 @@ bool Terminator::start() noexcept {
         return false;
     }
     acceptor_.start();
+    if (config_.placement != nullptr) {
+        config_.placement->attach(config_.shard_index, &endpoint_.ctx().ring, this);
+    }
     endpoint_.role_metrics().ready.set(1);
     return true;
 }
@@ -106,11 +113,56 @@ void Terminator::close_pending(TunnelConnection& c, const char* reason,
     update_pending_gauge();
 }
 
+void Terminator::uncount() noexcept {
+    if (config_.placement != nullptr) {
+        config_.placement->release(config_.shard_index);
+    }
+}
+
 void Terminator::adopt_tunnel_connection(int fd) noexcept {
+    if (config_.placement != nullptr) {
+        config_.placement->count(config_.shard_index);
+    }
+    serve(fd);
+}
+
+void Terminator::on_accepted(int fd) noexcept {
+    TunnelPlacement* p = config_.placement;
+    if (p == nullptr) {
+        serve(fd);
+        return;
+    }
+    const size_t here = config_.shard_index;
+    const size_t to = p->place(here);
+    if (to == here) {
+        serve(fd);
+        return;
+    }
+    // Named before the hand-off: afterwards the fd belongs to the other shard.
+    const std::string peer = base::log_enabled(base::LogLevel::Debug) ? peer_of(fd) : std::string();
+    if (!p->hand_off(here, to, fd, &endpoint_.ctx().ring)) {
+        serve(fd);  // that shard has stopped: the count came back here
+        return;
+    }
+    endpoint_.role_metrics().tunnel_handoffs_out.add();
+    FERRY_LOG(Debug,
+              "tunnel connection from %s placed on shard %u (%s; tunnel connections: here %d, "
+              "there %d)",
+              peer, static_cast<unsigned>(to), tunnel_placement_name(p->policy()),
+              p->connections(here), p->connections(to));
+}
+
+void Terminator::on_handed_off(int fd) noexcept {
+    endpoint_.role_metrics().tunnel_handoffs_in.add();
+    serve(fd);
+}
+
+void Terminator::serve(int fd) noexcept {
     Metrics& m = endpoint_.role_metrics();
     const uint64_t now = endpoint_.ctx().now_ns;
     if (draining_) {
         ::close(fd);
+        uncount();
         return;
     }
     if (update_pending_gauge() >= config_.max_pending) {
@@ -196,6 +248,7 @@ void Terminator::on_session_closed(tunnel::Session& session) noexcept {
     }
     endpoint_.retire(std::move(it->session));
     connections_.erase(it);
+    uncount();
     update_pending_gauge();
 }
 

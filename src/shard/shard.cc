@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include "ferry/base/clock.h"
 #include "ferry/base/log.h"
@@ -28,6 +29,7 @@ void Shard::join() {
 
 void Shard::run() {
     base::set_thread_shard(index_);
+    metrics_->thread_id.set(static_cast<int64_t>(gettid()));
     if (options_.cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);

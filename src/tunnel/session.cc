@@ -155,6 +155,7 @@ void Session::send_hello() noexcept {
     hello.max_streams = env_.tuning.max_streams;
     hello.capabilities = transport_->capabilities() | pt::kCapabilityMessages;
     hello.node_name = node_name_;
+    hello.shards = env_.tuning.shards;
     out = control_space(pt::hello_frame_size(hello));
     size_t n = pt::encode_hello(out, hello);
     FERRY_CHECK(n > 0);
@@ -840,6 +841,7 @@ bool Session::on_hello(const pt::Hello& hello) noexcept {
     env_.metrics.frames_in.add();
     peer_name_ = std::string(hello.settings.node_name);
     peer_capabilities_ = hello.settings.capabilities;
+    peer_shards_ = hello.settings.shards;
     messages_ = (peer_capabilities_ & pt::kCapabilityMessages) != 0;
     // Owed RESETs are bounded by the streams; reserved once, now that the peer authenticated.
     owed_resets_.reserve(env_.tuning.max_streams);

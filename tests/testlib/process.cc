@@ -229,6 +229,18 @@ int64_t metric_sum(const std::string& body, const std::string& name) {
     return found ? sum : -1;
 }
 
+int64_t metric_of_shard(const std::string& body, const std::string& name, int shard) {
+    const std::string prefix = name + "{shard=\"" + std::to_string(shard) + "\"} ";
+    std::istringstream in(body);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(prefix, 0) == 0) {
+            return std::atoll(line.c_str() + prefix.size());
+        }
+    }
+    return -1;
+}
+
 std::string make_temp_dir() {
     char tmpl[] = "/tmp/ferry-test-XXXXXX";
     char* d = mkdtemp(tmpl);

@@ -47,6 +47,8 @@ struct HttpReply {
 [[nodiscard]] bool wait_until(const std::function<bool()>& done, int timeout_ms);
 // Value of a metric summed over shards from a Prometheus text body; -1 if absent.
 [[nodiscard]] int64_t metric_sum(const std::string& body, const std::string& name);
+// The value of `name{shard="<shard>"}` in a /metrics body, or -1 when it is not there.
+[[nodiscard]] int64_t metric_of_shard(const std::string& body, const std::string& name, int shard);
 // A connected blocking TCP socket to 127.0.0.1:port, or -1.
 [[nodiscard]] int connect_to(uint16_t port);
 // How a read_all ended. A test that means "the peer closed the connection" must say which close

@@ -11,6 +11,7 @@
 #include "ferry/base/log.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/protocol.h"
+#include "ferry/role/tunnel_placement.h"
 #include "ferry/role/tunnel_security.h"
 #include "ferry/shard/runtime.h"
 #include "ferry/tunnel/tuning.h"
@@ -36,9 +37,11 @@ struct RawOptions {
     uint64_t connection_window = 16 * 1024 * 1024;
     uint32_t max_connections = 65536;
     uint32_t max_streams = 16384;
-    uint32_t max_tunnels = 1024;            // established tunnel connections per shard
-    uint32_t max_pending_tunnels = 256;     // tunnel connections before their handshake, per shard
-    uint32_t max_upstream_connects = 1024;  // in flight, per process
+    uint32_t max_tunnels = 1024;         // established tunnel connections per shard
+    uint32_t max_pending_tunnels = 256;  // tunnel connections before their handshake, per shard
+    std::string tunnel_placement = "balanced";        // balanced, kernel or rotate
+    std::string tunnels_per_peer = "auto";            // initiator: auto or 1..64 per shard
+    uint32_t max_upstream_connects = 1024;            // in flight, per process
     uint32_t max_upstream_connects_per_tunnel = 256;  // in flight, per tunnel connection
     absl::Duration handshake_timeout = absl::Seconds(10);
     absl::Duration admin_timeout = absl::Seconds(5);
@@ -79,6 +82,8 @@ struct Options {
     uint32_t max_connections = 0;  // per process
     uint32_t max_tunnels = 1024;
     uint32_t max_pending_tunnels = 256;
+    role::TunnelPlacementPolicy tunnel_placement = role::TunnelPlacementPolicy::Balanced;
+    uint32_t tunnels_per_peer = 0;  // 0 = auto
     uint32_t max_upstream_connects = 1024;
     uint32_t max_upstream_connects_per_tunnel = 256;
     uint64_t handshake_timeout_ns = 10'000'000'000;

@@ -22,6 +22,10 @@ struct Metrics {
     io::SocketMetrics socket;
     base::Gauge buffers_in_use;         // local pool buffers held (lent to the kernel or data)
     base::Gauge tunnel_buffers_in_use;  // tunnel pool buffers held
+    // The shard thread's kernel id, so the admin endpoint can read its CPU time from /proc at
+    // scrape time (nothing on the data path). Its rate is how loaded the shard is, io_uring
+    // submissions included; unequal rates show an imbalance.
+    base::Gauge thread_id;
 };
 
 // Output queued during an iteration and written once at its end (a tunnel session, an HTTP/2

@@ -1,7 +1,10 @@
 // Initiator (cluster A gateway), one per shard: accepts clients on every --listen (each listener
 // says its protocol), hands each to that protocol's handler, and carries the resulting streams
-// over this shard's tunnel connections to the terminators (--peer, repeatable): one Connector per
-// peer; new streams go to the first peer with a usable connection.
+// over this shard's tunnel connections to the terminators (--peer, repeatable). Each peer gets
+// one Connector per tunnel connection this shard keeps to it — by default as many as it takes
+// for every terminator shard to get one (HELLO Shards over this process's shards, rounded up;
+// see docs/shard-balance.md). New streams go to the first peer with a usable connection, on its
+// connection with the fewest streams.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +32,9 @@ struct InitiatorConfig {
     uint64_t handshake_timeout_ns = 10'000'000'000;  // TLS handshake and HELLO of a new connection
     std::string node_name;
     uint64_t seed = 1;  // backoff jitter
+    // Tunnel connections per peer from this shard; 0 = auto (enough for the peer's shards).
+    uint32_t tunnels_per_peer = 0;
+    uint32_t shards = 1;  // this process's shards (for auto)
     TunnelSecurity security;
     tunnel::Tuning tuning;
 };
@@ -46,7 +52,7 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     void reload() noexcept override { endpoint_.reload(); }
     [[nodiscard]] bool idle() const noexcept override;
     void tick(uint64_t now_ns) noexcept override;
-    void housekeeping() noexcept override { endpoint_.housekeeping(); }
+    void housekeeping() noexcept override;
     void dump() const noexcept override;
 
     // StreamOpener: the first peer with a usable connection takes the stream.
@@ -75,6 +81,10 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     };
 
     void on_connector_changed(Connector& connector) noexcept override;
+    Connector& add_connector(size_t peer) noexcept;
+    // Auto tunnels_per_peer: opens the connections a peer's HELLO asked for (from housekeeping,
+    // never while a loop walks connectors_).
+    void grow_connectors() noexcept;
 
     ProcessLimits& limits_;
     InitiatorConfig config_;
@@ -82,6 +92,9 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     ProtocolRegistry<ClientProtocol> clients_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::vector<std::unique_ptr<Connector>> connectors_;
+    std::vector<size_t> peer_of_;   // connectors_[i] dials config_.peers[peer_of_[i]]
+    std::vector<uint32_t> wanted_;  // per peer: connections asked for by its HELLO Shards
+    bool grow_due_ = false;
     bool draining_ = false;
 };
 

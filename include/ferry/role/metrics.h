@@ -30,6 +30,9 @@ struct Metrics {
     base::Counter handshake_timeouts;  // closed for taking longer than --handshake-timeout
     base::Counter pending_evicted;     // closed to make room for a newer one (budget full)
     base::Counter tunnels_refused;     // established-tunnel limit reached
+    // Placement (terminator): accepted here and handed to another shard, or handed in.
+    base::Counter tunnel_handoffs_out;
+    base::Counter tunnel_handoffs_in;
     // Upstream connects (terminator).
     base::Gauge upstream_connects_in_flight;
     base::Counter upstream_connects_refused;  // too many in flight (per tunnel or process)

@@ -1,8 +1,8 @@
 // Terminator (cluster B sink), one per shard: accepts tunnel connections on --listen-tunnel
-// (SO_REUSEPORT spreads them over shards) and serves each stream the peer opens with the handler
-// of its protocol (an upstream per --upstream; a protocol with none is refused with RESET
-// UnsupportedProtocol). A rogue or broken peer loses only its own connection, with the reason
-// logged.
+// (SO_REUSEPORT, then TunnelPlacement hands each to the shard with the fewest) and serves each
+// stream the peer opens with the handler of its protocol (an upstream per --upstream; a protocol
+// with none is refused with RESET UnsupportedProtocol). A rogue or broken peer loses only its own
+// connection, with the reason logged.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@
 #include "ferry/role/limits.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/tunnel_endpoint.h"
+#include "ferry/role/tunnel_placement.h"
 #include "ferry/shard/service.h"
 
 namespace ferry::role {
@@ -32,10 +33,14 @@ struct TerminatorConfig {
     std::string node_name;
     TunnelSecurity security;
     tunnel::Tuning tuning;
+    // Shared by every shard's terminator; nullptr serves each connection where it was accepted.
+    TunnelPlacement* placement = nullptr;
+    size_t shard_index = 0;
 };
 
 class Terminator final : public shard::Service,
                          private io::AcceptHandler,
+                         private HandoffReceiver,
                          private tunnel::SessionOwner {
   public:
     // `ctx`, `metrics` and `limits` (shared by every shard) outlive the terminator.
@@ -59,7 +64,13 @@ class Terminator final : public shard::Service,
     [[nodiscard]] bool start_without_listener() noexcept;
 
   private:
-    void on_accepted(int fd) noexcept override { adopt_tunnel_connection(fd); }
+    // Places the connection (TunnelPlacement) and serves it here or hands it over.
+    void on_accepted(int fd) noexcept override;
+    void on_handed_off(int fd) noexcept override;
+    // Serves `fd`, already counted on this shard by the placement.
+    void serve(int fd) noexcept;
+    // One of this shard's tunnel connections is gone.
+    void uncount() noexcept;
     void on_session_ready(tunnel::Session& session) noexcept override;
     tunnel::OpenDecision on_stream_open(tunnel::Session& session, tunnel::Stream& stream,
                                         const proto::tunnel::Open& open) noexcept override;

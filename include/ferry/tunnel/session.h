@@ -127,6 +127,8 @@ class Session final : public loop::Flushable, private io::BufferWaiter {
     // True once the peer's HELLO was accepted (on_session_ready ran), whatever came later.
     [[nodiscard]] bool hello_exchanged() const noexcept { return hello_exchanged_; }
     [[nodiscard]] uint32_t peer_capabilities() const noexcept { return peer_capabilities_; }
+    // The shards the peer said serve its tunnel connections (HELLO Shards), 0 when not said.
+    [[nodiscard]] uint32_t peer_shards() const noexcept { return peer_shards_; }
     // Both sides speak v1.1 (Messages): message boundaries, OPEN_ACK, TRAILERS, RESET reasons.
     [[nodiscard]] bool messages() const noexcept { return messages_; }
     [[nodiscard]] const char* transport_kind() const noexcept { return transport_->kind(); }
@@ -228,6 +230,7 @@ class Session final : public loop::Flushable, private io::BufferWaiter {
     std::string node_name_;
     std::string peer_name_;
     uint32_t peer_capabilities_ = 0;
+    uint32_t peer_shards_ = 0;
     bool hello_exchanged_ = false;
     bool hello_sent_ = false;
     bool messages_ = false;

@@ -13,6 +13,9 @@ struct Tuning {
     uint32_t batch_bytes = 512 * 1024;  // most bytes one tunnel write carries
     uint64_t ping_interval_ns = 10'000'000'000;
     uint64_t ping_timeout_ns = 30'000'000'000;
+    // This process's shards, advertised in HELLO (0: not sent) so an initiator can open enough
+    // tunnel connections to reach each of a terminator's shards.
+    uint32_t shards = 0;
 };
 
 }  // namespace ferry::tunnel

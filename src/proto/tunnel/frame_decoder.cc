@@ -123,7 +123,7 @@ FrameError decode_hello_payload(std::span<const std::byte> payload, Hello* out) 
             continue;
         }
         if (id < static_cast<uint16_t>(SettingId::MaxFrameSize) ||
-            id > static_cast<uint16_t>(SettingId::Capabilities)) {
+            id > static_cast<uint16_t>(SettingId::Shards)) {
             continue;  // unknown settings are ignored so later versions can add them
         }
         if (len != 4) {
@@ -148,6 +148,9 @@ FrameError decode_hello_payload(std::span<const std::byte> payload, Hello* out) 
                 break;
             case SettingId::MaxStreams:
                 s.max_streams = v;
+                break;
+            case SettingId::Shards:
+                s.shards = v;
                 break;
             case SettingId::Capabilities:
             case SettingId::NodeName:

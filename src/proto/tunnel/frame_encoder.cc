@@ -8,7 +8,7 @@
 namespace ferry::proto::tunnel {
 namespace {
 
-// HELLO: version range, five u32 settings, then NodeName.
+// HELLO: version range, five u32 settings, then NodeName; Shards (8 more) only when set.
 constexpr size_t kHelloFixedPayload = 4 + 5 * (4 + 4) + 4;
 constexpr size_t kU16Max = std::numeric_limits<uint16_t>::max();
 
@@ -111,7 +111,9 @@ size_t hello_frame_size(const HelloSettings& settings) noexcept {
                            settings.max_frame_size <= kMaxFrameSizeLimit &&
                            settings.initial_stream_window <= kMaxWindowSize &&
                            settings.connection_window <= kMaxWindowSize;
-    return encodable ? kFrameHeaderSize + kHelloFixedPayload + settings.node_name.size() : 0;
+    const size_t shards = settings.shards != 0 ? 4 + 4 : 0;
+    return encodable ? kFrameHeaderSize + kHelloFixedPayload + shards + settings.node_name.size()
+                     : 0;
 }
 
 size_t encode_hello(std::span<std::byte> out, const HelloSettings& settings) noexcept {
@@ -127,6 +129,9 @@ size_t encode_hello(std::span<std::byte> out, const HelloSettings& settings) noe
     p = put_setting(p, SettingId::ConnectionWindow, settings.connection_window);
     p = put_setting(p, SettingId::MaxStreams, settings.max_streams);
     p = put_setting(p, SettingId::Capabilities, settings.capabilities);
+    if (settings.shards != 0) {
+        p = put_setting(p, SettingId::Shards, settings.shards);
+    }
     p = put_u16(p, static_cast<uint16_t>(SettingId::NodeName));
     p = put_u16(p, static_cast<uint16_t>(settings.node_name.size()));
     p = put_bytes(p, settings.node_name);

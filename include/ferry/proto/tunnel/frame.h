@@ -88,6 +88,7 @@ enum class SettingId : uint16_t {
     MaxStreams = 4,
     Capabilities = 5,
     NodeName = 6,
+    Shards = 7,  // how many shards serve this side's tunnel connections (placement hint)
 };
 
 // Bits of the Capabilities setting.
@@ -150,6 +151,7 @@ struct HelloSettings {
     uint32_t max_streams = kDefaultMaxStreams;
     uint32_t capabilities = 0;
     std::string_view node_name;  // pod name for the trail, at most kMaxNodeNameSize bytes
+    uint32_t shards = 0;         // 0: not said (and not sent); see docs/shard-balance.md
 };
 
 // A decoded HELLO; string views point into decoder or input storage, valid during on_hello only.

@@ -486,6 +486,7 @@ TEST(TunnelFrameDecoder, IgnoresUnknownHelloSettingsAndFlags) {
     payload.u16(0x7777).u16(3).text("abc");  // unknown id with an odd length
     payload.u16(4).u16(4).u32(77);           // MaxStreams
     payload.u16(0).u16(0);                   // id 0 is unknown too
+    payload.u16(8).u16(2).u16(9);            // so is 8, the first id after Shards
     FrameBuilder b;
     b.preface().frame(0x0, 0xff, 0, payload.bytes);
     const auto out = feed_whole(b.bytes);

@@ -171,6 +171,7 @@ TEST(TunnelFrameEncoder, RoundTripsHelloWithEverySetting) {
     s.connection_window = 0;
     s.max_streams = 0xffff'ffff;
     s.capabilities = 0x8000'0001;
+    s.shards = 16;
     s.node_name = std::string_view("ferry-terminator-0\xc3\xa9");
     FrameBuilder b;
     b.preface().hello(s);
@@ -179,7 +180,15 @@ TEST(TunnelFrameEncoder, RoundTripsHelloWithEverySetting) {
     ASSERT_EQ(out.events.size(), 1U);
     EXPECT_EQ(out.events[0],
               "HELLO v1 range=1-1 mfs=16777216 isw=2147483647 cw=0 ms=4294967295 caps=2147483649 "
-              "node=ferry-terminator-0\xc3\xa9");
+              "shards=16 node=ferry-terminator-0\xc3\xa9");
+}
+
+// Shards is sent only when known, so a HELLO without it is byte for byte what v1.1 sent.
+TEST(TunnelFrameEncoder, LeavesShardsOutUntilItIsKnown) {
+    HelloSettings s;
+    const size_t without = hello_frame_size(s);
+    s.shards = 4;
+    EXPECT_EQ(hello_frame_size(s), without + 8);
 }
 
 TEST(TunnelFrameEncoder, RoundTripsHelloWithTheLongestNodeName) {

@@ -93,7 +93,9 @@ class RecordingSink {
             "-" + std::to_string(h.peer_version_max) + " mfs=" + std::to_string(s.max_frame_size) +
             " isw=" + std::to_string(s.initial_stream_window) +
             " cw=" + std::to_string(s.connection_window) + " ms=" + std::to_string(s.max_streams) +
-            " caps=" + std::to_string(s.capabilities) + " node=" + std::string(s.node_name));
+            " caps=" + std::to_string(s.capabilities) +
+            (s.shards != 0 ? " shards=" + std::to_string(s.shards) : std::string()) +
+            " node=" + std::string(s.node_name));
         return proceed();
     }
     bool on_open(uint32_t stream_id, const Open& open) noexcept {
