@@ -13,6 +13,7 @@ ORDER = [
     ["base"],
     ["buf"],
     ["proto/tunnel", "proto/http1"],
+    ["proto/ws"],
     ["io"],
     ["loop"],
     ["shard"],
