@@ -40,6 +40,7 @@ ABSL_FLAG(uint32_t, buffer_count, 512, "Pooled buffers per shard for client/upst
 ABSL_FLAG(uint32_t, tunnel_buffer_count, 1024, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
 ABSL_FLAG(ferry::base::ByteSize, zerocopy_threshold, {64 << 10}, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
 ABSL_FLAG(ferry::base::ByteSize, max_frame_size, {64 << 10}, "Largest tunnel frame payload this side accepts (16384 .. 16 MiB)");
+ABSL_FLAG(ferry::base::ByteSize, ws_max_message, {16 << 20}, "Largest WebSocket message taken from a client (initiator) or collected by the built-in sink (terminator), over all its frames; larger ones close the connection with 1009 (1 .. 1 GiB)");
 ABSL_FLAG(ferry::base::ByteSize, stream_window, {256 << 10}, "Per-stream flow-control window in bytes");
 ABSL_FLAG(ferry::base::ByteSize, connection_window, {16 << 20}, "Per-tunnel-connection flow-control window in bytes");
 ABSL_FLAG(uint32_t, max_connections, 65536, "Most local connections of this process, all shards together (clients at the initiator, upstreams at the terminator)");
@@ -212,6 +213,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.tunnel_buffer_count = absl::GetFlag(FLAGS_tunnel_buffer_count);
     r.zerocopy_threshold = absl::GetFlag(FLAGS_zerocopy_threshold).bytes;
     r.max_frame_size = absl::GetFlag(FLAGS_max_frame_size).bytes;
+    r.ws_max_message = absl::GetFlag(FLAGS_ws_max_message).bytes;
     r.stream_window = absl::GetFlag(FLAGS_stream_window).bytes;
     r.connection_window = absl::GetFlag(FLAGS_connection_window).bytes;
     r.max_connections = absl::GetFlag(FLAGS_max_connections);
@@ -296,6 +298,7 @@ int main(int argc, char** argv) {
             c.peers = o.peers;
             c.handshake_timeout_ns = o.handshake_timeout_ns;
             c.node_name = o.node_name;
+            c.ws_max_message = o.ws_max_message;
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
             c.tunnels_per_peer = o.tunnels_per_peer;
             c.shards = static_cast<uint32_t>(shards);
@@ -313,6 +316,7 @@ int main(int argc, char** argv) {
             c.max_upstream_connects_per_tunnel = o.max_upstream_connects_per_tunnel;
             c.security = o.security;
             c.node_name = o.node_name;
+            c.ws_max_message = o.ws_max_message;
             c.tuning = o.tuning;
             c.placement = &placement;
             c.shard_index = static_cast<size_t>(index);

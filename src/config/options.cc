@@ -65,14 +65,26 @@ absl::StatusOr<std::vector<role::ServiceUrl>> service_urls(std::string_view flag
     return urls;
 }
 
-// The WebSocket and gRPC handlers are not part of this build yet: say so at start.
-absl::Status served(std::string_view flag, const role::ServiceUrl& url) {
-    if (url.protocol() != proto::tunnel::StreamProtocol::Tcp) {
-        return bad(flag, absl::StrFormat("'%s': %s is not served by this build (only tcp:// and "
-                                         "HOST:PORT)",
-                                         url.text, role::protocol_name(url.protocol())));
+// What this build serves: tcp:// both ways, and ws:// listeners at the initiator (the terminator
+// answers WebSocket streams with its built-in sink). The rest is refused at start, named.
+absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role side) {
+    if (url.scheme == role::Scheme::Tcp) {
+        return absl::OkStatus();
     }
-    return absl::OkStatus();
+    if (url.scheme == role::Scheme::Ws && side == Role::Initiator) {
+        return absl::OkStatus();
+    }
+    if (url.scheme == role::Scheme::Ws) {
+        return bad(flag, absl::StrFormat("'%s': a websocket upstream is not served by this build "
+                                         "yet (WebSocket streams are answered by the built-in "
+                                         "sink when no ws upstream is given)",
+                                         url.text));
+    }
+    const char* what = url.tls() ? (url.scheme == role::Scheme::Wss ? "wss" : "grpcs")
+                                 : role::protocol_name(url.protocol());
+    return bad(flag, absl::StrFormat("'%s': %s is not served by this build yet (only tcp://, "
+                                     "HOST:PORT and, at the initiator, ws:// listeners)",
+                                     url.text, what));
 }
 
 }  // namespace
@@ -322,6 +334,11 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         !st.ok()) {
         return st;
     }
+    // Up to 1 GiB: the sink collects a whole message in memory.
+    if (absl::Status st = in_range("ws-max-message", raw.ws_max_message, 1, uint64_t{1} << 30);
+        !st.ok()) {
+        return st;
+    }
     // The protocol's floor (docs/tunnel-protocol.md): every peer must take 16 KiB frames.
     if (absl::Status st = in_range("max-frame-size", raw.max_frame_size, 16384, 16 << 20);
         !st.ok()) {
@@ -400,6 +417,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     so.socket.connect_timeout_ns = to_ns(raw.connect_timeout);
     // In range (checked above), so they fit 32 bits.
     o.tuning.max_frame_size = static_cast<uint32_t>(raw.max_frame_size);
+    o.ws_max_message = raw.ws_max_message;
     o.tuning.stream_window = static_cast<uint32_t>(raw.stream_window);
     o.tuning.connection_window = static_cast<uint32_t>(raw.connection_window);
     o.tuning.max_streams = raw.max_streams;
@@ -434,7 +452,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
             return listen.status();
         }
         for (const role::ServiceUrl& url : *listen) {
-            if (absl::Status st = served("listen", url); !st.ok()) {
+            if (absl::Status st = served("listen", url, Role::Initiator); !st.ok()) {
                 return st;
             }
             for (const role::ServiceUrl& other : o.listen) {
@@ -466,7 +484,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
             return up.status();
         }
         for (const role::ServiceUrl& url : *up) {
-            if (absl::Status st = served("upstream", url); !st.ok()) {
+            if (absl::Status st = served("upstream", url, Role::Terminator); !st.ok()) {
                 return st;
             }
             for (const role::ServiceUrl& other : o.upstreams) {

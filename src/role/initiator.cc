@@ -28,6 +28,13 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     clients_.add(
         pt::StreamProtocol::Tcp,
         std::make_unique<TcpClients>(ctx, metrics.role, endpoint_.legs(), *this, client_limits));
+    WsClientOptions ws_options;
+    ws_options.process = &limits_;
+    ws_options.max_message_size = config_.ws_max_message;
+    ws_options.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
+    ws_options.node_name = config_.node_name;
+    clients_.add(pt::StreamProtocol::WebSocket,
+                 std::make_unique<WsClients>(ctx, metrics.role, *this, std::move(ws_options)));
     const uint32_t per_peer = std::max<uint32_t>(config_.tunnels_per_peer, 1);
     for (size_t p = 0; p < config_.peers.size(); ++p) {
         for (uint32_t i = 0; i < per_peer; ++i) {

@@ -7,6 +7,7 @@
 
 #include "ferry/base/log.h"
 #include "ferry/role/tcp_protocol.h"
+#include "ferry/role/ws_sink.h"
 
 namespace ferry::role {
 
@@ -40,6 +41,15 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
                 pt::StreamProtocol::Tcp,
                 std::make_unique<TcpUpstreams>(ctx, metrics.role, endpoint_.legs(), url, l));
         }
+    }
+    if (upstreams_.find(pt::StreamProtocol::WebSocket) == nullptr) {
+        // No ws upstream: WebSocket streams get the built-in sink.
+        WsSinkOptions ws;
+        ws.max_message_size = config_.ws_max_message;
+        ws.node_name = config_.node_name;
+        ws.shard_index = config_.shard_index;
+        upstreams_.add(pt::StreamProtocol::WebSocket,
+                       std::make_unique<WsSink>(ctx, metrics.role, std::move(ws)));
     }
 }
 

@@ -82,9 +82,11 @@ class Tunnel {
   public:
     // Starts a terminator forwarding to `upstream_port` and an initiator in front of it. The
     // tunnel is plain TCP unless `pki` is given (then mutual TLS with the demo certificates).
+    // With `ws_path` the initiator listens for WebSocket clients (ws://127.0.0.1:PORT<ws_path>)
+    // instead of TCP ones.
     Tunnel(const std::string& dir, uint16_t upstream_port, int shards = 2,
            std::vector<std::string> extra = {}, std::string pki = {}, int terminator_shards = 0,
-           std::vector<std::string> terminator_extra = {})
+           std::vector<std::string> terminator_extra = {}, std::string ws_path = {})
         : dir_(dir),
           upstream_port_(upstream_port),
           tunnel_port_(testlib::free_port()),
@@ -95,7 +97,8 @@ class Tunnel {
           extra_(std::move(extra)),
           pki_(std::move(pki)),
           terminator_shards_(terminator_shards == 0 ? shards : terminator_shards),
-          terminator_extra_(std::move(terminator_extra)) {
+          terminator_extra_(std::move(terminator_extra)),
+          ws_path_(std::move(ws_path)) {
         start_terminator();
         start_initiator();
     }
@@ -123,8 +126,10 @@ class Tunnel {
         terminator = std::make_unique<Process>(args, dir_ + "/terminator.log");
     }
     void start_initiator() {
+        const std::string listen =
+            ws_path_.empty() ? addr(listen_port_) : "ws://" + addr(listen_port_) + ws_path_;
         std::vector<std::string> args = {ferry_bin(),       "initiator",
-                                         "--listen",        addr(listen_port_),
+                                         "--listen",        listen,
                                          "--peer",          addr(tunnel_port_),
                                          "--admin",         addr(admin_i_),
                                          "--shards",        std::to_string(shards_),
@@ -165,6 +170,7 @@ class Tunnel {
     std::string pki_;
     int terminator_shards_;
     std::vector<std::string> terminator_extra_;  // flags for the terminator only
+    std::string ws_path_;                        // empty: a TCP listener
     std::unique_ptr<Process> terminator;
     std::unique_ptr<Process> initiator;
 };

@@ -422,9 +422,15 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
          "--ktls"},
         // Listener and upstream URLs: protocols this build does not serve yet, bad schemes,
         // two upstreams for one protocol, one listener address twice.
-        {{"initiator", "--tunnel-transport=plain", "--listen", "ws://127.0.0.1:1/chat", "--peer",
+        {{"initiator", "--tunnel-transport=plain", "--listen", "wss://127.0.0.1:1/chat", "--peer",
           "127.0.0.1:2"},
          "not served by this build"},
+        {{"terminator", "--tunnel-transport=plain", "--listen-tunnel", "127.0.0.1:1", "--upstream",
+          "ws://127.0.0.1:2/"},
+         "built-in sink"},
+        {{"initiator", "--tunnel-transport=plain", "--listen", "ws://127.0.0.1:1/", "--peer",
+          "127.0.0.1:2", "--ws-max-message=0"},
+         "--ws-max-message"},
         {{"initiator", "--tunnel-transport=plain", "--listen", "127.0.0.1:3", "--listen",
           "grpcs://127.0.0.1:1", "--peer", "127.0.0.1:2"},
          "--listen"},
@@ -474,7 +480,8 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
                              "--ktls",
                              "--rekey-bytes",
                              "--rekey-interval",
-                             "--tls-ciphers"}) {
+                             "--tls-ciphers",
+                             "--ws-max-message"}) {
         EXPECT_NE(help.log().find(flag), std::string::npos) << flag;
     }
     Process version({ferry_bin(), "--version"}, dir + "/version.log");

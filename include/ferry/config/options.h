@@ -33,6 +33,7 @@ struct RawOptions {
     uint32_t tunnel_buffer_count = 1024;
     uint64_t zerocopy_threshold = 65536;
     uint64_t max_frame_size = 65536;
+    uint64_t ws_max_message = uint64_t{16} << 20;  // largest WebSocket message, either role
     uint64_t stream_window = 256 * 1024;
     uint64_t connection_window = 16 * 1024 * 1024;
     uint32_t max_connections = 65536;
@@ -80,6 +81,7 @@ struct Options {
     bool has_admin = false;
     io::SocketAddress admin;
     uint32_t max_connections = 0;  // per process
+    uint64_t ws_max_message = uint64_t{16} << 20;
     uint32_t max_tunnels = 1024;
     uint32_t max_pending_tunnels = 256;
     role::TunnelPlacementPolicy tunnel_placement = role::TunnelPlacementPolicy::Balanced;

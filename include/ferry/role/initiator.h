@@ -21,6 +21,7 @@
 #include "ferry/role/protocol.h"
 #include "ferry/role/tcp_protocol.h"
 #include "ferry/role/tunnel_endpoint.h"
+#include "ferry/role/ws_protocol.h"
 #include "ferry/shard/service.h"
 
 namespace ferry::role {
@@ -31,7 +32,8 @@ struct InitiatorConfig {
     uint32_t max_pending = 4096;  // clients held while no tunnel connection is usable
     uint64_t handshake_timeout_ns = 10'000'000'000;  // TLS handshake and HELLO of a new connection
     std::string node_name;
-    uint64_t seed = 1;  // backoff jitter
+    uint64_t ws_max_message = uint64_t{16} << 20;  // largest WebSocket message from a client
+    uint64_t seed = 1;                             // backoff jitter
     // Tunnel connections per peer from this shard; 0 = auto (enough for the peer's shards).
     uint32_t tunnels_per_peer = 0;
     uint32_t shards = 1;  // this process's shards (for auto)

@@ -332,19 +332,54 @@ TEST(ConfigValidate, RejectsTwoUpstreamsForOneProtocol) {
     expect_flag_error(validate(raw, kAllowed), "upstream");
 }
 
-TEST(ConfigValidate, RejectsWebSocketAndGrpcEndpointsUntilTheyAreServed) {
-    for (const char* url : {"ws://127.0.0.1:8080/", "wss://127.0.0.1:8443/",
-                            "grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50052"}) {
+TEST(ConfigValidate, AcceptsWebSocketListenersAtTheInitiator) {
+    RawOptions raw = initiator();
+    raw.listen = {"ws://127.0.0.1:8080/chat", "127.0.0.1:7000"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status().message();
+    ASSERT_EQ(o->listen.size(), 2U);
+    EXPECT_EQ(o->listen[0].scheme, role::Scheme::Ws);
+    EXPECT_EQ(o->listen[0].path, "/chat");
+    EXPECT_EQ(o->ws_max_message, uint64_t{16} << 20);
+}
+
+TEST(ConfigValidate, RejectsWssAndGrpcEndpointsUntilTheyAreServed) {
+    for (const char* url :
+         {"wss://127.0.0.1:8443/", "grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50052"}) {
         RawOptions raw = initiator();
         raw.listen = {url};
-        expect_flag_error(validate(raw, kAllowed), "listen");
+        absl::StatusOr<Options> o = validate(raw, kAllowed);
+        expect_flag_error(o, "listen");
+        EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
+            << o.status().message();
         raw = terminator();
         raw.upstream = {"127.0.0.1:8080", url};
-        absl::StatusOr<Options> o = validate(raw, kAllowed);
+        o = validate(raw, kAllowed);
         expect_flag_error(o, "upstream");
         EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
             << o.status().message();
     }
+}
+
+TEST(ConfigValidate, RejectsAWebSocketUpstreamTheSinkServesInstead) {
+    RawOptions raw = terminator();
+    raw.upstream = {"127.0.0.1:8080", "ws://127.0.0.1:8081/"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    expect_flag_error(o, "upstream");
+    EXPECT_NE(o.status().message().find("built-in sink"), std::string::npos)
+        << o.status().message();
+}
+
+TEST(ConfigValidate, ChecksTheWebSocketMessageLimit) {
+    RawOptions raw = initiator();
+    raw.ws_max_message = 0;
+    expect_flag_error(validate(raw, kAllowed), "ws-max-message");
+    raw.ws_max_message = (uint64_t{1} << 30) + 1;
+    expect_flag_error(validate(raw, kAllowed), "ws-max-message");
+    raw.ws_max_message = 1 << 20;
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status().message();
+    EXPECT_EQ(o->ws_max_message, uint64_t{1} << 20);
 }
 
 TEST(ConfigValidate, RejectsAnUnknownRole) {

@@ -124,7 +124,7 @@ TEST_F(TerminatorTest, AnUnknownProtocolIsResetAsUnsupportedWithAReason) {
     }
     ASSERT_NO_FATAL_FAILURE(hello());
     peer_->send(open_frame(1, static_cast<pt::StreamProtocol>(7)));
-    peer_->send(open_frame(3, pt::StreamProtocol::WebSocket));
+    peer_->send(open_frame(3, pt::StreamProtocol::Grpc));
     ASSERT_TRUE(run_until([&] { return peer_->capture.resets.size() == 2; }));
     for (const auto& r : peer_->capture.resets) {
         EXPECT_EQ(r.code, pt::ErrorCode::UnsupportedProtocol);
@@ -134,6 +134,44 @@ TEST_F(TerminatorTest, AnUnknownProtocolIsResetAsUnsupportedWithAReason) {
     EXPECT_EQ(peer_->capture.resets[1].id, 3U);
     EXPECT_EQ(metrics_.role.tunnel_up.value(), 1) << "only the streams were refused";
     EXPECT_EQ(metrics_.tunnel.tunnel_protocol_errors.value(), 0U);
+}
+
+// A DATA frame of a message stream: `kind`, END_MESSAGE when `end`.
+std::vector<std::byte> message_frame(uint32_t id, std::string_view payload, pt::MessageKind kind,
+                                     bool end) {
+    std::vector<std::byte> out(pt::kFrameHeaderSize + payload.size());
+    (void)pt::encode_data_header(out, id, static_cast<uint32_t>(payload.size()),
+                                 pt::DataFlags::make(false, end, kind));
+    std::memcpy(out.data() + pt::kFrameHeaderSize, payload.data(), payload.size());
+    return out;
+}
+
+TEST_F(TerminatorTest, AWebSocketStreamIsAnsweredByTheSinkAndItsCloseEchoed) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    ASSERT_NO_FATAL_FAILURE(hello());
+    const pt::MetadataEntry metadata[] = {{":path", "/chat"}, {"trail", "gateway-a"}};
+    std::vector<std::byte> open(
+        pt::open_frame_size(pt::StreamProtocol::WebSocket, "/chat", metadata));
+    open.resize(pt::encode_open(open, 1, pt::StreamProtocol::WebSocket, "/chat", metadata));
+    peer_->send(open);
+    // One message in two pieces, then a Close (code 4001, "bye").
+    peer_->send(message_frame(1, "hel", pt::MessageKind::Text, false));
+    peer_->send(message_frame(1, "lo", pt::MessageKind::Text, true));
+    const std::string close_payload(
+        "\x0f\xa1"
+        "bye",
+        5);
+    peer_->send(message_frame(1, close_payload, pt::MessageKind::Close, true));
+    ASSERT_TRUE(run_until([&] { return !peer_->capture.fins.empty(); }));
+    ASSERT_EQ(peer_->capture.open_acks.size(), 1U);
+    const std::string& got = peer_->capture.data[1];
+    EXPECT_EQ(got, R"({"binary":false,"message":"hello","shard":0,)"
+                   R"("trail":["gateway-a","terminator-under-test"]})" +
+                       close_payload);
+    EXPECT_TRUE(peer_->capture.resets.empty());
 }
 
 TEST_F(TerminatorTest, AV1PeerGetsItsRefusalWithoutReasonText) {

@@ -1,0 +1,181 @@
+// WsLeg: one WebSocket client of the initiator, carried by one tunnel message stream.
+//
+// Handshake: the HTTP/1.1 Upgrade head is read and checked, a stream is opened with the request's
+// metadata, and the 101 goes out only when the far side accepted the stream (OPEN_ACK), so a
+// client never sees a WebSocket that leads nowhere; refusals are HTTP errors with a reason.
+// Client -> tunnel: receive buffers are parsed in place and each message piece goes to the
+// stream as a slice of the receive buffer (no copy), tagged with its kind and end of message.
+// Tunnel -> client: each piece becomes one frame (header from a small per-leg array, payload
+// from the tunnel buffer), written with one gathered sendmsg; credit returns once it is written.
+// Reading stops while the stream has a window's worth queued (backpressure, bounded memory).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ferry/base/object_pool.h"
+#include "ferry/base/shared_limit.h"
+#include "ferry/io/socket_io.h"
+#include "ferry/loop/context.h"
+#include "ferry/proto/http1/request_parser.h"
+#include "ferry/proto/ws/frame.h"
+#include "ferry/proto/ws/frame_parser.h"
+#include "ferry/role/metrics.h"
+#include "ferry/role/protocol.h"
+#include "ferry/tunnel/stream.h"
+
+namespace ferry::role {
+
+class WsLeg;
+
+// What a leg needs from the handler of its listener: where to open its stream, its limits, and
+// the list of legs with a deadline (handshake, OPEN_ACK wait, closing linger).
+class WsLegOwner {
+  public:
+    [[nodiscard]] virtual StreamOpener& opener() noexcept = 0;
+    [[nodiscard]] virtual uint64_t max_message_size() const noexcept = 0;
+    [[nodiscard]] virtual const std::string& node_name() const noexcept = 0;
+    [[nodiscard]] virtual bool draining() const noexcept = 0;
+    // Logs a refusal or protocol failure, rate-limited across the shard's legs.
+    virtual void log_refusal(const char* what, std::string_view detail) noexcept = 0;
+    virtual void watch_deadline(WsLeg* leg) noexcept = 0;
+    virtual void unwatch_deadline(WsLeg* leg) noexcept = 0;
+
+  protected:
+    ~WsLegOwner() = default;
+};
+
+class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, public loop::Retirable {
+  public:
+    // Lives in `pool` and frees itself there once its socket closed; `metrics` and `owner`
+    // outlive it.
+    WsLeg(loop::Context& ctx, Metrics& metrics, base::ObjectPool<WsLeg>* pool,
+          WsLegOwner& owner) noexcept;
+
+    // An accepted client on a listener whose URL path is `listen_path` ("/" serves any path);
+    // the view must outlive the leg. The head must be complete within `timeout_ns`.
+    void start(int fd, std::string_view listen_path, uint64_t timeout_ns) noexcept;
+    // Closes a socket that gets no service (over --max-connections, draining).
+    void reject(int fd) noexcept;
+    // The leg holds one unit of `limit` (--max-connections) and gives it back when it is freed.
+    void hold_slot(base::SharedLimit* limit) noexcept { slot_ = limit; }
+
+    // Its deadline passed (the owner's tick): answers what the phase calls for and closes.
+    void on_deadline() noexcept;
+    // The gateway drains: a client still sending its Upgrade request gets a 503 now.
+    void on_drain() noexcept;
+    // The shard exits with the leg still open (its pool is going away): frees its heap memory.
+    void abandon() noexcept { request_.reset(); }
+    [[nodiscard]] uint64_t deadline_ns() const noexcept { return deadline_ns_; }
+    // The owner's intrusive list of legs with a deadline.
+    WsLeg* deadline_prev = nullptr;
+    WsLeg* deadline_next = nullptr;
+    bool deadline_watched = false;
+
+    // StreamHandler
+    void on_stream_data(buf::Chunk&& data, proto::tunnel::DataFlags flags) noexcept override;
+    void on_stream_fin() noexcept override;
+    void on_stream_accepted(const proto::tunnel::MetadataView& metadata) noexcept override;
+    void on_stream_reset(proto::tunnel::ErrorCode code) noexcept override;
+    void on_stream_writable() noexcept override;
+
+    void retire() noexcept override;
+
+    // FrameSink (called by the frame parser from on_socket_data)
+    void on_message_start(proto::ws::Opcode op) noexcept;
+    bool on_data(std::span<const std::byte> bytes, bool fin) noexcept;
+    bool on_control(proto::ws::Opcode op, std::span<const std::byte> payload) noexcept;
+
+  private:
+    enum class Phase : uint8_t {
+        Handshake,  // reading the Upgrade head
+        Opening,    // stream opened, waiting for OPEN_ACK before the 101
+        Open,       // frames both ways
+        Closing,    // a last answer (HTTP error or Close frame) is being written
+        Lingering,  // that answer went out; reading to EOF so the close is not a RST
+    };
+
+    // SocketEvents
+    void on_socket_data(buf::Chunk&& bytes) noexcept override;
+    void on_socket_eof() noexcept override;
+    void on_socket_error(const char* what, int err) noexcept override;
+    void on_socket_sent() noexcept override;
+    void on_socket_connected(int) noexcept override {}
+    void on_socket_closed() noexcept override;
+
+    void read_head(buf::Chunk&& bytes) noexcept;
+    void open_stream() noexcept;
+    void read_frames(buf::Chunk&& bytes) noexcept;
+    // Answers the handshake with an HTTP error (logged) and closes after it is written.
+    void refuse(int http_status, std::string_view reason) noexcept;
+    // Sends a Close frame with `code` and `reason` and closes after it is written.
+    void close_with(proto::ws::CloseCode code, std::string_view reason) noexcept;
+    // The stream is no longer ours: resets it when it is not done, else lets it finish.
+    void reset_stream(proto::tunnel::ErrorCode code) noexcept;
+    void release_stream() noexcept;
+    void send_more() noexcept;
+    void after_last_answer() noexcept;
+    void close() noexcept;
+    void set_deadline(uint64_t ns) noexcept;
+
+    // The frames of one send: what to drop from out_ and how much credit to return after it.
+    static constexpr uint32_t kMaxFrames = 8;
+    static constexpr uint32_t kMaxIov = 2 * kMaxFrames + 2;
+    static constexpr size_t kHeadAnswerSize = 1024;  // 101 or an error response
+    static constexpr uint64_t kLingerNs = 2'000'000'000;
+
+    loop::Context& ctx_;
+    Metrics& metrics_;
+    base::ObjectPool<WsLeg>* pool_;
+    WsLegOwner& owner_;
+    io::SocketIo io_;
+    // The Upgrade head; allocated for the handshake only (its views feed the OPEN and the 101).
+    std::unique_ptr<proto::http1::RequestParser> request_;
+    proto::ws::FrameParser frames_;
+    std::string_view listen_path_;
+    tunnel::Stream* stream_ = nullptr;
+    buf::Chunk early_bytes_;         // bytes after the head, read before the 101 was sent
+    buf::Chunk* reading_ = nullptr;  // the receive buffer being parsed (to slice pieces from)
+    proto::tunnel::MessageKind in_kind_ = proto::tunnel::MessageKind::Binary;
+
+    buf::ChunkQueue out_;          // message pieces for the client; tags: kTag* below
+    bool out_in_message_ = false;  // a message's first frame was queued, its last not yet
+    iovec iov_[kMaxIov];
+    std::array<std::array<std::byte, proto::ws::kMaxFrameHeaderSize>, kMaxFrames> headers_{};
+    uint32_t sending_frames_ = 0;
+    uint32_t sending_payload_ = 0;
+    bool sending_answer_ = false;
+    bool sending_pong_ = false;
+    bool sending_close_ = false;
+
+    std::array<char, kHeadAnswerSize> answer_{};  // the 101 or an HTTP error
+    size_t answer_len_ = 0;
+    std::array<std::byte, proto::ws::kMaxControlPayload> ping_{};
+    uint8_t ping_len_ = 0;
+    bool pong_owed_ = false;
+    std::array<std::byte, proto::ws::kMaxControlFrameSize> pong_frame_{};
+    // A Close frame for the client, then the connection ends.
+    std::array<std::byte, proto::ws::kMaxControlPayload> close_payload_{};
+    uint8_t close_len_ = 0;
+    bool close_owed_ = false;
+    bool close_sent_ = false;
+    std::array<std::byte, proto::ws::kMaxControlFrameSize> close_frame_{};
+    // A Close message from the tunnel, in pieces.
+    size_t tunnel_close_len_ = 0;
+    bool tunnel_close_too_big_ = false;
+
+    Phase phase_ = Phase::Handshake;
+    bool finished_ = false;  // our direction of the stream is finished (client Close)
+    bool fin_from_peer_ = false;
+    bool closing_ = false;
+    bool paused_ = false;  // reading stopped for backpressure
+    uint64_t deadline_ns_ = 0;
+    base::SharedLimit* slot_ = nullptr;
+};
+
+}  // namespace ferry::role

@@ -1,0 +1,60 @@
+// The WebSocket protocol handler of the initiator: each client on a ws:// listener becomes a
+// WsLeg, which reads its Upgrade request, opens a WebSocket stream and carries its messages.
+// Deadlines (handshake, OPEN_ACK, closing) are kept here and checked on tick.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ferry/base/log.h"
+#include "ferry/base/object_pool.h"
+#include "ferry/loop/context.h"
+#include "ferry/role/limits.h"
+#include "ferry/role/metrics.h"
+#include "ferry/role/protocol.h"
+#include "ferry/role/ws_leg.h"
+
+namespace ferry::role {
+
+struct WsClientOptions {
+    ProcessLimits* process = nullptr;                // --max-connections, shared by every shard
+    uint64_t max_message_size = uint64_t{16} << 20;  // --ws-max-message
+    uint64_t handshake_ns = 5'000'000'000;           // a whole Upgrade request within this
+    std::string node_name;                           // this node's entry in the OPEN's "trail"
+};
+
+class WsClients final : public ClientProtocol, private WsLegOwner {
+  public:
+    // Everything referenced outlives the handler.
+    WsClients(loop::Context& ctx, Metrics& metrics, StreamOpener& opener,
+              WsClientOptions options) noexcept;
+    ~WsClients() override;
+
+    void on_client(int fd, const ServiceUrl& listener) noexcept override;
+    void tick(uint64_t now_ns) noexcept override;
+    void drain() noexcept override;
+    // Legs still in their handshake or closing linger are bounded by their deadlines.
+    [[nodiscard]] bool idle() const noexcept override { return deadlines_ == nullptr; }
+
+  private:
+    // WsLegOwner
+    StreamOpener& opener() noexcept override { return opener_; }
+    uint64_t max_message_size() const noexcept override { return options_.max_message_size; }
+    const std::string& node_name() const noexcept override { return options_.node_name; }
+    bool draining() const noexcept override { return draining_; }
+    void log_refusal(const char* what, std::string_view detail) noexcept override;
+    void watch_deadline(WsLeg* leg) noexcept override;
+    void unwatch_deadline(WsLeg* leg) noexcept override;
+
+    // First, so it is destroyed last: legs still open at shard exit are abandoned with it.
+    base::ObjectPool<WsLeg> legs_;
+    loop::Context& ctx_;
+    Metrics& metrics_;
+    StreamOpener& opener_;
+    WsClientOptions options_;
+    base::LogLimiter refusal_log_;
+    WsLeg* deadlines_ = nullptr;  // legs with a deadline (intrusive list)
+    bool draining_ = false;
+};
+
+}  // namespace ferry::role

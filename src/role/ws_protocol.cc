@@ -1,0 +1,92 @@
+#include "ferry/role/ws_protocol.h"
+
+#include <vector>
+
+namespace ferry::role {
+
+WsClients::WsClients(loop::Context& ctx, Metrics& metrics, StreamOpener& opener,
+                     WsClientOptions options) noexcept
+    : ctx_(ctx), metrics_(metrics), opener_(opener), options_(std::move(options)) {}
+
+WsClients::~WsClients() {
+    // Legs with a deadline may still hold their request head; the pool abandons the rest.
+    for (WsLeg* leg = deadlines_; leg != nullptr; leg = leg->deadline_next) {
+        leg->abandon();
+    }
+}
+
+void WsClients::drain() noexcept {
+    draining_ = true;
+    std::vector<WsLeg*> legs;
+    for (WsLeg* leg = deadlines_; leg != nullptr; leg = leg->deadline_next) {
+        legs.push_back(leg);
+    }
+    for (WsLeg* leg : legs) {
+        leg->on_drain();
+    }
+}
+
+void WsClients::on_client(int fd, const ServiceUrl& listener) noexcept {
+    WsLeg* leg = legs_.create(ctx_, metrics_, &legs_, static_cast<WsLegOwner&>(*this));
+    if (draining_) {
+        metrics_.connections_rejected.add();
+        leg->reject(fd);
+        return;
+    }
+    if (!options_.process->connections.try_acquire()) {
+        metrics_.connections_rejected.add();
+        FERRY_LOG_LIMITED(refusal_log_, ctx_.now_ns, Warn,
+                          "client on %s refused: --max-connections (%u) reached in this process",
+                          listener.text, options_.process->connections.max());
+        leg->reject(fd);
+        return;
+    }
+    leg->hold_slot(&options_.process->connections);
+    leg->start(fd, listener.path, options_.handshake_ns);
+}
+
+void WsClients::log_refusal(const char* what, std::string_view detail) noexcept {
+    FERRY_LOG_LIMITED(refusal_log_, ctx_.now_ns, Warn, "%s: %s", what, detail);
+}
+
+void WsClients::watch_deadline(WsLeg* leg) noexcept {
+    leg->deadline_watched = true;
+    leg->deadline_prev = nullptr;
+    leg->deadline_next = deadlines_;
+    if (deadlines_ != nullptr) {
+        deadlines_->deadline_prev = leg;
+    }
+    deadlines_ = leg;
+}
+
+void WsClients::unwatch_deadline(WsLeg* leg) noexcept {
+    if (!leg->deadline_watched) {
+        return;
+    }
+    leg->deadline_watched = false;
+    if (leg->deadline_prev != nullptr) {
+        leg->deadline_prev->deadline_next = leg->deadline_next;
+    } else {
+        deadlines_ = leg->deadline_next;
+    }
+    if (leg->deadline_next != nullptr) {
+        leg->deadline_next->deadline_prev = leg->deadline_prev;
+    }
+    leg->deadline_prev = leg->deadline_next = nullptr;
+}
+
+void WsClients::tick(uint64_t now_ns) noexcept {
+    // Collected first: a leg's answer to its deadline may take it off the list or put it back.
+    std::vector<WsLeg*> due;
+    for (WsLeg* leg = deadlines_; leg != nullptr; leg = leg->deadline_next) {
+        if (now_ns >= leg->deadline_ns()) {
+            due.push_back(leg);
+        }
+    }
+    for (WsLeg* leg : due) {
+        unwatch_deadline(leg);
+        leg->on_deadline();
+    }
+}
+
+}  // namespace ferry::role

@@ -1,0 +1,101 @@
+#!/usr/bin/python3
+"""A WebSocket client for ferry's end-to-end tests (Debian's python3-websockets).
+
+Connects to a ws:// URL that ferry's initiator serves, sends text and binary messages of the
+given sizes, checks each JSON reply of the terminator's built-in sink (message, binary flag,
+trail), then closes with a code and checks the close code it gets back. Exits 0 when everything
+matched, else non-zero with one line saying what did not. Bounded by --timeout.
+"""
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+
+import websockets
+
+
+def fail(what):
+    print("ws_client: FAIL: " + what, flush=True)
+    sys.exit(1)
+
+
+def text_of_size(size):
+    # Two-byte characters, so UTF-8 sequences straddle every frame and buffer boundary.
+    return "\u00e9" * (size // 2) + "a" * (size % 2)
+
+
+async def pipelined(ws, args, sizes, trail):
+    # Every message goes out before any reply is read: the replies back up through the tunnel
+    # to the sink, whose held credit stops this client's sends until it reads (backpressure).
+    sent = []
+    for i in range(args.pipeline):
+        for size in sizes:
+            text = ("%06d" % i) + text_of_size(size)
+            await ws.send(text)
+            sent.append(text)
+    for text in sent:
+        reply = json.loads(await asyncio.wait_for(ws.recv(), args.timeout))
+        if reply.get("message") != text or reply.get("trail") != trail:
+            fail("pipelined reply out of order or different (expected message %s...)" % text[:6])
+
+
+async def run(args):
+    sizes = [int(s) for s in args.sizes.split(",") if s != ""]
+    trail = args.trail.split(",")
+    async with websockets.connect(
+        args.url,
+        max_size=None,
+        open_timeout=args.timeout,
+        close_timeout=args.timeout,
+        ping_interval=None,
+    ) as ws:
+        if args.pipeline > 0:
+            await pipelined(ws, args, sizes, trail)
+        for binary in (False, True):
+            for size in sizes:
+                sent = os.urandom(size) if binary else text_of_size(size)
+                await ws.send(sent)
+                raw = await asyncio.wait_for(ws.recv(), args.timeout)
+                if not isinstance(raw, str):
+                    fail("reply to a %d-byte %s message is not a text message"
+                         % (size, "binary" if binary else "text"))
+                reply = json.loads(raw)
+                got = reply.get("message")
+                if binary:
+                    got = base64.b64decode(got)
+                if got != sent:
+                    fail("%d-byte %s message came back different (%d bytes)"
+                         % (size, "binary" if binary else "text", len(got)))
+                if reply.get("binary") is not binary:
+                    fail("binary flag %r for a %s message" % (reply.get("binary"), binary))
+                if reply.get("trail") != trail:
+                    fail("trail %r, expected %r" % (reply.get("trail"), trail))
+                if not isinstance(reply.get("shard"), int):
+                    fail("no shard index in %r" % raw[:200])
+        await ws.close(code=args.close_code, reason="bye")
+        if ws.close_code != args.close_code:
+            fail("close code %r back, expected %d" % (ws.close_code, args.close_code))
+    print("ws_client: ok (%d messages)" % ((2 + args.pipeline) * len(sizes)), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--sizes", default="0,125,126,65536,1048576")
+    p.add_argument("--trail", default="cluster-a-0,cluster-b-0")
+    p.add_argument("--close-code", type=int, default=4001)
+    p.add_argument("--pipeline", type=int, default=0,
+                   help="first send this many rounds of messages before reading any reply")
+    p.add_argument("--timeout", type=float, default=20.0)
+    args = p.parse_args()
+    try:
+        asyncio.run(asyncio.wait_for(run(args), 3 * args.timeout))
+    except (asyncio.TimeoutError, OSError, websockets.exceptions.WebSocketException) as e:
+        fail("%s: %s" % (type(e).__name__, e))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+// End-to-end WebSocket tests: real ferry processes, a ws:// listener at the initiator and the
+// terminator's built-in sink, driven by a real client (Debian's python3-websockets, through
+// ws_client.py) and by raw sockets for the failures a library client would never produce.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "e2e_harness.h"
+#include "process.h"
+
+namespace ferry::e2e {
+namespace {
+
+constexpr const char* kPython = "/usr/bin/python3";
+
+std::string source_dir() {
+    const char* src = std::getenv("FERRY_SOURCE_DIR");
+    return src != nullptr ? src : ".";
+}
+
+// A valid Upgrade request for "/" (the RFC 6455 example key).
+const std::string kUpgrade =
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+// The code of the first Close frame in `bytes` (server frames are unmasked), or -1.
+int close_code_in(const std::string& bytes) {
+    for (size_t i = 0; i + 4 <= bytes.size(); ++i) {
+        if (static_cast<uint8_t>(bytes[i]) == 0x88 && static_cast<uint8_t>(bytes[i + 1]) >= 2 &&
+            static_cast<uint8_t>(bytes[i + 1]) <= 125) {
+            return (static_cast<uint8_t>(bytes[i + 2]) << 8) | static_cast<uint8_t>(bytes[i + 3]);
+        }
+    }
+    return -1;
+}
+
+class WsE2e : public E2e {
+  protected:
+    void SetUp() override {
+        E2e::SetUp();
+        Process probe({kPython, "-c", "import websockets"}, dir_ + "/probe.log");
+        if (probe.wait(30000).value_or(-1) != 0) {
+            GTEST_SKIP() << "python3-websockets is not installed (tools/setup.sh installs it)";
+        }
+    }
+
+    // Starts the pair with a ws:// listener; the terminator's TCP upstream is never used.
+    std::unique_ptr<Tunnel> start_tunnel(const std::string& path = "/") {
+        auto t = std::make_unique<Tunnel>(dir_, testlib::free_port(), 1, std::vector<std::string>{},
+                                          std::string{}, 0, std::vector<std::string>{}, path);
+        EXPECT_TRUE(t->ready());
+        return t;
+    }
+
+    // ws_client.py against the initiator; its exit code (its log goes to stderr). With
+    // `pipeline`, that many rounds of messages go out before any reply is read.
+    int run_client(const Tunnel& t, const std::string& sizes = "0,125,126,65536,1048576",
+                   const std::string& path = "/", int pipeline = 0) {
+        Process client({kPython, source_dir() + "/tests/integration/ws_client.py", "--url",
+                        "ws://127.0.0.1:" + std::to_string(t.listen_port_) + path, "--sizes", sizes,
+                        "--timeout", "20", "--pipeline", std::to_string(pipeline)},
+                       dir_ + "/ws_client.log");
+        const int rc = client.wait(90000).value_or(-1);
+        std::fprintf(stderr, "%s", client.log().c_str());
+        return rc;
+    }
+
+    // Completes the handshake on a raw socket; -1 unless a 101 came back.
+    static int raw_upgrade(uint16_t port) {
+        int fd = testlib::connect_to(port);
+        if (fd < 0 || !testlib::write_all(fd, kUpgrade.data(), kUpgrade.size())) {
+            return -1;
+        }
+        std::string head;
+        char c = 0;
+        timeval tv{10, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        while (head.find("\r\n\r\n") == std::string::npos && read(fd, &c, 1) == 1) {
+            head.push_back(c);
+        }
+        if (head.rfind("HTTP/1.1 101", 0) != 0) {
+            close(fd);
+            return -1;
+        }
+        return fd;
+    }
+};
+
+TEST_F(WsE2e, WebSocketClientMessagesRoundTripThroughTheSink) {
+    auto t = start_tunnel();
+    EXPECT_EQ(run_client(*t), 0);
+    EXPECT_GE(t->initiator_metric("ferry_connections_accepted_total"), 1);
+    EXPECT_TRUE(testlib::wait_until(
+        [&] { return t->initiator_metric("ferry_streams_active") == 0; }, 10000));
+}
+
+TEST_F(WsE2e, APlainGetGets400WithAReasonAndTheNextClientWorks) {
+    auto t = start_tunnel();
+    int fd = testlib::connect_to(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    const std::string get = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    ASSERT_TRUE(testlib::write_all(fd, get.data(), get.size()));
+    testlib::ReadResult r = testlib::read_all(fd, 10000);
+    close(fd);
+    EXPECT_EQ(r.bytes.rfind("HTTP/1.1 400", 0), 0U) << r.bytes;
+    const size_t body = r.bytes.find("\r\n\r\n");
+    ASSERT_NE(body, std::string::npos) << r.bytes;
+    EXPECT_GT(r.bytes.size(), body + 5) << "no reason in the body: " << r.bytes;
+    EXPECT_EQ(r.end, testlib::ReadEnd::Eof);
+    EXPECT_EQ(run_client(*t, "0,125"), 0);
+}
+
+TEST_F(WsE2e, AnotherPathThanTheListenersGets404) {
+    auto t = start_tunnel("/chat");
+    int fd = testlib::connect_to(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(testlib::write_all(fd, kUpgrade.data(), kUpgrade.size()));  // asks for "/"
+    testlib::ReadResult r = testlib::read_all(fd, 10000);
+    close(fd);
+    EXPECT_EQ(r.bytes.rfind("HTTP/1.1 404", 0), 0U) << r.bytes;
+    EXPECT_EQ(run_client(*t, "0,125", "/chat"), 0);
+}
+
+TEST_F(WsE2e, AnUnmaskedFrameGetsClose1002AndTheNextClientWorks) {
+    auto t = start_tunnel();
+    int fd = raw_upgrade(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    const std::string unmasked = "\x81\x05hello";
+    ASSERT_TRUE(testlib::write_all(fd, unmasked.data(), unmasked.size()));
+    testlib::ReadResult r = testlib::read_all(fd, 10000);
+    close(fd);
+    EXPECT_EQ(close_code_in(r.bytes), 1002);
+    EXPECT_EQ(r.end, testlib::ReadEnd::Eof);
+    EXPECT_EQ(run_client(*t, "0,125"), 0);
+}
+
+TEST_F(WsE2e, InvalidUtf8InATextFrameGetsClose1007AndTheNextClientWorks) {
+    auto t = start_tunnel();
+    int fd = raw_upgrade(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    // A masked text frame with the key 0 (so the payload is as written): 0xff is never UTF-8.
+    const std::string bad("\x81\x82\x00\x00\x00\x00\xff\xfe", 8);
+    ASSERT_TRUE(testlib::write_all(fd, bad.data(), bad.size()));
+    testlib::ReadResult r = testlib::read_all(fd, 10000);
+    close(fd);
+    EXPECT_EQ(close_code_in(r.bytes), 1007);
+    EXPECT_EQ(r.end, testlib::ReadEnd::Eof);
+    EXPECT_EQ(run_client(*t, "0,125"), 0);
+}
+
+TEST_F(WsE2e, RepliesBackedUpBehindAClientThatSendsFirstAllComeBackInOrder) {
+    auto t = start_tunnel();
+    // 200 rounds of 64 KiB + 1 KiB messages (about 13 MiB) before the first reply is read:
+    // beyond every window and socket buffer on the way, so the initiator has to stop reading
+    // the client until the replies drain.
+    EXPECT_EQ(run_client(*t, "65536,1024", "/", 200), 0);
+    EXPECT_GE(t->initiator_metric("ferry_flow_paused_total"), 1);
+}
+
+TEST_F(WsE2e, ARawClientGetsItsPongAndAReply) {
+    auto t = start_tunnel();
+    int fd = raw_upgrade(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    // A masked Ping "ping" and a masked Text "hi", both with the key 0.
+    const std::string frames("\x89\x84\0\0\0\0ping\x81\x82\0\0\0\0hi", 18);
+    ASSERT_TRUE(testlib::write_all(fd, frames.data(), frames.size()));
+    std::string got;
+    char buf[4096];
+    while (got.find("cluster-b-0") == std::string::npos) {
+        const ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        got.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    ASSERT_GE(got.size(), 8U) << got;
+    EXPECT_EQ(got.substr(0, 6), std::string("\x8a\x04ping", 6));
+    EXPECT_EQ(static_cast<uint8_t>(got[6]), 0x81) << "the reply is one unfragmented text frame";
+    EXPECT_NE(got.find(R"("message":"hi")"), std::string::npos) << got;
+}
+
+TEST_F(WsE2e, WithoutATunnelTheHandshakeGets503WithAReason) {
+    auto t = start_tunnel();
+    t->terminator.reset();  // killed: the initiator has no tunnel left
+    ASSERT_TRUE(testlib::wait_until(
+        [&] { return testlib::http_get(t->admin_i_, "/ready").status != 200; }, 20000));
+    int fd = testlib::connect_to(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(testlib::write_all(fd, kUpgrade.data(), kUpgrade.size()));
+    testlib::ReadResult r = testlib::read_all(fd, 10000);
+    close(fd);
+    EXPECT_EQ(r.bytes.rfind("HTTP/1.1 503", 0), 0U) << r.bytes;
+    EXPECT_NE(r.bytes.find("tunnel"), std::string::npos) << r.bytes;
+}
+
+}  // namespace
+}  // namespace ferry::e2e
