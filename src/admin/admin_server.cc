@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -25,16 +26,24 @@ const char* reason_phrase(int status) noexcept {
             return "Method Not Allowed";
         case 408:
             return "Request Timeout";
+        case 411:
+            return "Length Required";
         case 413:
             return "Content Too Large";
         case 414:
             return "URI Too Long";
         case 431:
             return "Request Header Fields Too Large";
+        case 500:
+            return "Internal Server Error";
         case 501:
             return "Not Implemented";
+        case 502:
+            return "Bad Gateway";
         case 503:
             return "Service Unavailable";
+        case 504:
+            return "Gateway Timeout";
         case 505:
             return "HTTP Version Not Supported";
         default:
@@ -42,20 +51,18 @@ const char* reason_phrase(int status) noexcept {
     }
 }
 
-namespace {
-
 std::string http_response(int code, std::string_view content_type, std::string_view body,
-                          bool head = false) {
+                          bool head) {
     return absl::StrFormat(
         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %u\r\nCache-Control: no-store\r\n"
         "Connection: close\r\n\r\n%s",
         code, reason_phrase(code), content_type, body.size(), head ? "" : body);
 }
 
-}  // namespace
-
 // One admin request/response on its own socket.
-class AdminConnection final : private io::SocketEvents, public loop::Retirable {
+class AdminConnection final : private io::SocketEvents,
+                              private role::AdminReply,
+                              public loop::Retirable {
   public:
     AdminConnection(AdminServer* server, int fd, uint64_t now_ns) noexcept
         : server_(server),
@@ -70,33 +77,73 @@ class AdminConnection final : private io::SocketEvents, public loop::Retirable {
     void retire() noexcept override { server_->connections_->destroy(this); }
 
     // Still waiting for (the rest of) its request: such a connection may be closed to make room.
-    [[nodiscard]] bool waiting() const noexcept { return !answered_ && !io_.closing(); }
+    [[nodiscard]] bool waiting() const noexcept {
+        return !answered_ && endpoint_ == nullptr && !io_.closing();
+    }
     [[nodiscard]] uint64_t accepted_ns() const noexcept { return accepted_ns_; }
 
   private:
     void on_socket_data(buf::Chunk&& bytes) noexcept override {
-        if (answered_) {
+        if (answered_ || endpoint_ != nullptr) {
             return;
         }
-        proto::http1::ParseResult r = parser_.feed(bytes.span());
-        if (r.status == proto::http1::ParseStatus::NeedMore) {
+        std::span<const std::byte> in = bytes.span();
+        if (!head_done_) {
+            proto::http1::ParseResult r = parser_.feed(in);
+            if (r.status == proto::http1::ParseStatus::NeedMore) {
+                return;
+            }
+            if (r.status == proto::http1::ParseStatus::Error) {
+                FERRY_LOG(Debug, "admin: bad request: %s", r.detail);
+                send(http_response(r.http_status, "text/plain", absl::StrCat(r.detail, "\n")));
+                return;
+            }
+            head_done_ = true;
+            in = in.subspan(r.consumed);
+            routed_ = server_->route(parser_.path());
+            if (routed_ == nullptr) {
+                send(server_->respond(parser_.method(), parser_.path()));
+                return;
+            }
+            if (parser_.chunked()) {
+                send(http_response(411, "text/plain",
+                                   "send the body with a Content-Length, not chunked\n"));
+                return;
+            }
+            if (parser_.content_length() > static_cast<int64_t>(kMaxAdminBody)) {
+                send(http_response(413, "text/plain",
+                                   absl::StrFormat("body over %u bytes\n", kMaxAdminBody)));
+                return;
+            }
+            body_want_ = static_cast<size_t>(std::max<int64_t>(parser_.content_length(), 0));
+            body_.reserve(body_want_);
+        }
+        const size_t take = std::min(in.size(), body_want_ - body_.size());
+        body_.append(reinterpret_cast<const char*>(in.data()), take);
+        if (body_.size() < body_want_) {
             return;
         }
+        // The endpoint answers through respond(), maybe later. Reading goes on meanwhile so the
+        // client's going away (EOF, as nginx takes it) is seen and passed on as cancel().
+        endpoint_ = routed_;
+        endpoint_->serve(parser_.method(), body_, *this);
+    }
+    void respond(int status, std::string_view content_type,
+                 std::string_view body) noexcept override {
+        endpoint_ = nullptr;
+        send(http_response(status, content_type, body));
+    }
+    void send(std::string response) noexcept {
         answered_ = true;
         io_.pause_reading();
-        if (r.status == proto::http1::ParseStatus::Error) {
-            FERRY_LOG(Debug, "admin: bad request: %s", r.detail);
-            response_ = http_response(r.http_status, "text/plain", absl::StrCat(r.detail, "\n"));
-        } else {
-            response_ = server_->respond(parser_.method(), parser_.path());
-        }
+        response_ = std::move(response);
         iov_.iov_base = response_.data();
         iov_.iov_len = response_.size();
         io_.send(&iov_, 1, response_.size());
     }
     void on_socket_eof() noexcept override {
         if (!answered_) {
-            io_.close();
+            io_.close();  // gone before its answer: an endpoint serving it hears cancel()
         }
     }
     void on_socket_error(const char*, int) noexcept override { io_.close(); }
@@ -106,6 +153,9 @@ class AdminConnection final : private io::SocketEvents, public loop::Retirable {
     }
     void on_socket_connected(int) noexcept override {}
     void on_socket_closed() noexcept override {
+        if (endpoint_ != nullptr) {
+            std::exchange(endpoint_, nullptr)->cancel(*this);
+        }
         server_->forget(this);
         server_->ctx_.defer_retire(this);
     }
@@ -114,8 +164,13 @@ class AdminConnection final : private io::SocketEvents, public loop::Retirable {
     io::SocketIo io_;
     proto::http1::RequestParser parser_;
     std::string response_;
+    std::string body_;
+    size_t body_want_ = 0;
+    role::AdminEndpoint* routed_ = nullptr;    // the path's endpoint, once the head is in
+    role::AdminEndpoint* endpoint_ = nullptr;  // serving the request; owes respond()
     iovec iov_{};
     uint64_t accepted_ns_;
+    bool head_done_ = false;
     bool answered_ = false;
 };
 
@@ -176,6 +231,15 @@ void AdminServer::on_accepted(int fd) noexcept {
         oldest->close();
     }
     open_.push_back(connections_->create(this, fd, ctx_.now_ns));
+}
+
+role::AdminEndpoint* AdminServer::route(std::string_view path) const noexcept {
+    for (const AdminRoute& r : config_.routes) {
+        if (r.path == path) {
+            return r.endpoint;
+        }
+    }
+    return nullptr;
 }
 
 std::string AdminServer::respond(std::string_view method, std::string_view path) const {

@@ -47,6 +47,8 @@ ABSL_FLAG(uint32_t, max_connections, 65536, "Most local connections of this proc
 ABSL_FLAG(uint32_t, max_tunnels, 1024, "terminator: most established tunnel connections per shard");
 ABSL_FLAG(uint32_t, max_pending_tunnels, 256, "terminator: most tunnel connections per shard whose TLS handshake and HELLO are not done; when full the oldest is closed, so a real initiator always gets in");
 ABSL_FLAG(std::string, tunnel_placement, "balanced", "terminator: which shard serves an accepted tunnel connection: balanced (the one with the fewest), kernel (where SO_REUSEPORT put it) or rotate (always hand to the next shard; for tests)");
+ABSL_FLAG(uint32_t, auto_trigger, 5, "initiator: messages sent through the tunnel to the terminator's sink once the tunnel is first up (0 = off); results on GET /output");
+ABSL_FLAG(absl::Duration, trigger_timeout, absl::Seconds(10), "initiator: how long a triggered message (auto-trigger, POST /trigger) waits for its reply");
 ABSL_FLAG(std::string, tunnels_per_peer, "auto", "initiator: tunnel connections each shard keeps to each peer: auto (enough for every terminator shard to carry a share, from its HELLO) or 1..64");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10), "A tunnel connection must finish its TLS handshake and HELLO within this (both roles)");
 ABSL_FLAG(uint32_t, max_upstream_connects, 1024, "terminator: most upstream connects in flight in this process");
@@ -222,6 +224,8 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.max_pending_tunnels = absl::GetFlag(FLAGS_max_pending_tunnels);
     r.tunnel_placement = absl::GetFlag(FLAGS_tunnel_placement);
     r.tunnels_per_peer = absl::GetFlag(FLAGS_tunnels_per_peer);
+    r.auto_trigger = absl::GetFlag(FLAGS_auto_trigger);
+    r.trigger_timeout = absl::GetFlag(FLAGS_trigger_timeout);
     r.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
     r.max_upstream_connects = absl::GetFlag(FLAGS_max_upstream_connects);
     r.max_upstream_connects_per_tunnel = absl::GetFlag(FLAGS_max_upstream_connects_per_tunnel);
@@ -288,9 +292,13 @@ int main(int argc, char** argv) {
     }
     // Terminator: where each accepted tunnel connection is served, across the shards.
     ferry::role::TunnelPlacement placement(static_cast<size_t>(shards), o.tunnel_placement);
+    // GET /output: the latest results of the process (sink answers, triggered messages).
+    ferry::role::ResultLog results(static_cast<size_t>(shards), 64);
+    ferry::role::OutputEndpoint output(results);
     ferry::shard::Runtime* runtime_ptr = nullptr;
     auto factory = [&](ferry::loop::Context& ctx, int index) {
         std::vector<std::unique_ptr<ferry::shard::Service>> services;
+        ferry::role::Initiator* shard_initiator = nullptr;
         ferry::role::ShardMetrics& metrics = *service_metrics[static_cast<size_t>(index)];
         if (initiator) {
             ferry::role::InitiatorConfig c;
@@ -302,10 +310,17 @@ int main(int argc, char** argv) {
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
             c.tunnels_per_peer = o.tunnels_per_peer;
             c.shards = static_cast<uint32_t>(shards);
+            c.serves_triggers = index == 0;
+            c.trigger.auto_count = o.auto_trigger;
+            c.trigger.timeout_ns = o.trigger_timeout_ns;
+            c.trigger.node_name = o.node_name;
+            c.trigger.shard_index = static_cast<size_t>(index);
+            c.trigger.results = &results;
             c.security = o.security;
             c.tuning = o.tuning;
-            services.push_back(
-                std::make_unique<ferry::role::Initiator>(ctx, metrics, limits, std::move(c)));
+            auto i = std::make_unique<ferry::role::Initiator>(ctx, metrics, limits, std::move(c));
+            shard_initiator = i.get();
+            services.push_back(std::move(i));
         } else {
             ferry::role::TerminatorConfig c;
             c.listen_tunnel = o.listen_tunnel;
@@ -319,6 +334,7 @@ int main(int argc, char** argv) {
             c.ws_max_message = o.ws_max_message;
             c.tuning = o.tuning;
             c.placement = &placement;
+            c.results = &results;
             c.shard_index = static_cast<size_t>(index);
             services.push_back(
                 std::make_unique<ferry::role::Terminator>(ctx, metrics, limits, std::move(c)));
@@ -332,6 +348,10 @@ int main(int argc, char** argv) {
             ac.shard_metrics = service_metrics_view;
             for (size_t i = 0; i < runtime_ptr->shard_count(); ++i) {
                 ac.loop_metrics.push_back(&runtime_ptr->metrics(i));
+            }
+            ac.routes.push_back({"/output", &output});
+            if (shard_initiator != nullptr) {
+                ac.routes.push_back({"/trigger", shard_initiator->trigger_endpoint()});
             }
             services.push_back(std::make_unique<ferry::admin::AdminServer>(ctx, std::move(ac)));
         }

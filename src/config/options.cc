@@ -429,6 +429,14 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     if (!role::parse_tunnel_placement(raw.tunnel_placement, &o.tunnel_placement)) {
         return bad("tunnel-placement", "expected balanced (default), kernel or rotate");
     }
+    if (raw.auto_trigger > 10000) {
+        return bad("auto-trigger", "at most 10000 messages (0 turns it off)");
+    }
+    o.auto_trigger = raw.auto_trigger;
+    if (raw.trigger_timeout <= absl::ZeroDuration()) {
+        return bad("trigger-timeout", "must be a positive duration like 500ms or 10s");
+    }
+    o.trigger_timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(raw.trigger_timeout));
     if (raw.tunnels_per_peer != "auto") {
         uint32_t n = 0;
         if (!absl::SimpleAtoi(raw.tunnels_per_peer, &n) || n < 1 || n > 64) {

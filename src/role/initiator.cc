@@ -42,6 +42,9 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
         }
     }
     wanted_.assign(config_.peers.size(), per_peer);
+    if (config_.serves_triggers) {
+        triggers_ = std::make_unique<Triggers>(ctx, *this, config_.trigger);
+    }
 }
 
 Connector& Initiator::add_connector(size_t peer) noexcept {
@@ -134,6 +137,9 @@ void Initiator::on_connector_changed(Connector& connector) noexcept {
     m.ready.set(up > 0 ? 1 : 0);
     if (up > 0 && !draining_) {
         clients_.for_each([](ClientProtocol& h) { h.on_tunnel_usable(); });
+        if (triggers_ != nullptr) {
+            triggers_->on_tunnel_usable();
+        }
     }
 }
 
@@ -168,6 +174,9 @@ void Initiator::tick(uint64_t now_ns) noexcept {
     endpoint_.tick(now_ns);
     for (auto& c : connectors_) {
         c->tick(now_ns);
+        if (triggers_ != nullptr) {
+            triggers_->tick(now_ns);
+        }
     }
     clients_.for_each([now_ns](ClientProtocol& h) { h.tick(now_ns); });
 }
@@ -205,7 +214,7 @@ bool Initiator::idle() const noexcept {
         idle = idle && c->idle();
     }
     clients_.for_each([&idle](const ClientProtocol& h) { idle = idle && h.idle(); });
-    return idle;
+    return idle && (triggers_ == nullptr || triggers_->idle());
 }
 
 void Initiator::dump() const noexcept {

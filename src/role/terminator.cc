@@ -48,6 +48,7 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
         ws.max_message_size = config_.ws_max_message;
         ws.node_name = config_.node_name;
         ws.shard_index = config_.shard_index;
+        ws.results = config_.results;
         upstreams_.add(pt::StreamProtocol::WebSocket,
                        std::make_unique<WsSink>(ctx, metrics.role, std::move(ws)));
     }

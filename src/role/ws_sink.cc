@@ -83,6 +83,17 @@ void WsSinkStream::answer_message() noexcept {
         trail.push_back(sink_.options_.node_name);
         reply["trail"] = std::move(trail);
         reply["shard"] = sink_.options_.shard_index;
+        if (ResultLog* log = sink_.options_.results; log != nullptr) {
+            // The log keeps what identifies the result, not whole 16 MiB messages.
+            nlohmann::json logged = reply;
+            logged["source"] = "sink";
+            logged["bytes"] = message_.size();
+            if (message_.size() > 1024) {
+                logged["message"] = preview(reply["message"].get_ref<const std::string&>(), 1024);
+            }
+            log->record(sink_.options_.shard_index,
+                        logged.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        }
         // replace: bytes that are not UTF-8 (a peer other than our initiator) must not abort.
         replies_.push_back({reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                             pt::MessageKind::Text});

@@ -136,6 +136,9 @@ class Tunnel {
                                          "--cpus",          "none",
                                          "--node-name",     "cluster-a-0",
                                          "--drain-timeout", "10s"};
+        // No auto-trigger unless a test asks (its streams would count in every test's figures);
+        // a later --auto-trigger in `extra_` wins.
+        args.insert(args.end(), {"--auto-trigger", "0"});
         add_transport(args, "initiator");
         args.insert(args.end(), extra_.begin(), extra_.end());
         initiator = std::make_unique<Process>(args, dir_ + "/initiator.log");

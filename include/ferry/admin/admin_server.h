@@ -1,9 +1,11 @@
 // Admin HTTP port, served by shard 0's own ring: GET (or HEAD) /health, /ready, /metrics
-// (Prometheus text). Answers are small and built per request (the admin port is not the data
-// path); every connection closes after one response. A bounded number are served at once; one
-// that does not send its request within the timeout is closed, and when the port is full the
-// longest-waiting is closed to make room, so slow or idle clients cannot starve the probes. It
-// keeps answering while the process drains (/ready then says 503).
+// (Prometheus text), and the paths a role registers (role::AdminEndpoint: POST /trigger, GET
+// /output), which get the request body (Content-Length, at most kMaxAdminBody). Answers are small
+// and built per request (the admin port is not the data path); every connection closes after one
+// response. A bounded number are served at once; one that does not send its request within the
+// timeout is closed, and when the port is full the longest-waiting is closed to make room, so slow
+// or idle clients cannot starve the probes. It keeps answering while the process drains (/ready
+// then says 503).
 #pragma once
 
 #include <cstdint>
@@ -16,12 +18,21 @@
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
 #include "ferry/loop/context.h"
+#include "ferry/role/admin_endpoint.h"
 #include "ferry/role/metrics.h"
 #include "ferry/shard/service.h"
 
 namespace ferry::admin {
 
 class AdminConnection;
+
+// Largest request body the admin port reads (a trigger message); beyond it: 413.
+inline constexpr size_t kMaxAdminBody = 1 << 20;
+
+struct AdminRoute {
+    std::string path;
+    role::AdminEndpoint* endpoint;  // on shard 0, outlives the server
+};
 
 struct AdminConfig {
     io::SocketAddress listen;
@@ -33,6 +44,7 @@ struct AdminConfig {
     // server; written by their shards, read here).
     std::vector<const loop::Metrics*> loop_metrics;
     std::vector<const role::ShardMetrics*> shard_metrics;
+    std::vector<AdminRoute> routes;  // paths served by roles, beside the probes
 };
 
 class AdminServer final : public shard::Service, private io::AcceptHandler {
@@ -47,6 +59,8 @@ class AdminServer final : public shard::Service, private io::AcceptHandler {
 
     // Routes one parsed request; returns the full HTTP response.
     [[nodiscard]] std::string respond(std::string_view method, std::string_view path) const;
+    // The endpoint a role registered for `path`, or nullptr.
+    [[nodiscard]] role::AdminEndpoint* route(std::string_view path) const noexcept;
 
   private:
     friend class AdminConnection;
@@ -65,6 +79,10 @@ class AdminServer final : public shard::Service, private io::AcceptHandler {
 
 // The RFC 9110 reason phrase of `status` ("Request Header Fields Too Large" for 431).
 [[nodiscard]] const char* reason_phrase(int status) noexcept;
+
+// A whole response that closes the connection.
+[[nodiscard]] std::string http_response(int code, std::string_view content_type,
+                                        std::string_view body, bool head = false);
 
 // Prometheus text exposition of every shard's metrics: the loop's and the services' (both by
 // shard index, the same length).

@@ -40,8 +40,10 @@ struct RawOptions {
     uint32_t max_streams = 16384;
     uint32_t max_tunnels = 1024;         // established tunnel connections per shard
     uint32_t max_pending_tunnels = 256;  // tunnel connections before their handshake, per shard
-    std::string tunnel_placement = "balanced";        // balanced, kernel or rotate
-    std::string tunnels_per_peer = "auto";            // initiator: auto or 1..64 per shard
+    std::string tunnel_placement = "balanced";  // balanced, kernel or rotate
+    std::string tunnels_per_peer = "auto";      // initiator: auto or 1..64 per shard
+    uint32_t auto_trigger = 5;                  // initiator: messages sent once the tunnel is up
+    absl::Duration trigger_timeout = absl::Seconds(10);
     uint32_t max_upstream_connects = 1024;            // in flight, per process
     uint32_t max_upstream_connects_per_tunnel = 256;  // in flight, per tunnel connection
     absl::Duration handshake_timeout = absl::Seconds(10);
@@ -86,6 +88,8 @@ struct Options {
     uint32_t max_pending_tunnels = 256;
     role::TunnelPlacementPolicy tunnel_placement = role::TunnelPlacementPolicy::Balanced;
     uint32_t tunnels_per_peer = 0;  // 0 = auto
+    uint32_t auto_trigger = 5;
+    uint64_t trigger_timeout_ns = 10'000'000'000;
     uint32_t max_upstream_connects = 1024;
     uint32_t max_upstream_connects_per_tunnel = 256;
     uint64_t handshake_timeout_ns = 10'000'000'000;

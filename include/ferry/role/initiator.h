@@ -20,6 +20,7 @@
 #include "ferry/role/limits.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/tcp_protocol.h"
+#include "ferry/role/trigger.h"
 #include "ferry/role/tunnel_endpoint.h"
 #include "ferry/role/ws_protocol.h"
 #include "ferry/shard/service.h"
@@ -32,6 +33,9 @@ struct InitiatorConfig {
     uint32_t max_pending = 4096;  // clients held while no tunnel connection is usable
     uint64_t handshake_timeout_ns = 10'000'000'000;  // TLS handshake and HELLO of a new connection
     std::string node_name;
+    // Shard 0 only: the auto-trigger and POST /trigger (its options; results may be null).
+    bool serves_triggers = false;
+    TriggerOptions trigger;
     uint64_t ws_max_message = uint64_t{16} << 20;  // largest WebSocket message from a client
     uint64_t seed = 1;                             // backoff jitter
     // Tunnel connections per peer from this shard; 0 = auto (enough for the peer's shards).
@@ -63,6 +67,8 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
         std::span<const proto::tunnel::MetadataEntry> metadata,
         tunnel::StreamHandler* handler) noexcept override;
     [[nodiscard]] bool tunnel_usable() const noexcept override;
+    // POST /trigger, on the shard that serves triggers; nullptr elsewhere.
+    [[nodiscard]] AdminEndpoint* trigger_endpoint() noexcept { return triggers_.get(); }
 
   private:
     // One --listen socket and the handler of its protocol.
@@ -94,8 +100,9 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     ProtocolRegistry<ClientProtocol> clients_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::vector<std::unique_ptr<Connector>> connectors_;
-    std::vector<size_t> peer_of_;   // connectors_[i] dials config_.peers[peer_of_[i]]
-    std::vector<uint32_t> wanted_;  // per peer: connections asked for by its HELLO Shards
+    std::unique_ptr<Triggers> triggers_;  // shard 0
+    std::vector<size_t> peer_of_;         // connectors_[i] dials config_.peers[peer_of_[i]]
+    std::vector<uint32_t> wanted_;        // per peer: connections asked for by its HELLO Shards
     bool grow_due_ = false;
     bool draining_ = false;
 };

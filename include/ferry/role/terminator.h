@@ -15,6 +15,7 @@
 #include "ferry/io/socket.h"
 #include "ferry/role/limits.h"
 #include "ferry/role/protocol.h"
+#include "ferry/role/result_log.h"
 #include "ferry/role/tunnel_endpoint.h"
 #include "ferry/role/tunnel_placement.h"
 #include "ferry/shard/service.h"
@@ -36,6 +37,7 @@ struct TerminatorConfig {
     tunnel::Tuning tuning;
     // Shared by every shard's terminator; nullptr serves each connection where it was accepted.
     TunnelPlacement* placement = nullptr;
+    ResultLog* results = nullptr;  // the sink's answers, for GET /output (may be null)
     size_t shard_index = 0;
 };
 

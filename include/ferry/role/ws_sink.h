@@ -16,6 +16,7 @@
 #include "ferry/loop/context.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
+#include "ferry/role/result_log.h"
 
 namespace ferry::role {
 
@@ -23,6 +24,7 @@ struct WsSinkOptions {
     uint64_t max_message_size = uint64_t{16} << 20;  // --ws-max-message
     std::string node_name;                           // appended to each reply's trail
     size_t shard_index = 0;
+    ResultLog* results = nullptr;  // each answer, shortened, for GET /output (may be null)
 };
 
 class WsSink;

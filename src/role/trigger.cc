@@ -1,0 +1,278 @@
+#include "ferry/role/trigger.h"
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_format.h"
+#include "ferry/base/log.h"
+
+namespace ferry::role {
+
+namespace pt = proto::tunnel;
+using nlohmann::json;
+
+namespace {
+
+// The reply as JSON when it is JSON (the sink's answer), else as a string (an echo upstream).
+json as_json(const std::string& text) {
+    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    return j.is_discarded() ? json(text) : j;
+}
+
+std::string dump(const json& j) {
+    // replace: a reply that is not UTF-8 must not abort the process.
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+TriggerCall::TriggerCall(Triggers& owner, uint32_t seq, AdminReply* reply,
+                         bool auto_trigger) noexcept
+    : owner_(owner), seq_(seq), reply_(reply), auto_(auto_trigger) {}
+
+bool TriggerCall::start(std::string payload) noexcept {
+    sent_ = std::move(payload);
+    deadline_ns_ = owner_.ctx_.now_ns + owner_.options_.timeout_ns;
+    const pt::MetadataEntry metadata[] = {
+        {":path", "/"},
+        {"trail", owner_.options_.node_name},
+        {"x-ferry-trigger", auto_ ? "auto" : "admin"},
+    };
+    stream_ = owner_.opener_.open_stream(pt::StreamProtocol::WebSocket, "/", metadata, this);
+    if (stream_ == nullptr) {
+        end(false, "no usable tunnel connection", 503);
+        release();
+        return false;
+    }
+    if (!send_message(sent_, pt::MessageKind::Text)) {
+        stream_->reset(pt::ErrorCode::InternalError);
+        stream_ = nullptr;
+        end(false, "no free buffer for the message", 503);
+        release();
+        return false;
+    }
+    return true;
+}
+
+bool TriggerCall::send_message(std::string_view bytes, pt::MessageKind kind) noexcept {
+    buf::Pool& pool = owner_.ctx_.local_pool;
+    do {
+        buf::Chunk chunk = pool.try_alloc();
+        if (chunk.empty()) {
+            return false;
+        }
+        const auto n = static_cast<uint32_t>(std::min<size_t>(bytes.size(), chunk.size()));
+        std::memcpy(chunk.data(), bytes.data(), n);
+        bytes.remove_prefix(n);
+        stream_->write(chunk.share(0, n), pt::DataFlags::make(false, bytes.empty(), kind));
+    } while (!bytes.empty());
+    return true;
+}
+
+void TriggerCall::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcept {
+    const uint32_t size = data.size();
+    if (stream_ == nullptr) {
+        return;
+    }
+    stream_->consumed(size);
+    if (ended_ || flags.kind() == pt::MessageKind::Close) {
+        return;  // the far side's half of the closing handshake, or a late extra message
+    }
+    if (received_.size() + size > owner_.options_.max_reply) {
+        stream_->reset(pt::ErrorCode::Cancel);
+        stream_ = nullptr;
+        end(false, "reply larger than the trigger keeps", 502);
+        release();
+        return;
+    }
+    received_.append(reinterpret_cast<const char*>(data.data()), size);
+    if (!flags.end_message()) {
+        return;
+    }
+    end(true, {}, 200);
+    // Our half of the closing handshake (1000, normal closure); the stream ends when the far
+    // side answers it.
+    const char close_normal[] = {'\x03', '\xe8'};
+    if (send_message({close_normal, sizeof(close_normal)}, pt::MessageKind::Close)) {
+        stream_->finish();
+        finished_ = true;
+    } else {
+        stream_->reset(pt::ErrorCode::Cancel);
+        stream_ = nullptr;
+        release();
+    }
+}
+
+void TriggerCall::on_stream_fin() noexcept {
+    if (!ended_) {
+        end(false, "the far side ended the stream without a reply", 502);
+    }
+    if (!finished_) {
+        stream_->finish();
+        finished_ = true;
+    }
+    stream_->detach();
+    stream_ = nullptr;
+    release();
+}
+
+void TriggerCall::on_stream_reset(pt::ErrorCode code) noexcept {
+    stream_ = nullptr;
+    if (!ended_) {
+        end(false, absl::StrFormat("stream reset by the far side (%s)", pt::error_code_name(code)),
+            502);
+    }
+    release();
+}
+
+void TriggerCall::expire() noexcept {
+    if (ended_) {
+        return;
+    }
+    end(false,
+        absl::StrFormat("no reply within %u ms",
+                        static_cast<unsigned>(owner_.options_.timeout_ns / 1'000'000)),
+        504);
+    if (stream_ != nullptr) {
+        stream_->reset(pt::ErrorCode::Cancel);
+        stream_ = nullptr;
+    }
+    release();
+}
+
+void TriggerCall::end(bool ok, std::string_view error, int status) noexcept {
+    if (ended_) {
+        return;
+    }
+    ended_ = true;
+    json result;
+    result["source"] = auto_ ? "auto-trigger" : "trigger";
+    result["seq"] = seq_;
+    result["ok"] = ok;
+    result["sent"] = as_json(preview(sent_, 4096));
+    if (ok) {
+        json reply = as_json(received_);
+        if (reply.is_object() && reply.contains("trail")) {
+            result["trail"] = reply["trail"];
+        }
+        result["result"] = std::move(reply);
+    } else {
+        result["error"] = std::string(error);
+    }
+    if (owner_.options_.results != nullptr) {
+        json logged = result;
+        if (ok && received_.size() > 4096) {
+            logged["result"] = preview(received_, 4096);  // the log keeps results small
+        }
+        owner_.options_.results->record(owner_.options_.shard_index, dump(logged));
+    }
+    if (reply_ != nullptr) {
+        std::exchange(reply_, nullptr)->respond(status, "application/json", dump(result) + "\n");
+    }
+    owner_.on_call_ended(*this, ok, error);
+}
+
+void TriggerCall::release() noexcept {
+    if (released_) {
+        return;
+    }
+    released_ = true;
+    owner_.on_call_released(this);
+}
+
+void TriggerCall::retire() noexcept { owner_.calls_.destroy(this); }
+
+Triggers::Triggers(loop::Context& ctx, StreamOpener& opener, TriggerOptions options) noexcept
+    : ctx_(ctx), opener_(opener), options_(std::move(options)) {}
+
+Triggers::~Triggers() {
+    // Shard exit: the sessions (and their streams) are gone already; answer who still waits and
+    // free the calls (the pool does not run destructors of what it still holds).
+    for (TriggerCall* c : live_) {
+        if (AdminReply* r = c->reply(); r != nullptr) {
+            c->forget_reply();
+            r->respond(503, "text/plain", "shutting down\n");
+        }
+        calls_.destroy(c);
+    }
+}
+
+void Triggers::on_tunnel_usable() noexcept {
+    if (auto_started_ || options_.auto_count == 0) {
+        auto_started_ = true;
+        return;
+    }
+    auto_started_ = true;
+    FERRY_LOG(Info, "Auto-trigger starting — sending %u messages", options_.auto_count);
+    for (uint32_t i = 1; i <= options_.auto_count; ++i) {
+        json message;
+        message["message"] =
+            absl::StrFormat("auto-trigger message %u of %u", i, options_.auto_count);
+        message["from"] = options_.node_name;
+        message["seq"] = i;
+        TriggerCall* call = calls_.create(*this, next_seq_++, nullptr, true);
+        live_.push_back(call);
+        (void)call->start(dump(message));
+    }
+}
+
+void Triggers::on_call_ended(const TriggerCall& call, bool ok, std::string_view error) noexcept {
+    if (!ok) {
+        FERRY_LOG(Warn, "%s message %u failed: %.*s",
+                  call.auto_trigger() ? "Auto-trigger" : "Trigger", call.seq(),
+                  static_cast<int>(error.size()), error.data());
+    }
+    if (!call.auto_trigger()) {
+        return;
+    }
+    ++auto_ended_;
+    auto_sent_ += ok ? 1U : 0U;
+    if (auto_ended_ == options_.auto_count) {
+        FERRY_LOG(Info, "Auto-trigger complete — %u/%u messages sent.", auto_sent_,
+                  options_.auto_count);
+    }
+}
+
+void Triggers::on_call_released(TriggerCall* call) noexcept {
+    live_.erase(std::remove(live_.begin(), live_.end(), call), live_.end());
+    ctx_.defer_retire(call);
+}
+
+void Triggers::tick(uint64_t now_ns) noexcept {
+    // expire() releases the call (it leaves live_): walk a copy.
+    std::vector<TriggerCall*> due;
+    for (TriggerCall* c : live_) {
+        if (!c->ended() && now_ns > c->deadline_ns()) {
+            due.push_back(c);
+        }
+    }
+    for (TriggerCall* c : due) {
+        c->expire();
+    }
+}
+
+void Triggers::serve(std::string_view method, std::string_view body, AdminReply& reply) noexcept {
+    if (method != "POST") {
+        reply.respond(405, "text/plain", "use POST with a JSON body\n");
+        return;
+    }
+    json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) {
+        reply.respond(400, "text/plain", "the body is not valid JSON\n");
+        return;
+    }
+    TriggerCall* call = calls_.create(*this, next_seq_++, &reply, false);
+    live_.push_back(call);
+    (void)call->start(std::string(body));
+}
+
+void Triggers::cancel(AdminReply& reply) noexcept {
+    for (TriggerCall* c : live_) {
+        if (c->reply() == &reply) {
+            c->forget_reply();
+        }
+    }
+}
+
+}  // namespace ferry::role
