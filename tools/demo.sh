@@ -5,12 +5,15 @@
 #   cluster A (netns ferry-demo-a)                       cluster B (netns ferry-demo-b)
 #   ferry-load --> ferry initiator ==== WAN link ====> ferry terminator --> echo upstream
 #                  127.0.0.1:9000     20 ms each way   198.18.0.2:7443      127.0.0.1:8080
+#   WebSocket  --> ws://127.0.0.1:9001/                                 --> built-in sink
 #                  admin :9900        198.18.0.1/30    ("LoadBalancer IP")  (ferry-load serve)
 #                                                       admin :9901
 #
-# pushes verified and request/response traffic through the tunnel, prints what crossed (results,
-# latency, both sides' /metrics), then stops both ferry processes with SIGTERM so their drain shows
-# in the logs, and removes everything it created. Exit status 0 when the traffic verified.
+# pushes verified and request/response traffic through the tunnel, shows the WebSocket path (the
+# auto-trigger's log lines, a WebSocket client's message and the sink's answer with its trail,
+# POST /trigger and GET /output), prints what crossed (results, latency, both sides' /metrics),
+# then stops both ferry processes with SIGTERM so their drain shows in the logs, and removes
+# everything it created. Exit status 0 when the traffic verified and the WebSocket path worked.
 #
 #   tools/demo.sh                 setup, build, run, clean up
 #   tools/demo.sh --keep          leave the two clusters running until Ctrl-C
@@ -227,6 +230,7 @@ if "$root/tools/netns.sh" up --ns-a "$ns_a" --ns-b "$ns_b" --addr-a "$addr_a" --
     note "cluster A = netns $ns_a ($addr_a), cluster B = netns $ns_b ($addr_b, its \"LoadBalancer IP\")"
     tunnel_addr=$addr_b:7443
     listen_a=127.0.0.1:9000
+    ws_a=127.0.0.1:9001
     admin_a=127.0.0.1:9900
     admin_b=127.0.0.1:9901
     upstream_b=127.0.0.1:8080
@@ -240,6 +244,7 @@ else
     }
     p=$(free_port 27443); tunnel_addr=127.0.0.2:$p
     p=$(free_port 29000); listen_a=127.0.0.1:$p
+    p=$(free_port $((p + 1))); ws_a=127.0.0.1:$p
     p=$(free_port 29900); admin_a=127.0.0.1:$p
     p=$(free_port $((p + 1))); admin_b=127.0.0.2:$p
     p=$(free_port 28080); upstream_b=127.0.0.2:$p
@@ -280,12 +285,12 @@ note "terminator /ready: $(http_get in_b "http://$admin_b/ready")"
 
 section "Cluster A: ferry initiator, peer = cluster B's address"
 "${run_a[@]}" setsid "$ferry" initiator \
-    --listen "$listen_a" --peer "$tunnel_addr" --admin "$admin_a" \
+    --listen "$listen_a" --listen "ws://$ws_a/" --peer "$tunnel_addr" --admin "$admin_a" \
     --node-name "$node_a" "${transport_a[@]}" \
     --ping-interval 1s --drain-timeout "$drain_timeout" >"$logs/initiator.log" 2>&1 &
 pid_init=$!
 pids+=("$pid_init")
-note "ferry initiator    --listen $listen_a --peer $tunnel_addr --admin $admin_a --node-name $node_a ${transport_a[*]//$logs\//}   (pid $pid_init)"
+note "ferry initiator    --listen $listen_a --listen ws://$ws_a/ --peer $tunnel_addr --admin $admin_a --node-name $node_a ${transport_a[*]//$logs\//}   (pid $pid_init)"
 t0=$SECONDS
 wait_ready in_a "http://$admin_a/ready" "$pid_init" initiator 20
 note "initiator /ready after $((SECONDS - t0)) s: $(http_get in_a "http://$admin_a/ready")"
@@ -317,6 +322,41 @@ rr_rc=0
 in_a "$load" run --target "$listen_a" --mode rr --connections 8 --size 1024 --duration 3s \
     --warmup 0.5s >"$logs/rr.txt" 2>&1 || rr_rc=$?
 sed 's/^/  /' "$logs/rr.txt"
+
+# ---------------------------------------------------------------------------------------------
+section "WebSocket across the tunnel: the auto-trigger, a client, /trigger and /output"
+ws_rc=0
+for _ in $(seq 100); do
+    grep -q 'Auto-trigger complete' "$logs/initiator.log" && break
+    sleep 0.1
+done
+grep -h 'Auto-trigger' "$logs/initiator.log" | sed 's/^/  log: /' || true
+grep -q 'Auto-trigger complete — 5/5 messages sent.' "$logs/initiator.log" || ws_rc=1
+if /usr/bin/python3 -c 'import websockets' 2>/dev/null; then
+    note "a WebSocket client in cluster A (python3-websockets) sends one text message to ws://$ws_a/:"
+    in_a /usr/bin/python3 - "ws://$ws_a/" >"$logs/ws-client.txt" 2>&1 <<'PY' || ws_rc=1
+import asyncio, sys
+import websockets.client as wsc
+async def main():
+    async with wsc.connect(sys.argv[1], open_timeout=10, close_timeout=5) as ws:
+        await ws.send("hello from cluster A")
+        print(await asyncio.wait_for(ws.recv(), 10))
+asyncio.run(main())
+PY
+    sed 's/^/  reply: /' "$logs/ws-client.txt"
+    grep -q '"trail":\["'"$node_a"'","'"$node_b"'"\]' "$logs/ws-client.txt" || ws_rc=1
+else
+    note "python3-websockets is not installed: skipping the WebSocket client (tools/setup.sh installs it)"
+fi
+note "POST /trigger on cluster A's admin port:"
+in_a curl -s --max-time 15 -X POST -d '{"order":42,"note":"triggered by hand"}' \
+    "http://$admin_a/trigger" >"$logs/trigger.txt" 2>&1 || ws_rc=1
+sed 's/^/  /' "$logs/trigger.txt"
+grep -q '"ok":true' "$logs/trigger.txt" || ws_rc=1
+note "GET /output on cluster B's admin port (the sink's latest answer):"
+http_get in_b "http://$admin_b/output" | /usr/bin/python3 -c \
+    'import json,sys; r=json.load(sys.stdin)["results"]; print("  %d result(s); newest: %s" % (len(r), json.dumps(r[0]) if r else "-"))' ||
+    ws_rc=1
 
 # ---------------------------------------------------------------------------------------------
 section "What crossed: /metrics of both sides (per shard)"
@@ -383,8 +423,9 @@ section "Result"
 p50=$(awk '/latency us/ { getline; printf "%.1f", $1 / 1000; exit }' "$logs/rr.txt" 2>/dev/null || true)
 note "verify: $( ((verify_rc == 0)) && echo PASSED || echo "FAILED (status $verify_rc)")$(grep -m1 '^verify:' "$logs/verify.txt" | sed 's/^verify:/ -/')"
 note "rr: $( ((rr_rc == 0)) && echo ok || echo "failed (status $rr_rc)")${p50:+, p50 latency ${p50} ms}"
+note "websocket: $( ((ws_rc == 0)) && echo "ok (auto-trigger 5/5, client reply and /trigger carry the trail $node_a -> $node_b)" || echo FAILED)"
 note "elapsed: $((SECONDS - started)) s"
-if ((verify_rc != 0)); then
+if ((verify_rc != 0 || ws_rc != 0)); then
     exit 1
 fi
 exit 0
