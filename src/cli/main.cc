@@ -47,6 +47,7 @@ ABSL_FLAG(uint32_t, max_connections, 65536, "Most local connections of this proc
 ABSL_FLAG(uint32_t, max_tunnels, 1024, "terminator: most established tunnel connections per shard");
 ABSL_FLAG(uint32_t, max_pending_tunnels, 256, "terminator: most tunnel connections per shard whose TLS handshake and HELLO are not done; when full the oldest is closed, so a real initiator always gets in");
 ABSL_FLAG(std::string, tunnel_placement, "balanced", "terminator: which shard serves an accepted tunnel connection: balanced (the one with the fewest), kernel (where SO_REUSEPORT put it) or rotate (always hand to the next shard; for tests)");
+ABSL_FLAG(std::string, hooks, "", "A hooks library (shared object, C ABI of include/ferry/hooks.h): on_trigger at the initiator, on_receive_terminator at the sink; hooks run on the shards and must not block");
 ABSL_FLAG(uint32_t, auto_trigger, 5, "initiator: messages sent through the tunnel to the terminator's sink once the tunnel is first up (0 = off); results on GET /output");
 ABSL_FLAG(absl::Duration, trigger_timeout, absl::Seconds(10), "initiator: how long a triggered message (auto-trigger, POST /trigger) waits for its reply");
 ABSL_FLAG(std::string, tunnels_per_peer, "auto", "initiator: tunnel connections each shard keeps to each peer: auto (enough for every terminator shard to carry a share, from its HELLO) or 1..64");
@@ -225,6 +226,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.tunnel_placement = absl::GetFlag(FLAGS_tunnel_placement);
     r.tunnels_per_peer = absl::GetFlag(FLAGS_tunnels_per_peer);
     r.auto_trigger = absl::GetFlag(FLAGS_auto_trigger);
+    r.hooks = absl::GetFlag(FLAGS_hooks);
     r.trigger_timeout = absl::GetFlag(FLAGS_trigger_timeout);
     r.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
     r.max_upstream_connects = absl::GetFlag(FLAGS_max_upstream_connects);
@@ -295,6 +297,15 @@ int main(int argc, char** argv) {
     // GET /output: the latest results of the process (sink answers, triggered messages).
     ferry::role::ResultLog results(static_cast<size_t>(shards), 64);
     ferry::role::OutputEndpoint output(results);
+    std::unique_ptr<ferry::role::HooksLibrary> hooks;
+    if (!o.hooks.empty()) {
+        absl::StatusOr<std::unique_ptr<ferry::role::HooksLibrary>> loaded =
+            ferry::role::HooksLibrary::load(o.hooks);
+        if (!loaded.ok()) {
+            usage_error(absl::StrFormat("--hooks: %s", loaded.status().message()));
+        }
+        hooks = *std::move(loaded);
+    }
     ferry::shard::Runtime* runtime_ptr = nullptr;
     auto factory = [&](ferry::loop::Context& ctx, int index) {
         std::vector<std::unique_ptr<ferry::shard::Service>> services;
@@ -316,6 +327,7 @@ int main(int argc, char** argv) {
             c.trigger.node_name = o.node_name;
             c.trigger.shard_index = static_cast<size_t>(index);
             c.trigger.results = &results;
+            c.trigger.hooks = hooks.get();
             c.security = o.security;
             c.tuning = o.tuning;
             auto i = std::make_unique<ferry::role::Initiator>(ctx, metrics, limits, std::move(c));
@@ -335,6 +347,7 @@ int main(int argc, char** argv) {
             c.tuning = o.tuning;
             c.placement = &placement;
             c.results = &results;
+            c.hooks = hooks.get();
             c.shard_index = static_cast<size_t>(index);
             services.push_back(
                 std::make_unique<ferry::role::Terminator>(ctx, metrics, limits, std::move(c)));

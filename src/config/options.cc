@@ -433,6 +433,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         return bad("auto-trigger", "at most 10000 messages (0 turns it off)");
     }
     o.auto_trigger = raw.auto_trigger;
+    o.hooks = raw.hooks;
     if (raw.trigger_timeout <= absl::ZeroDuration()) {
         return bad("trigger-timeout", "must be a positive duration like 500ms or 10s");
     }

@@ -49,6 +49,7 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
         ws.node_name = config_.node_name;
         ws.shard_index = config_.shard_index;
         ws.results = config_.results;
+        ws.hooks = config_.hooks;
         upstreams_.add(pt::StreamProtocol::WebSocket,
                        std::make_unique<WsSink>(ctx, metrics.role, std::move(ws)));
     }

@@ -33,6 +33,19 @@ TriggerCall::TriggerCall(Triggers& owner, uint32_t seq, AdminReply* reply,
 
 bool TriggerCall::start(std::string payload) noexcept {
     sent_ = std::move(payload);
+    if (owner_.hooks_.has_on_trigger()) {
+        const ShardHooks::Header headers[] = {{"source", auto_ ? "auto-trigger" : "trigger"}};
+        const ShardHooks::Outcome o = owner_.hooks_.on_trigger(sent_, headers);
+        if (o.action == ShardHooks::Action::Drop) {
+            dropped_ = true;
+            end(false, "dropped by the on_trigger hook", 200);
+            release();
+            return false;
+        }
+        if (o.action == ShardHooks::Action::Replace) {
+            sent_ = std::string(o.replacement);  // copied: the hook's bytes are short-lived
+        }
+    }
     deadline_ns_ = owner_.ctx_.now_ns + owner_.options_.timeout_ns;
     const pt::MetadataEntry metadata[] = {
         {":path", "/"},
@@ -150,6 +163,9 @@ void TriggerCall::end(bool ok, std::string_view error, int status) noexcept {
     result["source"] = auto_ ? "auto-trigger" : "trigger";
     result["seq"] = seq_;
     result["ok"] = ok;
+    if (dropped_) {
+        result["dropped"] = true;
+    }
     result["sent"] = as_json(preview(sent_, 4096));
     if (ok) {
         json reply = as_json(received_);
@@ -184,7 +200,11 @@ void TriggerCall::release() noexcept {
 void TriggerCall::retire() noexcept { owner_.calls_.destroy(this); }
 
 Triggers::Triggers(loop::Context& ctx, StreamOpener& opener, TriggerOptions options) noexcept
-    : ctx_(ctx), opener_(opener), options_(std::move(options)) {}
+    : ctx_(ctx),
+      opener_(opener),
+      options_(std::move(options)),
+      hooks_(options_.hooks, static_cast<uint32_t>(options_.shard_index), "initiator",
+             options_.node_name) {}
 
 Triggers::~Triggers() {
     // Shard exit: the sessions (and their streams) are gone already; answer who still waits and

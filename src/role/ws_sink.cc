@@ -18,6 +18,8 @@ bool WsSinkStream::start(const pt::Open& open) noexcept {
     for (const pt::MetadataEntry& e : open.metadata) {
         if (e.first == "trail") {
             trail_.emplace_back(e.second);
+        } else if (e.first == ":path") {
+            path_ = e.second;
         } else if (e.first == "sec-websocket-protocol" && subprotocol.empty()) {
             // The client's offer, in its order: the sink speaks whatever it offered first.
             std::string_view first = e.second.substr(0, e.second.find(','));
@@ -71,6 +73,8 @@ void WsSinkStream::answer_message() noexcept {
         // The same code and reason back: the closing handshake completes end to end.
         replies_.push_back({std::move(message_), pt::MessageKind::Close});
         close_answered_ = true;
+    } else if (sink_.hooks_.has_on_receive_terminator() && hooked_reply()) {
+        // The hook answered (or dropped the message) itself.
     } else {
         const bool binary = kind_ != pt::MessageKind::Text;
         nlohmann::json reply;
@@ -99,6 +103,30 @@ void WsSinkStream::answer_message() noexcept {
                             pt::MessageKind::Text});
     }
     message_.clear();
+}
+
+bool WsSinkStream::hooked_reply() noexcept {
+    const bool binary = kind_ != pt::MessageKind::Text;
+    std::vector<ShardHooks::Header> headers;
+    headers.reserve(trail_.size() + 2);
+    headers.emplace_back(":path", path_);
+    for (const std::string& node : trail_) {
+        headers.emplace_back("trail", node);
+    }
+    headers.emplace_back("binary", binary ? "1" : "0");
+    const ShardHooks::Outcome o = sink_.hooks_.on_receive_terminator(message_, headers);
+    switch (o.action) {
+        case ShardHooks::Action::Pass:
+            return false;
+        case ShardHooks::Action::Drop:
+            return true;
+        case ShardHooks::Action::Replace:
+            // Copied now: the hook's bytes are only valid until its next call.
+            replies_.push_back({std::string(o.replacement),
+                                binary ? pt::MessageKind::Binary : pt::MessageKind::Text});
+            return true;
+    }
+    return false;
 }
 
 void WsSinkStream::pump() noexcept {
@@ -181,7 +209,11 @@ void WsSinkStream::retire() noexcept {
 }
 
 WsSink::WsSink(loop::Context& ctx, Metrics& metrics, WsSinkOptions options) noexcept
-    : ctx_(ctx), metrics_(metrics), options_(std::move(options)) {}
+    : ctx_(ctx),
+      metrics_(metrics),
+      options_(std::move(options)),
+      hooks_(options_.hooks, static_cast<uint32_t>(options_.shard_index), "terminator",
+             options_.node_name) {}
 
 WsSink::~WsSink() {
     // The shard forgets pending retirements after its services are gone, so none of these is

@@ -43,6 +43,7 @@ struct RawOptions {
     std::string tunnel_placement = "balanced";  // balanced, kernel or rotate
     std::string tunnels_per_peer = "auto";      // initiator: auto or 1..64 per shard
     uint32_t auto_trigger = 5;                  // initiator: messages sent once the tunnel is up
+    std::string hooks;  // a hooks library (include/ferry/hooks.h), empty = none
     absl::Duration trigger_timeout = absl::Seconds(10);
     uint32_t max_upstream_connects = 1024;            // in flight, per process
     uint32_t max_upstream_connects_per_tunnel = 256;  // in flight, per tunnel connection
@@ -89,6 +90,7 @@ struct Options {
     role::TunnelPlacementPolicy tunnel_placement = role::TunnelPlacementPolicy::Balanced;
     uint32_t tunnels_per_peer = 0;  // 0 = auto
     uint32_t auto_trigger = 5;
+    std::string hooks;  // path of the hooks library, loaded by main before the shards start
     uint64_t trigger_timeout_ns = 10'000'000'000;
     uint32_t max_upstream_connects = 1024;
     uint32_t max_upstream_connects_per_tunnel = 256;

@@ -13,6 +13,7 @@
 #include "ferry/base/log.h"
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
+#include "ferry/role/hooks.h"
 #include "ferry/role/limits.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/result_log.h"
@@ -37,7 +38,8 @@ struct TerminatorConfig {
     tunnel::Tuning tuning;
     // Shared by every shard's terminator; nullptr serves each connection where it was accepted.
     TunnelPlacement* placement = nullptr;
-    ResultLog* results = nullptr;  // the sink's answers, for GET /output (may be null)
+    ResultLog* results = nullptr;         // the sink's answers, for GET /output (may be null)
+    const HooksLibrary* hooks = nullptr;  // --hooks, for the sink (may be null)
     size_t shard_index = 0;
 };
 

@@ -14,6 +14,7 @@
 #include "ferry/base/object_pool.h"
 #include "ferry/loop/context.h"
 #include "ferry/role/admin_endpoint.h"
+#include "ferry/role/hooks.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/result_log.h"
 #include "ferry/tunnel/stream.h"
@@ -26,7 +27,8 @@ struct TriggerOptions {
     uint64_t max_reply = 1 << 20;  // longest reply kept
     std::string node_name;         // the first hop of the trail
     size_t shard_index = 0;
-    ResultLog* results = nullptr;  // may be null
+    ResultLog* results = nullptr;         // may be null
+    const HooksLibrary* hooks = nullptr;  // on_trigger (may be null)
 };
 
 class Triggers;
@@ -72,6 +74,7 @@ class TriggerCall final : public tunnel::StreamHandler, public loop::Retirable {
     std::string received_;
     uint64_t deadline_ns_ = 0;
     bool auto_;
+    bool dropped_ = false;  // the on_trigger hook dropped it: not sent, not a failure to send
     bool ended_ = false;
     bool finished_ = false;  // our Close went out and our side is finished
     bool released_ = false;
@@ -101,6 +104,7 @@ class Triggers final : public AdminEndpoint {
     loop::Context& ctx_;
     StreamOpener& opener_;
     TriggerOptions options_;
+    ShardHooks hooks_;
     std::vector<TriggerCall*> live_;
     uint32_t next_seq_ = 1;
     bool auto_started_ = false;

@@ -14,6 +14,7 @@
 #include "ferry/base/log.h"
 #include "ferry/base/object_pool.h"
 #include "ferry/loop/context.h"
+#include "ferry/role/hooks.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/result_log.h"
@@ -24,7 +25,8 @@ struct WsSinkOptions {
     uint64_t max_message_size = uint64_t{16} << 20;  // --ws-max-message
     std::string node_name;                           // appended to each reply's trail
     size_t shard_index = 0;
-    ResultLog* results = nullptr;  // each answer, shortened, for GET /output (may be null)
+    ResultLog* results = nullptr;         // each answer, shortened, for GET /output (may be null)
+    const HooksLibrary* hooks = nullptr;  // on_receive_terminator (may be null)
 };
 
 class WsSink;
@@ -54,6 +56,8 @@ class WsSinkStream final : public tunnel::StreamHandler, public loop::Retirable 
         proto::tunnel::MessageKind kind;
     };
     void answer_message() noexcept;
+    // Asks the on_receive_terminator hook; true when it replaced or dropped the answer.
+    [[nodiscard]] bool hooked_reply() noexcept;
     // Writes queued replies while the stream takes them; returns held-back credit when all are
     // written, and ends the stream when both directions are done.
     void pump() noexcept;
@@ -66,6 +70,7 @@ class WsSinkStream final : public tunnel::StreamHandler, public loop::Retirable 
     WsSink& sink_;
     tunnel::Stream* stream_;
     std::vector<std::string> trail_;
+    std::string path_;     // the client's request path, for the hook
     std::string message_;  // the message being collected
     proto::tunnel::MessageKind kind_ = proto::tunnel::MessageKind::Binary;
     std::deque<Reply> replies_;
@@ -100,6 +105,7 @@ class WsSink final : public UpstreamProtocol {
     loop::Context& ctx_;
     Metrics& metrics_;
     WsSinkOptions options_;
+    ShardHooks hooks_;
     base::LogLimiter log_;
     WsSinkStream* live_ = nullptr;
     bool draining_ = false;
