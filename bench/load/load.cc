@@ -1,10 +1,12 @@
 #include "load.h"
 
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cstdio>
@@ -23,6 +25,7 @@
 #include "proc_stats.h"
 #include "report.h"
 #include "ring.h"
+#include "ws_client.h"
 
 namespace ferry::bench {
 namespace {
@@ -47,12 +50,15 @@ class LoadWorker;
 
 // One client connection. rr: send a `size` request, wait until exactly `size` bytes came back
 // and the send completed, record the latency, repeat. bulk: keep one recv of `size` posted.
+// ws-rr / ws-verify: after connecting, the WebSocket upgrade (Handshaking; the connection
+// counts as connected once the 101 checked out), then rr with one masked `size`-byte message per
+// request and the whole echoed message as its answer (WsClient checks it).
 // A recv is always posted while running, so the echo is read while the request is still being
 // sent. A failed connection is shut down and left alone; its fd is closed when the worker (and
 // its ring, which cancels what is left) is destroyed.
 class LoadConn final {
   public:
-    enum class State { Idle, Connecting, RetryWait, Connected, Dead };
+    enum class State { Idle, Connecting, RetryWait, Handshaking, Connected, Dead };
 
     LoadConn(LoadWorker& worker, uint32_t id, size_t recv_size);
     ~LoadConn() {
@@ -77,6 +83,11 @@ class LoadConn final {
     void post_send() noexcept;
     void post_recv() noexcept;
     void fail(const char* what, int res) noexcept;
+    void start_handshake() noexcept;
+    void on_handshake_recv(int res) noexcept;
+    void on_ws_recv(uint64_t now, int res) noexcept;
+    void fail_handshake(const std::string& why) noexcept;
+    void complete_if_done(uint64_t now) noexcept;
 
     LoadWorker& worker_;
     uint32_t id_;
@@ -86,10 +97,16 @@ class LoadConn final {
     uint64_t retry_at_ = 0;
     size_t recv_size_;
     std::unique_ptr<std::byte[]> recv_buf_;
+    const std::byte* send_buf_ = nullptr;  // the request (rr) or the framed message (ws)
+    uint64_t send_len_ = 0;
     uint64_t sent_ = 0;
     uint64_t received_ = 0;
     bool send_done_ = false;
+    bool echo_done_ = false;
     uint64_t request_start_ns_ = 0;
+    uint64_t messages_sent_ = 0;
+    std::unique_ptr<WsClient> ws_;          // ws modes only
+    std::unique_ptr<std::byte[]> payload_;  // ws-verify: this connection's current message
     MemberOp<LoadConn, &LoadConn::on_connect> connect_op_{this};
     MemberOp<LoadConn, &LoadConn::on_send> send_op_{this};
     MemberOp<LoadConn, &LoadConn::on_recv> recv_op_{this};
@@ -102,6 +119,14 @@ class LoadWorker final {
         : options_(options), phase_(phase), count_share_(count_share) {
         request_ = std::make_unique_for_overwrite<std::byte[]>(options.size);
         ByteStream(options.seed, 0).fill(0, std::span<std::byte>(request_.get(), options.size));
+        if (options.text) {
+            make_ascii({request_.get(), options.size});
+        }
+        uint64_t seed = 0;
+        if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) {
+            seed = base::mono_ns();
+        }
+        rng_ = SplitMix(seed);
         const size_t recv_size =
             options.mode == RunMode::Bulk
                 ? options.size
@@ -155,6 +180,17 @@ class LoadWorker final {
     const RunOptions& options() const noexcept { return options_; }
     const std::byte* request() const noexcept { return request_.get(); }
     bool running() const noexcept { return running_; }
+    // Mask keys: RFC 6455 §5.3 asks for unpredictable keys to protect intermediaries from
+    // cache poisoning by hostile scripts; a benchmark client only needs them to vary, so a
+    // getrandom()-seeded SplitMix64 stands in for a CSPRNG.
+    uint64_t random() noexcept { return rng_.next(); }
+
+    // Maps pseudo-random bytes to printable ASCII (valid UTF-8 for Text messages).
+    static void make_ascii(std::span<std::byte> bytes) noexcept {
+        for (std::byte& b : bytes) {
+            b = static_cast<std::byte>(0x21 + std::to_integer<unsigned>(b) % 94);
+        }
+    }
 
     void on_connected(bool ok) noexcept {
         pacer_.finished();
@@ -225,6 +261,7 @@ class LoadWorker final {
     Phase& phase_;
     uint64_t count_share_;
     std::unique_ptr<std::byte[]> request_;
+    SplitMix rng_{0};
     std::vector<std::unique_ptr<LoadConn>> conns_;
     ConnectPacer pacer_{0, 0};
     size_t unsettled_ = 0;
@@ -245,7 +282,21 @@ LoadConn::LoadConn(LoadWorker& worker, uint32_t id, size_t recv_size)
     : worker_(worker),
       id_(id),
       recv_size_(recv_size),
-      recv_buf_(std::make_unique_for_overwrite<std::byte[]>(recv_size)) {}
+      recv_buf_(std::make_unique_for_overwrite<std::byte[]>(recv_size)) {
+    const RunOptions& options = worker_.options();
+    if (options.websocket()) {
+        WsClientOptions ws;
+        ws.host = format_endpoint(options.target);
+        ws.path = options.path;
+        ws.subprotocol = options.subprotocol;
+        ws.text = options.text;
+        ws.verify = options.mode == RunMode::WsVerify;
+        ws_ = std::make_unique<WsClient>(ws, options.size);
+        if (ws.verify) {
+            payload_ = std::make_unique_for_overwrite<std::byte[]>(options.size);
+        }
+    }
+}
 
 void LoadConn::connect() noexcept {
     fd_ = client_socket();
@@ -264,6 +315,10 @@ void LoadConn::connect() noexcept {
 
 void LoadConn::on_connect(int res, uint32_t /*flags*/) noexcept {
     if (res == 0) {
+        if (ws_ != nullptr) {
+            start_handshake();
+            return;
+        }
         state_ = State::Connected;
         worker_.on_connected(true);
         return;
@@ -284,9 +339,37 @@ void LoadConn::on_connect(int res, uint32_t /*flags*/) noexcept {
 
 void LoadConn::begin() noexcept {
     post_recv();
-    if (worker_.options().mode == RunMode::Rr) {
+    if (worker_.options().mode != RunMode::Bulk) {
         issue_request();
     }
+}
+
+void LoadConn::start_handshake() noexcept {
+    state_ = State::Handshaking;
+    std::array<std::byte, 16> nonce{};
+    if (getrandom(nonce.data(), nonce.size(), 0) != static_cast<ssize_t>(nonce.size())) {
+        for (size_t i = 0; i < nonce.size(); i += 8) {
+            const uint64_t r = worker_.random();
+            std::memcpy(nonce.data() + i, &r, 8);
+        }
+    }
+    const std::span<const std::byte> request = ws_->handshake_request(nonce);
+    if (request.empty()) {
+        fail_handshake("the upgrade request could not be written (--path, --subprotocol?)");
+        return;
+    }
+    send_buf_ = request.data();
+    send_len_ = request.size();
+    sent_ = 0;
+    post_send();
+    post_recv();
+}
+
+void LoadConn::fail_handshake(const std::string& why) noexcept {
+    worker_.count_error(id_, why);
+    state_ = State::Dead;
+    worker_.on_connected(false);
+    ::shutdown(fd_, SHUT_RDWR);
 }
 
 void LoadConn::issue_request() noexcept {
@@ -294,13 +377,52 @@ void LoadConn::issue_request() noexcept {
     sent_ = 0;
     received_ = 0;
     send_done_ = false;
+    echo_done_ = false;
+    const RunOptions& options = worker_.options();
+    if (ws_ == nullptr) {
+        send_buf_ = worker_.request();
+        send_len_ = options.size;
+    } else {
+        std::span<const std::byte> payload(worker_.request(), options.size);
+        if (payload_ != nullptr) {
+            // ws-verify: every message of every connection carries different bytes.
+            const std::span<std::byte> fresh(payload_.get(), options.size);
+            ByteStream(options.seed, id_).fill(messages_sent_ * options.size, fresh);
+            if (options.text) {
+                LoadWorker::make_ascii(fresh);
+            }
+            payload = fresh;
+        }
+        // ws-verify also sends every second and third message in 2 and 3 fragments with a
+        // Ping in between; ws-rr sends one frame per message.
+        const size_t fragments = payload_ != nullptr ? 1 + messages_sent_ % 3 : 1;
+        std::array<proto::ws::MaskKey, kMaxFrameKeys> keys{};
+        const size_t nkeys = fragments == 1 ? 1 : fragments + 1;
+        for (size_t i = 0; i < nkeys; ++i) {
+            const auto r = static_cast<uint32_t>(worker_.random());
+            std::memcpy(keys[i].data(), &r, sizeof(r));
+        }
+        const std::span<const std::byte> frame =
+            ws_->frame_message(payload, std::span<const proto::ws::MaskKey>(keys.data(), nkeys));
+        send_buf_ = frame.data();
+        send_len_ = frame.size();
+    }
+    ++messages_sent_;
     post_send();
 }
 
 void LoadConn::post_send() noexcept {
-    const uint64_t size = worker_.options().size;
-    io_uring_prep_send(worker_.ring().prep(&send_op_), fd_, worker_.request() + sent_, size - sent_,
+    io_uring_prep_send(worker_.ring().prep(&send_op_), fd_, send_buf_ + sent_, send_len_ - sent_,
                        MSG_NOSIGNAL);
+}
+
+void LoadConn::complete_if_done(uint64_t now) noexcept {
+    if (send_done_ && echo_done_) {
+        worker_.on_message(now, now > request_start_ns_ ? now - request_start_ns_ : 0);
+        if (worker_.running()) {
+            issue_request();
+        }
+    }
 }
 
 void LoadConn::post_recv() noexcept {
@@ -308,6 +430,15 @@ void LoadConn::post_recv() noexcept {
 }
 
 void LoadConn::on_send(int res, uint32_t /*flags*/) noexcept {
+    if (state_ == State::Handshaking) {
+        if (res <= 0) {
+            fail_handshake(res == 0 ? std::string("upgrade request: send returned 0")
+                                    : absl::StrFormat("upgrade request: %s", errno_text(res)));
+        } else if ((sent_ += static_cast<uint64_t>(res)) < send_len_) {
+            post_send();
+        }
+        return;
+    }
     if (state_ != State::Connected) {
         return;
     }
@@ -316,21 +447,70 @@ void LoadConn::on_send(int res, uint32_t /*flags*/) noexcept {
         return;
     }
     sent_ += static_cast<uint64_t>(res);
-    if (sent_ < worker_.options().size) {
+    if (sent_ < send_len_) {
         post_send();
         return;
     }
     send_done_ = true;
-    if (received_ == worker_.options().size) {
-        const uint64_t now = worker_.ring().now();
-        worker_.on_message(now, now > request_start_ns_ ? now - request_start_ns_ : 0);
-        if (worker_.running()) {
-            issue_request();
+    complete_if_done(worker_.ring().now());
+}
+
+void LoadConn::on_handshake_recv(int res) noexcept {
+    if (res <= 0) {
+        fail_handshake(res == 0 ? std::string("peer closed during the upgrade")
+                                : absl::StrFormat("upgrade: %s", errno_text(res)));
+        return;
+    }
+    const std::span<std::byte> input(recv_buf_.get(), static_cast<size_t>(res));
+    const WsClient::Result head = ws_->feed_handshake(input);
+    if (head.status == WsClient::Status::NeedMore) {
+        post_recv();
+        return;
+    }
+    if (head.status != WsClient::Status::Open) {
+        fail_handshake(std::string(ws_->error()));
+        return;
+    }
+    if (head.consumed < input.size()) {
+        // Frames right behind the 101 (a Ping, say): nothing is outstanding yet.
+        const WsClient::Result r = ws_->feed_echo(input.subspan(head.consumed));
+        if (r.status == WsClient::Status::Error) {
+            fail_handshake(std::string(ws_->error()));
+            return;
         }
+    }
+    state_ = State::Connected;
+    worker_.on_connected(true);
+}
+
+void LoadConn::on_ws_recv(uint64_t now, int res) noexcept {
+    const WsClient::Result r =
+        ws_->feed_echo(std::span<std::byte>(recv_buf_.get(), static_cast<size_t>(res)));
+    if (r.status == WsClient::Status::Error) {
+        if (!worker_.running()) {
+            return;
+        }
+        state_ = State::Dead;
+        worker_.on_lost();
+        worker_.count_error(id_, std::string(ws_->error()));
+        ::shutdown(fd_, SHUT_RDWR);
+        return;
+    }
+    if (!worker_.running()) {
+        return;
+    }
+    post_recv();
+    if (r.status == WsClient::Status::MessageDone) {
+        echo_done_ = true;
+        complete_if_done(now);
     }
 }
 
 void LoadConn::on_recv(int res, uint32_t /*flags*/) noexcept {
+    if (state_ == State::Handshaking) {
+        on_handshake_recv(res);
+        return;
+    }
     if (state_ != State::Connected) {
         return;
     }
@@ -346,6 +526,10 @@ void LoadConn::on_recv(int res, uint32_t /*flags*/) noexcept {
         }
         return;
     }
+    if (ws_ != nullptr) {
+        on_ws_recv(now, res);
+        return;
+    }
     received_ += static_cast<uint64_t>(res);
     const uint64_t size = worker_.options().size;
     if (received_ > size) {
@@ -356,9 +540,9 @@ void LoadConn::on_recv(int res, uint32_t /*flags*/) noexcept {
         return;
     }
     post_recv();
-    if (received_ == size && send_done_) {
-        worker_.on_message(now, now > request_start_ns_ ? now - request_start_ns_ : 0);
-        issue_request();
+    if (received_ == size) {
+        echo_done_ = true;
+        complete_if_done(now);
     }
 }
 
@@ -475,6 +659,11 @@ int run_load(const RunOptions& options_in) {
                 static_cast<unsigned long long>(options.count));
     }
     print_run_report(report, options.json);
+    if (options.mode == RunMode::WsVerify) {
+        // Every message was compared as it arrived; any error (a mismatch among them) fails.
+        const bool all = options.count == 0 || report.messages >= options.count;
+        return report.messages > 0 && report.errors == 0 && all ? 0 : 1;
+    }
     return report.messages > 0 ? 0 : 1;
 }
 

@@ -29,7 +29,8 @@ using ferry::base::ByteSize;
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "serve: address to listen on (port 0: any free)");
 ABSL_FLAG(std::string, target, "", "run/idle: address to connect to");
 ABSL_FLAG(std::string, mode, "",
-          "serve: echo|sink|source (default echo); run: rr|bulk|verify (default rr)");
+          "serve: echo|sink|source|ws-echo (default echo); "
+          "run: rr|bulk|verify|ws-rr|ws-verify (default rr)");
 ABSL_FLAG(int, threads, 1, "worker threads, each with its own io_uring");
 ABSL_FLAG(uint32_t, connections, 64, "run/idle: number of concurrent connections");
 ABSL_FLAG(ByteSize, size, ByteSize{1024},
@@ -50,6 +51,9 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(120),
           "verify: give up (exit 1) after this long; run --count: bound on the interval");
 ABSL_FLAG(absl::Duration, hold, absl::Seconds(10), "idle: how long to hold the connections");
 ABSL_FLAG(ByteSize, send_first, ByteSize{0}, "idle: bytes each connection sends before idling");
+ABSL_FLAG(std::string, path, "/", "ws-rr/ws-verify: request target of the WebSocket upgrade");
+ABSL_FLAG(std::string, subprotocol, "", "ws-rr/ws-verify: subprotocol to offer (and require)");
+ABSL_FLAG(bool, text, false, "ws-rr/ws-verify: send Text messages (ASCII) instead of Binary");
 
 namespace ferry::bench {
 
@@ -57,11 +61,12 @@ namespace {
 
 constexpr char kUsage[] = R"(load generator and test peer for ferry benchmarks
 
-  ferry-load serve --listen 127.0.0.1:PORT --mode echo|sink|source [--threads N]
-  ferry-load run --target 127.0.0.1:PORT --mode rr|bulk|verify [--connections 64] [--size 1024]
-                 [--duration 10s | --count N] [--warmup 1s] [--threads 1] [--json] [--label NAME]
-                 [--proxy-pids PID,PID] [--connect-rate N]
+  ferry-load serve --listen 127.0.0.1:PORT --mode echo|sink|source|ws-echo [--threads N]
+  ferry-load run --target 127.0.0.1:PORT --mode rr|bulk|verify|ws-rr|ws-verify [--connections 64]
+                 [--size 1024] [--duration 10s | --count N] [--warmup 1s] [--threads 1] [--json]
+                 [--label NAME] [--proxy-pids PID,PID] [--connect-rate N]
                  verify: [--bytes-per-connection 4MiB] [--seed 1] [--half-close=false] [--timeout 120s]
+                 ws-rr, ws-verify: [--path /] [--subprotocol NAME] [--text]
   ferry-load idle --target 127.0.0.1:PORT --connections 10000 --hold 10s [--send-first N]
                   [--proxy-pids PID,PID] [--json])";
 
@@ -95,6 +100,8 @@ int serve_main() {
         options.mode = ServeMode::Sink;
     } else if (mode == "source") {
         options.mode = ServeMode::Source;
+    } else if (mode == "ws-echo") {
+        options.mode = ServeMode::WsEcho;
     } else {
         return fail_usage(absl::StrFormat("serve: unknown --mode %s", mode));
     }
@@ -125,6 +132,10 @@ int run_main() {
         options.mode = RunMode::Bulk;
     } else if (mode == "verify") {
         options.mode = RunMode::Verify;
+    } else if (mode == "ws-rr") {
+        options.mode = RunMode::WsRr;
+    } else if (mode == "ws-verify") {
+        options.mode = RunMode::WsVerify;
     } else {
         return fail_usage(absl::StrFormat("run: unknown --mode %s", mode));
     }
@@ -141,6 +152,12 @@ int run_main() {
     options.seed = absl::GetFlag(FLAGS_seed);
     options.half_close = absl::GetFlag(FLAGS_half_close);
     options.timeout = absl::GetFlag(FLAGS_timeout);
+    options.path = absl::GetFlag(FLAGS_path);
+    options.subprotocol = absl::GetFlag(FLAGS_subprotocol);
+    options.text = absl::GetFlag(FLAGS_text);
+    if (!options.path.starts_with('/')) {
+        return fail_usage("--path must start with '/'");
+    }
     if (options.connections == 0 || options.connections > 1'000'000) {
         return fail_usage("--connections must be in [1, 1000000]");
     }

@@ -12,8 +12,10 @@
 
 namespace ferry::bench {
 
-enum class ServeMode { Echo, Sink, Source };
-enum class RunMode { Rr, Bulk, Verify };
+enum class ServeMode { Echo, Sink, Source, WsEcho };
+// WsRr / WsVerify: rr over WebSocket (one masked message per request, echoed whole); WsVerify
+// also compares the echoed bytes.
+enum class RunMode { Rr, Bulk, Verify, WsRr, WsVerify };
 
 struct ServeOptions {
     sockaddr_in listen{};
@@ -39,6 +41,14 @@ struct RunOptions {
     uint64_t seed = 1;
     bool half_close = true;
     absl::Duration timeout = absl::Seconds(120);
+    // ws-rr / ws-verify only
+    std::string path = "/";
+    std::string subprotocol;
+    bool text = false;
+
+    [[nodiscard]] bool websocket() const noexcept {
+        return mode == RunMode::WsRr || mode == RunMode::WsVerify;
+    }
 };
 
 struct IdleOptions {

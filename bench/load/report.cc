@@ -16,6 +16,10 @@ std::string_view run_mode_name(RunMode mode) {
             return "bulk";
         case RunMode::Verify:
             return "verify";
+        case RunMode::WsRr:
+            return "ws-rr";
+        case RunMode::WsVerify:
+            return "ws-verify";
     }
     return "?";
 }

@@ -18,6 +18,7 @@
 #include "ferry/base/check.h"
 #include "net.h"
 #include "ring.h"
+#include "ws_echo.h"
 
 namespace ferry::bench {
 namespace {
@@ -32,7 +33,10 @@ class ServerWorker;
 
 // One accepted connection. Echo: recv -> send all -> recv (one buffer, so the echo preserves
 // order and never holds more than one read). Sink: recv forever. Source: send windows of the
-// pattern forever, with a recv posted only to notice the client leaving.
+// pattern forever, with a recv posted only to notice the client leaving. WsEcho: recv -> the
+// WsEchoSession answers (101, echoed messages, Pong, Close) -> send all -> recv, the same
+// one-read-at-a-time cycle; after a Close (or a refused upgrade) the answer is sent, then the
+// connection closed.
 // Teardown: shutdown(2) wakes the pending ops; the fd is closed and the object freed when the
 // last one has completed (inflight_ == 0), so no CQE can reach a freed connection.
 class ServerConn final {
@@ -60,8 +64,10 @@ class ServerConn final {
     int inflight_ = 0;
     bool closing_ = false;
     std::unique_ptr<std::byte[]> buf_;
-    size_t len_ = 0;   // echo: bytes held in buf_
-    size_t sent_ = 0;  // echo: bytes of buf_ already sent back
+    std::unique_ptr<WsEchoSession> ws_;  // ws-echo only
+    bool close_after_send_ = false;      // ws-echo: the session ended
+    size_t len_ = 0;                     // echo: bytes held in buf_
+    size_t sent_ = 0;                    // echo: bytes of buf_ already sent back
     uint64_t source_pos_ = 0;
     MemberOp<ServerConn, &ServerConn::on_recv> recv_op_{this};
     MemberOp<ServerConn, &ServerConn::on_send> send_op_{this};
@@ -144,6 +150,9 @@ ServerConn::ServerConn(ServerWorker& worker, int fd, size_t slot) noexcept
         // Not zeroed: idle connections then cost only the pages they touch.
         buf_ = std::make_unique_for_overwrite<std::byte[]>(kEchoBufferSize);
     }
+    if (worker_.mode() == ServeMode::WsEcho) {
+        ws_ = std::make_unique<WsEchoSession>();
+    }
 }
 
 ServerConn::~ServerConn() {
@@ -173,6 +182,10 @@ void ServerConn::post_send() noexcept {
     if (worker_.mode() == ServeMode::Source) {
         const std::byte* from = worker_.pattern() + source_pos_ % kSourceWindow;
         io_uring_prep_send(worker_.ring().prep(&send_op_), fd_, from, kSourceWindow, MSG_NOSIGNAL);
+    } else if (ws_ != nullptr) {
+        const std::span<const std::byte> out = ws_->output();
+        io_uring_prep_send(worker_.ring().prep(&send_op_), fd_, out.data() + sent_,
+                           out.size() - sent_, MSG_NOSIGNAL);
     } else {
         io_uring_prep_send(worker_.ring().prep(&send_op_), fd_, buf_.get() + sent_, len_ - sent_,
                            MSG_NOSIGNAL);
@@ -206,6 +219,18 @@ void ServerConn::on_recv(int res, uint32_t /*flags*/) noexcept {
             sent_ = 0;
             post_send();
             break;
+        case ServeMode::WsEcho:
+            close_after_send_ =
+                ws_->feed({buf_.get(), static_cast<size_t>(res)}) == WsEchoSession::Next::Close;
+            sent_ = 0;
+            if (!ws_->output().empty()) {
+                post_send();
+            } else if (close_after_send_) {
+                close();
+            } else {
+                post_recv();
+            }
+            break;
         case ServeMode::Sink:
         case ServeMode::Source:
             post_recv();
@@ -229,6 +254,17 @@ void ServerConn::on_send(int res, uint32_t /*flags*/) noexcept {
         return;
     }
     sent_ += static_cast<size_t>(res);
+    if (ws_ != nullptr) {
+        if (sent_ < ws_->output().size()) {
+            post_send();
+        } else if (close_after_send_) {
+            close();
+        } else {
+            ws_->clear_output();
+            post_recv();
+        }
+        return;
+    }
     if (sent_ < len_) {
         post_send();
     } else {
