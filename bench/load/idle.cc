@@ -1,8 +1,10 @@
 #include "idle.h"
 
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -16,6 +18,7 @@
 #include "proc_stats.h"
 #include "report.h"
 #include "ring.h"
+#include "ws_client.h"
 
 namespace ferry::bench {
 namespace {
@@ -43,8 +46,14 @@ class IdleConn final {
 
     void connect() noexcept;
     [[nodiscard]] State state() const noexcept { return state_; }
+    // WebSocket: the upgrade and one message got their answers (the connection is live).
+    [[nodiscard]] bool ws_live() const noexcept { return ws_live_; }
 
   private:
+    void start_ws() noexcept;
+    void on_ws_bytes(size_t n) noexcept;
+    void ws_send(std::span<const std::byte> bytes) noexcept;
+    void ws_fail(std::string_view why) noexcept;
     void on_connect(int res, uint32_t flags) noexcept;
     void on_send(int res, uint32_t flags) noexcept;
     void on_recv(int res, uint32_t flags) noexcept;
@@ -55,6 +64,14 @@ class IdleConn final {
     int fd_ = -1;
     State state_ = State::Idle;
     uint64_t sent_ = 0;
+    // WebSocket mode only: its protocol state and a receive buffer of its own (what arrives is
+    // parsed, unlike the TCP mode's shared discard buffer).
+    std::unique_ptr<WsClient> ws_;
+    std::unique_ptr<std::byte[]> ws_in_;
+    size_t ws_have_ = 0;
+    std::span<const std::byte> ws_out_;
+    bool ws_open_ = false;
+    bool ws_live_ = false;
     MemberOp<IdleConn, &IdleConn::on_connect> connect_op_{this};
     MemberOp<IdleConn, &IdleConn::on_send> send_op_{this};
     MemberOp<IdleConn, &IdleConn::on_recv> recv_op_{this};
@@ -90,6 +107,21 @@ class IdleClient final {
         pacer_ = nullptr;
     }
 
+    // WebSocket mode: runs until every established connection is live or has failed/closed.
+    void wait_ws_settled(uint64_t deadline_ns) noexcept {
+        uint64_t now = base::mono_ns();
+        auto waiting = [this] {
+            size_t n = 0;
+            for (const auto& c : conns_) {
+                n += c->state() == IdleConn::State::Established && !c->ws_live() ? 1U : 0U;
+            }
+            return n;
+        };
+        while (now < deadline_ns && waiting() > 0) {
+            now = ring_.run_once(kTickNs);
+        }
+    }
+
     void hold_until(uint64_t end_ns) noexcept {
         uint64_t now = base::mono_ns();
         while (now < end_ns) {
@@ -114,6 +146,8 @@ class IdleClient final {
         }
     }
     void on_established() noexcept { ++established_; }
+    void on_ws_live() noexcept { ++ws_live_; }
+    [[nodiscard]] size_t ws_live() const noexcept { return ws_live_; }
     [[nodiscard]] size_t established() const noexcept { return established_; }
 
     void report_failure(const std::string& what) noexcept {
@@ -140,6 +174,7 @@ class IdleClient final {
     ConnectPacer* pacer_ = nullptr;
     size_t connecting_ = 0;
     size_t established_ = 0;  // connects that succeeded, whatever happened later
+    size_t ws_live_ = 0;      // WebSocket connections whose message got its reply
     int failures_reported_ = 0;
     // Last, so it is destroyed first and cancels in-flight ops before the buffers go.
     Ring ring_;
@@ -168,10 +203,88 @@ void IdleConn::on_connect(int res, uint32_t /*flags*/) noexcept {
     }
     state_ = State::Established;
     client_.on_established();
+    if (client_.options().ws) {
+        start_ws();
+        return;
+    }
     post_recv();
     if (client_.options().send_first > 0) {
         post_send();
     }
+}
+
+constexpr size_t kWsBufferSize = 4096;
+// The one message each WebSocket connection sends to show it is live.
+constexpr std::string_view kWsHello = "ferry-load idle: are you there?";
+
+void IdleConn::start_ws() noexcept {
+    WsClientOptions o;
+    o.host = format_endpoint(client_.options().target);
+    o.path = client_.options().path;
+    o.text = true;
+    o.any_reply = true;
+    ws_ = std::make_unique<WsClient>(o, kWsHello.size());
+    ws_in_ = std::make_unique_for_overwrite<std::byte[]>(kWsBufferSize);
+    std::array<std::byte, 16> nonce{};
+    if (getrandom(nonce.data(), nonce.size(), 0) != static_cast<ssize_t>(nonce.size())) {
+        ws_fail("getrandom failed");
+        return;
+    }
+    ws_send(ws_->handshake_request(nonce));
+    io_uring_prep_recv(client_.ring().prep(&recv_op_), fd_, ws_in_.get(), kWsBufferSize, 0);
+}
+
+void IdleConn::ws_send(std::span<const std::byte> bytes) noexcept {
+    // Both messages are small; one send each is enough on a fresh connection, and a short one
+    // is reported as a failure rather than retried.
+    ws_out_ = bytes;
+    io_uring_prep_send(client_.ring().prep(&send_op_), fd_, ws_out_.data(), ws_out_.size(),
+                       MSG_NOSIGNAL);
+}
+
+void IdleConn::ws_fail(std::string_view why) noexcept {
+    state_ = State::Failed;
+    client_.report_failure(std::string(why));
+}
+
+void IdleConn::on_ws_bytes(size_t n) noexcept {
+    ws_have_ += n;
+    std::span<std::byte> in(ws_in_.get(), ws_have_);
+    if (!ws_open_) {
+        const WsClient::Result r = ws_->feed_handshake(in);
+        if (r.status == WsClient::Status::Error) {
+            ws_fail(absl::StrFormat("websocket handshake: %s", ws_->error()));
+            return;
+        }
+        if (r.status == WsClient::Status::NeedMore) {
+            ws_have_ = 0;  // the parser keeps what it needs of the head
+            io_uring_prep_recv(client_.ring().prep(&recv_op_), fd_, ws_in_.get(), kWsBufferSize, 0);
+            return;
+        }
+        ws_open_ = true;
+        in = in.subspan(r.consumed);
+        proto::ws::MaskKey key{};
+        if (getrandom(key.data(), key.size(), 0) != static_cast<ssize_t>(key.size())) {
+            ws_fail("getrandom failed");
+            return;
+        }
+        ws_send(ws_->frame_message(
+            std::as_bytes(std::span<const char>(kWsHello.data(), kWsHello.size())), key));
+    }
+    if (!in.empty() && !ws_live_) {
+        const WsClient::Result r = ws_->feed_echo(in);
+        if (r.status == WsClient::Status::Error) {
+            ws_fail(absl::StrFormat("websocket reply: %s", ws_->error()));
+            return;
+        }
+        if (r.status == WsClient::Status::MessageDone) {
+            ws_live_ = true;
+            client_.on_ws_live();
+        }
+    }
+    ws_have_ = 0;
+    // Keep a receive posted: it notices the peer closing while the connection idles.
+    io_uring_prep_recv(client_.ring().prep(&recv_op_), fd_, ws_in_.get(), kWsBufferSize, 0);
 }
 
 void IdleConn::post_send() noexcept {
@@ -184,6 +297,12 @@ void IdleConn::post_recv() noexcept {
 }
 
 void IdleConn::on_send(int res, uint32_t /*flags*/) noexcept {
+    if (ws_ != nullptr) {
+        if (state_ == State::Established && res != static_cast<int>(ws_out_.size())) {
+            ws_fail(absl::StrFormat("websocket send: %d of %u bytes", res, ws_out_.size()));
+        }
+        return;
+    }
     if (res > 0 && state_ == State::Established) {
         sent_ += static_cast<uint64_t>(res);
         if (sent_ < client_.options().send_first) {
@@ -198,6 +317,10 @@ void IdleConn::on_recv(int res, uint32_t /*flags*/) noexcept {
     }
     if (res <= 0) {
         state_ = State::Closed;
+        return;
+    }
+    if (ws_ != nullptr) {
+        on_ws_bytes(static_cast<size_t>(res));
         return;
     }
     post_recv();
@@ -220,11 +343,18 @@ int run_idle(const IdleOptions& options) {
     const ProcSample before = sample_proc(options.proxy_pids);
     const uint64_t start = base::mono_ns();
     client.connect_all();
+    if (options.ws) {
+        client.wait_ws_settled(base::mono_ns() + kConnectDeadlineNs);
+    }
     const double connect_s = static_cast<double>(base::mono_ns() - start) / 1e9;
     const size_t established = client.established();
     if (!options.json) {
         printf("idle: %zu/%u connections established in %.2f s, holding for %s\n", established,
                options.connections, connect_s, absl::FormatDuration(options.hold).c_str());
+        if (options.ws) {
+            printf("idle: %zu/%u WebSocket connections live (upgrade and one message answered)\n",
+                   client.ws_live(), options.connections);
+        }
         fflush(stdout);
     }
     client.hold_until(base::mono_ns() +
@@ -233,6 +363,7 @@ int run_idle(const IdleOptions& options) {
     const size_t still = client.count(IdleConn::State::Established);
     const size_t closed = client.count(IdleConn::State::Closed);
     const size_t failed = options.connections - established;  // refused, or never tried
+    const size_t ws_live = client.ws_live();
     const auto rss_delta =
         static_cast<double>(after.proxy_rss_kib) - static_cast<double>(before.proxy_rss_kib);
     const double kib_per_conn = still == 0 ? 0 : rss_delta / static_cast<double>(still);
@@ -240,10 +371,11 @@ int run_idle(const IdleOptions& options) {
         printf(
             "{\"label\":\"%s\",\"mode\":\"idle\",\"connections\":%u,\"established\":%zu,"
             "\"still_established\":%zu,\"closed_by_peer\":%zu,\"failed\":%zu,"
-            "\"connect_s\":%.3f,\"hold_s\":%.3f,\"send_first\":%llu",
+            "\"connect_s\":%.3f,\"hold_s\":%.3f,\"send_first\":%llu,\"ws\":%s,\"ws_live\":%zu",
             json_escape(options.label).c_str(), options.connections, established, still, closed,
             failed, connect_s, absl::ToDoubleSeconds(options.hold),
-            static_cast<unsigned long long>(options.send_first));
+            static_cast<unsigned long long>(options.send_first), options.ws ? "true" : "false",
+            ws_live);
         if (!options.proxy_pids.empty()) {
             printf(
                 ",\"proxy_rss_kib_before\":%llu,\"proxy_rss_kib_after\":%llu,"
@@ -264,7 +396,7 @@ int run_idle(const IdleOptions& options) {
         }
     }
     fflush(stdout);
-    return still == options.connections ? 0 : 1;
+    return still == options.connections && (!options.ws || ws_live == options.connections) ? 0 : 1;
 }
 
 }  // namespace ferry::bench

@@ -68,6 +68,7 @@ constexpr char kUsage[] = R"(load generator and test peer for ferry benchmarks
                  verify: [--bytes-per-connection 4MiB] [--seed 1] [--half-close=false] [--timeout 120s]
                  ws-rr, ws-verify: [--path /] [--subprotocol NAME] [--text]
   ferry-load idle --target 127.0.0.1:PORT --connections 10000 --hold 10s [--send-first N]
+                  [--mode ws [--path /]]  (WebSocket: each connection verified live by a message)
                   [--proxy-pids PID,PID] [--json])";
 
 int fail_usage(const std::string& why) {
@@ -188,6 +189,13 @@ int idle_main() {
     options.connections = absl::GetFlag(FLAGS_connections);
     options.hold = absl::GetFlag(FLAGS_hold);
     options.send_first = absl::GetFlag(FLAGS_send_first).bytes;
+    const std::string mode = absl::GetFlag(FLAGS_mode);
+    if (mode == "ws") {
+        options.ws = true;
+        options.path = absl::GetFlag(FLAGS_path);
+    } else if (!mode.empty() && mode != "tcp") {
+        return fail_usage("idle --mode must be tcp (default) or ws");
+    }
     options.json = absl::GetFlag(FLAGS_json);
     options.label = absl::GetFlag(FLAGS_label);
     options.connect_rate = absl::GetFlag(FLAGS_connect_rate);

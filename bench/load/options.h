@@ -56,6 +56,10 @@ struct IdleOptions {
     uint32_t connections = 10000;
     absl::Duration hold = absl::Seconds(10);
     uint64_t send_first = 0;
+    // --mode ws: each connection upgrades to WebSocket (--path), sends one text message and
+    // counts as live only once a reply message came back; then it idles like the others.
+    bool ws = false;
+    std::string path = "/";
     bool json = false;
     std::string label;
     double connect_rate = 0;

@@ -25,6 +25,8 @@ struct WsClientOptions {
     std::string subprotocol;  // offered when not empty; the server must then choose it
     bool text = false;        // Text messages (the payload must be ASCII) instead of Binary
     bool verify = false;      // compare the echoed bytes with the request, not only its length
+    // Any whole data message answers the request (ferry's sink answers with JSON, not an echo).
+    bool any_reply = false;
 };
 
 // One connection's protocol state, used from one thread. Sequence: handshake_request() once,

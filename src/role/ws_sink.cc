@@ -139,15 +139,15 @@ void WsSinkStream::pump() noexcept {
             buf::Chunk chunk;
             const size_t left = r.bytes.size() - reply_offset_;
             if (left > 0) {
-                chunk = sink_.ctx_.local_pool.try_alloc();
+                chunk = sink_.carve(left);
                 if (chunk.empty()) {
-                    fail(pt::ErrorCode::InternalError, "no free buffer for a reply");
+                    // Every buffer is in use: wait for one (end of a later loop iteration)
+                    // rather than drop the reply; the peer's window bounds what piles up.
+                    sink_.ctx_.buffer_waits.park(this);
                     return;
                 }
-                const auto n = static_cast<uint32_t>(std::min<size_t>(left, chunk.size()));
-                std::memcpy(chunk.data(), r.bytes.data() + reply_offset_, n);
-                chunk = chunk.share(0, n);
-                reply_offset_ += n;
+                std::memcpy(chunk.data(), r.bytes.data() + reply_offset_, chunk.size());
+                reply_offset_ += chunk.size();
             }
             const bool last = reply_offset_ == r.bytes.size();
             stream_->write(std::move(chunk), pt::DataFlags::make(false, last, r.kind));
@@ -196,6 +196,7 @@ void WsSinkStream::fail(pt::ErrorCode code, const char* reason) noexcept {
 }
 
 void WsSinkStream::done() noexcept {
+    sink_.ctx_.buffer_waits.cancel(this);
     if (!retired_) {
         retired_ = true;
         sink_.ctx_.defer_retire(this);
@@ -214,6 +215,22 @@ WsSink::WsSink(loop::Context& ctx, Metrics& metrics, WsSinkOptions options) noex
       options_(std::move(options)),
       hooks_(options_.hooks, static_cast<uint32_t>(options_.shard_index), "terminator",
              options_.node_name) {}
+
+buf::Chunk WsSink::carve(size_t want) noexcept {
+    // Replies are small next to a pool buffer (64 KiB): many share one, each a slice that keeps
+    // it alive until the tunnel wrote it, so thousands of answers in flight take a few buffers.
+    if (arena_.empty() || arena_used_ == arena_.size()) {
+        arena_ = ctx_.local_pool.try_alloc();
+        arena_used_ = 0;
+        if (arena_.empty()) {
+            return {};
+        }
+    }
+    const auto n = static_cast<uint32_t>(std::min<size_t>(want, arena_.size() - arena_used_));
+    buf::Chunk c = arena_.share(arena_used_, n);
+    arena_used_ += n;
+    return c;
+}
 
 WsSink::~WsSink() {
     // The shard forgets pending retirements after its services are gone, so none of these is

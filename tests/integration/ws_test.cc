@@ -184,6 +184,26 @@ TEST_F(WsE2e, ARawClientGetsItsPongAndAReply) {
     EXPECT_NE(got.find(R"("message":"hi")"), std::string::npos) << got;
 }
 
+// 10,000 WebSockets at once through one tunnel connection, each verified live by one message
+// answered by the sink, held open together (ferry-load idle --mode ws raises its own fd limit;
+// ferry raises its own).
+TEST_F(E2e, TenThousandWebSocketsHeldOpenThroughTheTunnelEachVerifiedLive) {
+    Tunnel t(dir_, testlib::free_port(), 1, {}, {}, 0, {}, "/");
+    ASSERT_TRUE(t.ready());
+    Process load({load_bin(), "idle", "--target", addr(t.listen_port_), "--mode", "ws",
+                  "--connections", "10000", "--hold", "1s"},
+                 dir_ + "/load.log");
+    const int rc = load.wait(240000).value_or(-1);
+    std::fprintf(stderr, "%s", load.log().c_str());
+    EXPECT_EQ(rc, 0);
+    EXPECT_NE(load.log().find("10000/10000 WebSocket connections live"), std::string::npos);
+    EXPECT_GE(t.initiator_metric("ferry_connections_accepted_total"), 10000);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+    // Every stream ends once the clients are gone.
+    EXPECT_TRUE(testlib::wait_until(
+        [&] { return t.terminator_metric("ferry_streams_active") == 0; }, 60000));
+}
+
 TEST_F(WsE2e, WithoutATunnelTheHandshakeGets503WithAReason) {
     auto t = start_tunnel();
     t->terminator.reset();  // killed: the initiator has no tunnel left

@@ -32,7 +32,9 @@ struct WsSinkOptions {
 class WsSink;
 
 // One stream served by the sink.
-class WsSinkStream final : public tunnel::StreamHandler, public loop::Retirable {
+class WsSinkStream final : public tunnel::StreamHandler,
+                           public loop::Retirable,
+                           private io::BufferWaiter {
   public:
     WsSinkStream(WsSink& sink, tunnel::Stream& stream) noexcept;
 
@@ -44,6 +46,7 @@ class WsSinkStream final : public tunnel::StreamHandler, public loop::Retirable 
     void on_stream_fin() noexcept override;
     void on_stream_reset(proto::tunnel::ErrorCode code) noexcept override;
     void on_stream_writable() noexcept override { pump(); }
+    void retry_after_buffer_wait() noexcept override { pump(); }
     void retire() noexcept override;
 
     // The sink's list of its streams, so it can free those still open when it goes away.
@@ -99,6 +102,8 @@ class WsSink final : public UpstreamProtocol {
     friend class WsSinkStream;
 
     void unlink(WsSinkStream* s) noexcept;
+    // Up to `want` bytes of reply space (a slice of a shared buffer), or empty when the pool is.
+    [[nodiscard]] buf::Chunk carve(size_t want) noexcept;
 
     // First, so it is destroyed last: streams still open at shard exit are abandoned with it.
     base::ObjectPool<WsSinkStream> streams_;
@@ -108,6 +113,8 @@ class WsSink final : public UpstreamProtocol {
     ShardHooks hooks_;
     base::LogLimiter log_;
     WsSinkStream* live_ = nullptr;
+    buf::Chunk arena_;  // the buffer replies are carved from
+    uint32_t arena_used_ = 0;
     bool draining_ = false;
 };
 
