@@ -44,9 +44,14 @@ void WsSinkStream::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexce
         return;
     }
     const uint32_t size = data.size();
-    if (message_.empty()) {
+    if (!in_message_ ||
+        (flags.kind() == pt::MessageKind::Close && kind_ != pt::MessageKind::Close)) {
+        // A new message; or a Close cutting into an open one, which is abandoned (the client
+        // closed between its fragments; spec §6.3).
+        message_.clear();
         kind_ = flags.kind();
     }
+    in_message_ = !flags.end_message();
     if (message_.size() + size > sink_.options_.max_message_size) {
         fail(pt::ErrorCode::Cancel, "message over --ws-max-message");
         return;

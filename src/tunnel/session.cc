@@ -984,7 +984,8 @@ bool Session::on_data(uint32_t stream_id, std::span<const std::byte> piece,
             stream_error(*s, pt::ErrorCode::ProtocolError, "DATA with a reserved message kind");
             return true;
         }
-        if (s->in_message_ && kind != s->message_kind_) {
+        // A Close may cut into an open message, which is abandoned (spec §6.3).
+        if (s->in_message_ && kind != s->message_kind_ && kind != pt::MessageKind::Close) {
             stream_error(*s, pt::ErrorCode::ProtocolError, "message kind changed mid-message");
             return true;
         }

@@ -75,6 +75,7 @@ class WsSinkStream final : public tunnel::StreamHandler,
     std::vector<std::string> trail_;
     std::string path_;     // the client's request path, for the hook
     std::string message_;  // the message being collected
+    bool in_message_ = false;
     proto::tunnel::MessageKind kind_ = proto::tunnel::MessageKind::Binary;
     std::deque<Reply> replies_;
     size_t reply_offset_ = 0;  // of replies_.front() already written

@@ -1074,6 +1074,35 @@ TEST_F(SessionV11Test, MessageFlagsOnAByteStreamAreAStreamError) {
     EXPECT_EQ(terminator_->state(), Session::State::Open) << "a stream error, not a connection one";
 }
 
+// A WebSocket Close may come between the fragments of a message (RFC 6455 §5.4): a Close message
+// may cut into an open one (spec §6.3); any other change of kind mid-message is a stream error.
+TEST_F(SessionV11Test, OnlyACloseMayCutIntoAnOpenMessage) {
+    ASSERT_NO_FATAL_FAILURE(connect_raw_hello());
+    if (IsSkipped()) {
+        return;
+    }
+    auto data = [](uint32_t id, std::string_view payload, pt::DataFlags flags) {
+        std::vector<std::byte> f(pt::kFrameHeaderSize + payload.size());
+        (void)pt::encode_data_header(f, id, static_cast<uint32_t>(payload.size()), flags);
+        std::memcpy(f.data() + pt::kFrameHeaderSize, payload.data(), payload.size());
+        return f;
+    };
+    write_all(raw_fd_, open_frame_of(1, pt::StreamProtocol::WebSocket));
+    write_all(raw_fd_, data(1, "frag", pt::DataFlags::make(false, false, pt::MessageKind::Text)));
+    write_all(raw_fd_,
+              data(1, "\x03\xe8", pt::DataFlags::make(false, true, pt::MessageKind::Close)));
+    write_all(raw_fd_, open_frame_of(3, pt::StreamProtocol::WebSocket));
+    write_all(raw_fd_, data(3, "frag", pt::DataFlags::make(false, false, pt::MessageKind::Text)));
+    write_all(raw_fd_, data(3, "bin", pt::DataFlags::make(false, true, pt::MessageKind::Binary)));
+    ASSERT_TRUE(run_until([&] { return !reader_->sink.resets.empty(); }));
+    ASSERT_EQ(reader_->sink.resets.size(), 1U);
+    EXPECT_EQ(reader_->sink.resets[0].first, 3U) << "only the stream whose kind changed";
+    EXPECT_EQ(reader_->sink.resets[0].second, pt::ErrorCode::ProtocolError);
+    ASSERT_FALSE(term_owner_.accepted.empty());
+    ASSERT_FALSE(term_owner_.handler(0).messages.empty());
+    EXPECT_EQ(term_owner_.handler(0).messages.back().first, pt::MessageKind::Close);
+}
+
 TEST_F(SessionV11Test, AGoawayRefusesOnlyOurStreamsAboveItsLastId) {
     ASSERT_NO_FATAL_FAILURE(connect_raw_hello());
     if (IsSkipped()) {
