@@ -188,7 +188,8 @@ void WsLeg::on_stream_accepted(const pt::MetadataView& metadata) noexcept {
             }
         }
     }
-    answer_len_ = ws::write_101_response({answer_.data(), answer_.size()}, up.key, chosen);
+    answer_ = std::make_unique_for_overwrite<char[]>(kHeadAnswerSize);
+    answer_len_ = ws::write_101_response({answer_.get(), kHeadAnswerSize}, up.key, chosen);
     request_.reset();  // the head is no longer needed: its memory goes back now
     if (answer_len_ == 0) {
         reset_stream(pt::ErrorCode::InternalError);
@@ -210,7 +211,8 @@ void WsLeg::on_stream_accepted(const pt::MetadataView& metadata) noexcept {
 
 void WsLeg::refuse(int http_status, std::string_view reason) noexcept {
     owner_.log_refusal("WebSocket handshake refused", reason);
-    answer_len_ = ws::write_error_response({answer_.data(), answer_.size()}, http_status, reason);
+    answer_ = std::make_unique_for_overwrite<char[]>(kHeadAnswerSize);
+    answer_len_ = ws::write_error_response({answer_.get(), kHeadAnswerSize}, http_status, reason);
     request_.reset();
     phase_ = Phase::Closing;
     io_.pause_reading();
@@ -444,7 +446,7 @@ void WsLeg::send_more() noexcept {
     };
     if (answer_len_ > 0) {
         // The handshake answer goes alone and first.
-        add(answer_.data(), answer_len_);
+        add(answer_.get(), answer_len_);
         sending_answer_ = true;
     } else {
         if (pong_owed_) {
@@ -492,6 +494,7 @@ void WsLeg::on_socket_sent() noexcept {
     if (sending_answer_) {
         sending_answer_ = false;
         answer_len_ = 0;
+        answer_.reset();
         last_answer = phase_ == Phase::Closing;
     }
     sending_pong_ = false;

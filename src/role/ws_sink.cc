@@ -157,7 +157,7 @@ void WsSinkStream::pump() noexcept {
             const bool last = reply_offset_ == r.bytes.size();
             stream_->write(std::move(chunk), pt::DataFlags::make(false, last, r.kind));
         } while (reply_offset_ < r.bytes.size());
-        replies_.pop_front();
+        replies_.erase(replies_.begin());
         reply_offset_ = 0;
     }
     if (stream_ == nullptr) {

@@ -70,7 +70,10 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
     // The gateway drains: a client still sending its Upgrade request gets a 503 now.
     void on_drain() noexcept;
     // The shard exits with the leg still open (its pool is going away): frees its heap memory.
-    void abandon() noexcept { request_.reset(); }
+    void abandon() noexcept {
+        request_.reset();
+        answer_.reset();
+    }
     [[nodiscard]] uint64_t deadline_ns() const noexcept { return deadline_ns_; }
     // The owner's intrusive list of legs with a deadline.
     WsLeg* deadline_prev = nullptr;
@@ -153,7 +156,8 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
     bool sending_pong_ = false;
     bool sending_close_ = false;
 
-    std::array<char, kHeadAnswerSize> answer_{};  // the 101 or an HTTP error
+    // The 101 or an HTTP error: held only until written, so an open connection does not carry it.
+    std::unique_ptr<char[]> answer_;
     size_t answer_len_ = 0;
     std::array<std::byte, proto::ws::kMaxControlPayload> ping_{};
     uint8_t ping_len_ = 0;

@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <vector>
 
@@ -77,7 +76,9 @@ class WsSinkStream final : public tunnel::StreamHandler,
     std::string message_;  // the message being collected
     bool in_message_ = false;
     proto::tunnel::MessageKind kind_ = proto::tunnel::MessageKind::Binary;
-    std::deque<Reply> replies_;
+    // A FIFO of replies not yet written: a vector, not a deque, because an empty deque already
+    // holds a 512-byte block, and most streams have no reply waiting most of the time.
+    std::vector<Reply> replies_;
     size_t reply_offset_ = 0;  // of replies_.front() already written
     // Credit is held back while replies wait, so a peer that does not read them is stopped by
     // its window instead of growing this queue.

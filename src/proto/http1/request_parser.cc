@@ -1,5 +1,7 @@
 #include "ferry/proto/http1/request_parser.h"
 
+#include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "ferry/base/check.h"
@@ -135,8 +137,22 @@ bool is_known_method(std::string_view m) noexcept {
 }  // namespace
 
 RequestParser::RequestParser(size_t max_head_size) noexcept
-    : head_(std::make_unique_for_overwrite<char[]>(max_head_size)), max_head_size_(max_head_size) {
+    : capacity_(std::min(max_head_size, kInitialHeadCapacity)), max_head_size_(max_head_size) {
     FERRY_CHECK(max_head_size >= 64);
+    head_ = std::make_unique_for_overwrite<char[]>(capacity_);
+}
+
+bool RequestParser::grow() noexcept {
+    if (capacity_ == max_head_size_) {
+        return false;
+    }
+    // The views into the head are made only once it is complete, so moving it is safe here.
+    const size_t bigger = std::min(capacity_ * 4, max_head_size_);
+    auto head = std::make_unique_for_overwrite<char[]>(bigger);
+    std::memcpy(head.get(), head_.get(), size_);
+    head_ = std::move(head);
+    capacity_ = bigger;
+    return true;
 }
 
 void RequestParser::reset() noexcept {
@@ -206,7 +222,7 @@ ParseResult RequestParser::feed(std::span<const std::byte> input) noexcept {
         if (scan_ == Scan::StartCr) {
             continue;
         }
-        if (size_ == max_head_size_) {
+        if (size_ == capacity_ && !grow()) {
             return fail(i, kHeadTooLarge, "request head too large");
         }
         head_[size_++] = c;

@@ -14,6 +14,7 @@ namespace ferry::proto::http1 {
 
 inline constexpr size_t kDefaultMaxHeadSize = 8 * 1024;
 inline constexpr size_t kMaxHeaderFields = 64;
+inline constexpr size_t kInitialHeadCapacity = 1024;
 
 // Complete: the head ended inside this input; `consumed` stops right after its blank line, so
 // the caller keeps input[consumed..] as body or the next request. NeedMore: all input was taken
@@ -33,9 +34,12 @@ struct HeaderField {
     std::string_view value;  // optional whitespace around it already removed
 };
 
-// Parses one request head at a time, used from one thread. It copies the head into a buffer of
-// max_head_size bytes allocated once in the constructor; feed() never allocates. The accessors
-// are valid after Complete until reset() or destruction, and their views point into that copy.
+// Parses one request head at a time, used from one thread. It copies the head into a buffer that
+// starts at kInitialHeadCapacity bytes (most heads: a WebSocket upgrade is a few hundred) and
+// grows 4x at a time up to max_head_size, so ten thousand handshakes in flight do not each hold
+// the largest head allowed (nginx's client_header_buffer_size / large_client_header_buffers).
+// The accessors are valid after Complete until reset() or destruction, and their views point
+// into that copy.
 // After Complete or Error, feed() consumes nothing and repeats the result until reset().
 //
 // Stricter than RFC 9112 allows in places, because a lenient head parser is how request
@@ -86,7 +90,11 @@ class RequestParser final {
     int parse_field(std::string_view line) noexcept;
     int apply_framing_fields() noexcept;
 
+    // Grows the head buffer; false at max_head_size.
+    [[nodiscard]] bool grow() noexcept;
+
     std::unique_ptr<char[]> head_;
+    size_t capacity_;
     size_t max_head_size_;
     size_t size_ = 0;  // head bytes buffered
     const char* detail_ = nullptr;

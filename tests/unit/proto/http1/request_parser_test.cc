@@ -397,5 +397,27 @@ TEST(Http1RequestParser, GivesTheSameResultForRandomChunks) {
     }
 }
 
+// Heads larger than the first buffer grow it, fed whole or byte by byte, up to the limit.
+TEST(RequestParser, AHeadLargerThanTheFirstBufferStillParsesUpToTheLimit) {
+    const std::string cookie(5000, 'c');
+    const std::string head = "GET /chat HTTP/1.1\r\nHost: a\r\nCookie: " + cookie + "\r\n\r\n";
+    ASSERT_GT(head.size(), kInitialHeadCapacity * 4);
+    RequestParser whole;
+    EXPECT_EQ(whole.feed(head).status, ParseStatus::Complete);
+    EXPECT_EQ(whole.header("cookie").value_or(""), cookie);
+    RequestParser bytewise;
+    ParseResult r{};
+    for (char c : head) {
+        r = bytewise.feed(std::string_view(&c, 1));
+    }
+    EXPECT_EQ(r.status, ParseStatus::Complete);
+    EXPECT_EQ(bytewise.path(), "/chat");
+    EXPECT_EQ(bytewise.header("cookie").value_or(""), cookie);
+    RequestParser small(4096);
+    r = small.feed(head);
+    EXPECT_EQ(r.status, ParseStatus::Error);
+    EXPECT_EQ(r.http_status, 431);
+}
+
 }  // namespace
 }  // namespace ferry::proto::http1
