@@ -40,7 +40,7 @@ ABSL_FLAG(uint32_t, buffer_count, 512, "Pooled buffers per shard for client/upst
 ABSL_FLAG(uint32_t, tunnel_buffer_count, 1024, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
 ABSL_FLAG(ferry::base::ByteSize, zerocopy_threshold, {64 << 10}, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
 ABSL_FLAG(ferry::base::ByteSize, max_frame_size, {64 << 10}, "Largest tunnel frame payload this side accepts (16384 .. 16 MiB)");
-ABSL_FLAG(ferry::base::ByteSize, ws_max_message, {16 << 20}, "Largest WebSocket message taken from a client (initiator) or collected by the built-in sink (terminator), over all its frames; larger ones close the connection with 1009 (1 .. 1 GiB)");
+ABSL_FLAG(ferry::base::ByteSize, ws_max_message, {16 << 20}, "Largest WebSocket message taken from a client (initiator), or collected by the built-in sink or taken from a ws upstream (terminator), over all its frames; larger ones close the connection with 1009 (1 .. 1 GiB)");
 ABSL_FLAG(ferry::base::ByteSize, stream_window, {256 << 10}, "Per-stream flow-control window in bytes");
 ABSL_FLAG(ferry::base::ByteSize, connection_window, {16 << 20}, "Per-tunnel-connection flow-control window in bytes");
 ABSL_FLAG(uint32_t, max_connections, 65536, "Most local connections of this process, all shards together (clients at the initiator, upstreams at the terminator)");
@@ -65,7 +65,7 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where clients connect, HOST:PORT or tcp://HOST:PORT (ws://, wss://, grpc://, grpcs:// listeners come with their protocols)");
 ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); new streams go to the first with a usable tunnel");
 ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listens on (host:port)");
-ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable, one per protocol: where streams go, HOST:PORT or tcp://HOST:PORT");
+ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable, one per protocol: where streams go, HOST:PORT or tcp://HOST:PORT, and ws://HOST:PORT[/PATH] for WebSocket streams (without one, the built-in sink answers them)");
 ABSL_FLAG(std::string, admin, "", "Admin HTTP address for /health, /ready, /metrics (empty = off)");
 ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (default: $POD_NAME, else the host name)");
 ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default) or plain (trusted networks, tests)");

@@ -65,25 +65,24 @@ absl::StatusOr<std::vector<role::ServiceUrl>> service_urls(std::string_view flag
     return urls;
 }
 
-// What this build serves: tcp:// both ways, and ws:// listeners at the initiator (the terminator
+// What this build serves: tcp:// and ws:// both ways (without a ws upstream the terminator
 // answers WebSocket streams with its built-in sink). The rest is refused at start, named.
 absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role side) {
     if (url.scheme == role::Scheme::Tcp) {
         return absl::OkStatus();
     }
-    if (url.scheme == role::Scheme::Ws && side == Role::Initiator) {
+    if (url.scheme == role::Scheme::Ws) {
         return absl::OkStatus();
     }
-    if (url.scheme == role::Scheme::Ws) {
-        return bad(flag, absl::StrFormat("'%s': a websocket upstream is not served by this build "
-                                         "yet (WebSocket streams are answered by the built-in "
-                                         "sink when no ws upstream is given)",
+    if (url.scheme == role::Scheme::Wss && side == Role::Terminator) {
+        return bad(flag, absl::StrFormat("'%s': a wss:// upstream is not served by this build yet "
+                                         "(use ws://, or no ws upstream for the built-in sink)",
                                          url.text));
     }
     const char* what = url.tls() ? (url.scheme == role::Scheme::Wss ? "wss" : "grpcs")
                                  : role::protocol_name(url.protocol());
     return bad(flag, absl::StrFormat("'%s': %s is not served by this build yet (only tcp://, "
-                                     "HOST:PORT and, at the initiator, ws:// listeners)",
+                                     "HOST:PORT and ws://)",
                                      url.text, what));
 }
 

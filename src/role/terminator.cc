@@ -8,6 +8,7 @@
 #include "ferry/base/log.h"
 #include "ferry/role/tcp_protocol.h"
 #include "ferry/role/ws_sink.h"
+#include "ferry/role/ws_upstream.h"
 
 namespace ferry::role {
 
@@ -40,6 +41,14 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
             upstreams_.add(
                 pt::StreamProtocol::Tcp,
                 std::make_unique<TcpUpstreams>(ctx, metrics.role, endpoint_.legs(), url, l));
+        } else if (url.protocol() == pt::StreamProtocol::WebSocket) {
+            WsUpstreamOptions o;
+            o.process = &limits;
+            o.per_tunnel_connects = config_.max_upstream_connects_per_tunnel;
+            o.max_message_size = config_.ws_max_message;
+            o.node_name = config_.node_name;
+            upstreams_.add(pt::StreamProtocol::WebSocket,
+                           std::make_unique<WsUpstreams>(ctx, metrics.role, url, std::move(o)));
         }
     }
     if (upstreams_.find(pt::StreamProtocol::WebSocket) == nullptr) {

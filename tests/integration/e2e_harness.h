@@ -78,15 +78,48 @@ inline std::string make_pki(const std::string& dir) {
     return pki;
 }
 
+// True once something accepts connections on 127.0.0.1:`port` (bounded by `timeout_ms`).
+inline bool wait_listening(uint16_t port, int timeout_ms) {
+    return testlib::wait_until(
+        [&] {
+            int fd = testlib::connect_to(port);
+            if (fd >= 0) {
+                close(fd);
+            }
+            return fd >= 0;
+        },
+        timeout_ms);
+}
+
+// POST `body` to the admin port's `path`; the whole raw reply ("" when nothing answers).
+inline std::string admin_post(uint16_t port, const std::string& path, const std::string& body) {
+    int fd = testlib::connect_to(port);
+    if (fd < 0) {
+        return {};
+    }
+    std::string request = "POST ";
+    request += path;
+    request += " HTTP/1.1\r\nHost: x\r\nContent-Length: ";
+    request += std::to_string(body.size());
+    request += "\r\n\r\n";
+    request += body;
+    (void)testlib::write_all(fd, request.data(), request.size());
+    ReadResult r = testlib::read_all(fd, 20000);
+    close(fd);
+    return r.bytes;
+}
+
 class Tunnel {
   public:
     // Starts a terminator forwarding to `upstream_port` and an initiator in front of it. The
     // tunnel is plain TCP unless `pki` is given (then mutual TLS with the demo certificates).
     // With `ws_path` the initiator listens for WebSocket clients (ws://127.0.0.1:PORT<ws_path>)
-    // instead of TCP ones.
+    // instead of TCP ones. With `upstream_ws_path` the terminator's upstream is the WebSocket
+    // server ws://127.0.0.1:upstream_port<upstream_ws_path> instead of a TCP one.
     Tunnel(const std::string& dir, uint16_t upstream_port, int shards = 2,
            std::vector<std::string> extra = {}, std::string pki = {}, int terminator_shards = 0,
-           std::vector<std::string> terminator_extra = {}, std::string ws_path = {})
+           std::vector<std::string> terminator_extra = {}, std::string ws_path = {},
+           std::string upstream_ws_path = {})
         : dir_(dir),
           upstream_port_(upstream_port),
           tunnel_port_(testlib::free_port()),
@@ -98,7 +131,8 @@ class Tunnel {
           pki_(std::move(pki)),
           terminator_shards_(terminator_shards == 0 ? shards : terminator_shards),
           terminator_extra_(std::move(terminator_extra)),
-          ws_path_(std::move(ws_path)) {
+          ws_path_(std::move(ws_path)),
+          upstream_ws_path_(std::move(upstream_ws_path)) {
         start_terminator();
         start_initiator();
     }
@@ -109,7 +143,9 @@ class Tunnel {
                                          "--listen-tunnel",
                                          addr(tunnel_port_),
                                          "--upstream",
-                                         addr(upstream_port_),
+                                         upstream_ws_path_.empty()
+                                             ? addr(upstream_port_)
+                                             : "ws://" + addr(upstream_port_) + upstream_ws_path_,
                                          "--admin",
                                          addr(admin_t_),
                                          "--shards",
@@ -174,6 +210,7 @@ class Tunnel {
     int terminator_shards_;
     std::vector<std::string> terminator_extra_;  // flags for the terminator only
     std::string ws_path_;                        // empty: a TCP listener
+    std::string upstream_ws_path_;               // empty: a TCP upstream
     std::unique_ptr<Process> terminator;
     std::unique_ptr<Process> initiator;
 };
@@ -198,15 +235,7 @@ class E2e : public ::testing::Test {
         auto p = std::make_unique<Process>(
             std::vector<std::string>{load_bin(), "serve", "--listen", addr(port), "--mode", "echo"},
             dir_ + "/echo.log");
-        EXPECT_TRUE(testlib::wait_until(
-            [&] {
-                int fd = testlib::connect_to(port);
-                if (fd >= 0) {
-                    close(fd);
-                }
-                return fd >= 0;
-            },
-            10000));
+        EXPECT_TRUE(wait_listening(port, 10000));
         return p;
     }
     // ferry-load verify through the initiator: each connection's echo is checked with xxHash.

@@ -18,34 +18,20 @@ std::string example_hooks() {
     return p != nullptr ? p : "build/examples/libferry-example-hooks.so";
 }
 
-std::string post(uint16_t port, const std::string& path, const std::string& body) {
-    int fd = testlib::connect_to(port);
-    if (fd < 0) {
-        return {};
-    }
-    const std::string request =
-        "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\n\r\n" + body;
-    (void)testlib::write_all(fd, request.data(), request.size());
-    ReadResult r = testlib::read_all(fd, 20000);
-    close(fd);
-    return r.bytes;
-}
-
 TEST_F(E2e, TheExampleHooksTransformDropAndAnswerMessages) {
     Tunnel t(dir_, testlib::free_port(), 1, {"--hooks", example_hooks()});
     ASSERT_TRUE(t.ready()) << t.initiator->log();
     // on_trigger: "shout" goes out in upper case; the sink's default reply shows what arrived.
-    const std::string shouted = post(t.admin_i_, "/trigger", R"({"say":"shout"})");
+    const std::string shouted = admin_post(t.admin_i_, "/trigger", R"({"say":"shout"})");
     EXPECT_EQ(shouted.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << shouted;
     EXPECT_NE(shouted.find(R"("message":"{\"SAY\":\"SHOUT\"}")"), std::string::npos) << shouted;
     // on_trigger: "drop" is not sent at all, and the result says so.
-    const std::string dropped = post(t.admin_i_, "/trigger", R"({"please":"drop"})");
+    const std::string dropped = admin_post(t.admin_i_, "/trigger", R"({"please":"drop"})");
     EXPECT_NE(dropped.find(R"("dropped":true)"), std::string::npos) << dropped;
     EXPECT_NE(dropped.find(R"("ok":false)"), std::string::npos) << dropped;
     EXPECT_EQ(t.terminator_metric("ferry_streams_opened_total"), 1);
     // on_receive_terminator: a message that is not a JSON object gets the hook's own answer.
-    const std::string plain = post(t.admin_i_, "/trigger", R"("just text")");
+    const std::string plain = admin_post(t.admin_i_, "/trigger", R"("just text")");
     EXPECT_NE(plain.find(R"("result":"hooked by cluster-b-0: \"just text\"")"), std::string::npos)
         << plain;
 }

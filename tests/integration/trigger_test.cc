@@ -19,21 +19,6 @@ int count(const std::string& hay, const std::string& needle) {
     return n;
 }
 
-// A raw admin request with a body; the whole reply.
-std::string post(uint16_t port, const std::string& path, const std::string& body) {
-    int fd = testlib::connect_to(port);
-    if (fd < 0) {
-        return {};
-    }
-    const std::string request =
-        "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\n\r\n" + body;
-    (void)testlib::write_all(fd, request.data(), request.size());
-    ReadResult r = testlib::read_all(fd, 20000);
-    close(fd);
-    return r.bytes;
-}
-
 const char kTrail[] = R"("trail":["cluster-a-0","cluster-b-0"])";
 
 TEST_F(E2e, AutoTriggerSendsItsMessagesAndLogsTheExactCounts) {
@@ -72,7 +57,7 @@ TEST_F(E2e, AutoTriggerCountsRefusedMessagesAsFailedNeverAsSent) {
 TEST_F(E2e, PostTriggerAnswersWithTheResultAndItsTrail) {
     Tunnel t(dir_, testlib::free_port(), 1);
     ASSERT_TRUE(t.ready());
-    const std::string ok = post(t.admin_i_, "/trigger", R"({"hello":"world","n":1})");
+    const std::string ok = admin_post(t.admin_i_, "/trigger", R"({"hello":"world","n":1})");
     EXPECT_EQ(ok.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << ok;
     EXPECT_NE(ok.find("Content-Type: application/json"), std::string::npos) << ok;
     EXPECT_NE(ok.find(R"("sent":{"hello":"world","n":1})"), std::string::npos) << ok;
@@ -80,7 +65,7 @@ TEST_F(E2e, PostTriggerAnswersWithTheResultAndItsTrail) {
     // The sink's answer holds the message as it came.
     EXPECT_NE(ok.find(R"("message":"{\"hello\":\"world\",\"n\":1}")"), std::string::npos) << ok;
     // A body that is not JSON, and a GET, get their status and a reason.
-    const std::string bad = post(t.admin_i_, "/trigger", "{not json");
+    const std::string bad = admin_post(t.admin_i_, "/trigger", "{not json");
     EXPECT_EQ(bad.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0U) << bad;
     EXPECT_NE(bad.find("not valid JSON"), std::string::npos) << bad;
     EXPECT_EQ(testlib::http_get(t.admin_i_, "/trigger").status, 405);
@@ -95,7 +80,7 @@ TEST_F(E2e, PostTriggerWithoutATunnelSays503WithTheReason) {
     t.terminator.reset();
     ASSERT_TRUE(testlib::wait_until(
         [&] { return testlib::http_get(t.admin_i_, "/ready").status == 503; }, 10000));
-    const std::string r = post(t.admin_i_, "/trigger", "{}");
+    const std::string r = admin_post(t.admin_i_, "/trigger", "{}");
     EXPECT_EQ(r.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0U) << r;
     EXPECT_NE(r.find("no usable tunnel connection"), std::string::npos) << r;
 }

@@ -3,7 +3,7 @@
 
 Connects to a ws:// URL that ferry's initiator serves, sends text and binary messages of the
 given sizes, checks each JSON reply of the terminator's built-in sink (message, binary flag,
-trail), then closes with a code and checks the close code it gets back. Exits 0 when everything
+trail) or, with --echo, each exact echo of a WebSocket server behind a ws:// upstream, then closes with a code and checks the close code it gets back. Exits 0 when everything
 matched, else non-zero with one line saying what did not. Bounded by --timeout.
 """
 
@@ -42,8 +42,48 @@ async def pipelined(ws, args, sizes, trail):
             fail("pipelined reply out of order or different (expected message %s...)" % text[:6])
 
 
+async def run_echo(args, sizes):
+    # Against a real WebSocket server behind ferry (ws_echo_server.py): every message comes back
+    # exactly, with its type; "whoami" names the path the server saw and the trail header.
+    subprotocols = [p for p in args.subprotocols.split(",") if p != ""] or None
+    async with websockets.connect(
+        args.url,
+        max_size=None,
+        open_timeout=args.timeout,
+        close_timeout=args.timeout,
+        ping_interval=None,
+        subprotocols=subprotocols,
+    ) as ws:
+        if subprotocols and ws.subprotocol != subprotocols[0]:
+            fail("subprotocol %r, expected %r" % (ws.subprotocol, subprotocols[0]))
+        for binary in (False, True):
+            for size in sizes:
+                sent = os.urandom(size) if binary else text_of_size(size)
+                await ws.send(sent)
+                got = await asyncio.wait_for(ws.recv(), args.timeout)
+                if type(got) is not type(sent):
+                    fail("%d-byte %s message came back as %s"
+                         % (size, "binary" if binary else "text", type(got).__name__))
+                if got != sent:
+                    fail("%d-byte %s message came back different (%d bytes)"
+                         % (size, "binary" if binary else "text", len(got)))
+        await ws.send("whoami")
+        who = json.loads(await asyncio.wait_for(ws.recv(), args.timeout))
+        if args.expect_path and who.get("path") != args.expect_path:
+            fail("the upstream saw path %r, expected %r" % (who.get("path"), args.expect_path))
+        if args.expect_trail and who.get("trail") != args.expect_trail:
+            fail("the upstream saw trail %r, expected %r" % (who.get("trail"), args.expect_trail))
+        await ws.close(code=args.close_code, reason="bye")
+        if ws.close_code != args.close_code:
+            fail("close code %r back, expected %d" % (ws.close_code, args.close_code))
+    print("ws_client: ok (%d echoes)" % (2 * len(sizes)), flush=True)
+
+
 async def run(args):
     sizes = [int(s) for s in args.sizes.split(",") if s != ""]
+    if args.echo:
+        await run_echo(args, sizes)
+        return
     trail = args.trail.split(",")
     async with websockets.connect(
         args.url,
@@ -90,6 +130,14 @@ def main():
     p.add_argument("--pipeline", type=int, default=0,
                    help="first send this many rounds of messages before reading any reply")
     p.add_argument("--timeout", type=float, default=20.0)
+    p.add_argument("--echo", action="store_true",
+                   help="expect exact echoes from a WebSocket server, not the sink's JSON")
+    p.add_argument("--subprotocols", default="",
+                   help="--echo: offer these (comma-separated); the first must be chosen")
+    p.add_argument("--expect-path", default="",
+                   help="--echo: the request path and query the upstream must have seen")
+    p.add_argument("--expect-trail", default="",
+                   help="--echo: the X-Ferry-Trail header the upstream must have seen")
     args = p.parse_args()
     try:
         asyncio.run(asyncio.wait_for(run(args), 3 * args.timeout))

@@ -361,13 +361,33 @@ TEST(ConfigValidate, RejectsWssAndGrpcEndpointsUntilTheyAreServed) {
     }
 }
 
-TEST(ConfigValidate, RejectsAWebSocketUpstreamTheSinkServesInstead) {
+TEST(ConfigValidate, AcceptsOneWebSocketUpstreamBesideTheTcpOne) {
     RawOptions raw = terminator();
-    raw.upstream = {"127.0.0.1:8080", "ws://127.0.0.1:8081/"};
+    raw.upstream = {"127.0.0.1:8080", "ws://127.0.0.1:8081/chat?room=1"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status().message();
+    ASSERT_EQ(o->upstreams.size(), 2U);
+    EXPECT_EQ(o->upstreams[1].scheme, role::Scheme::Ws);
+    EXPECT_EQ(o->upstreams[1].protocol(), proto::tunnel::StreamProtocol::WebSocket);
+    EXPECT_EQ(o->upstreams[1].host, "127.0.0.1");
+    EXPECT_EQ(o->upstreams[1].port, 8081);
+    EXPECT_EQ(o->upstreams[1].path, "/chat?room=1");
+
+    raw.upstream = {"ws://127.0.0.1:8081/", "ws://127.0.0.1:8082/"};
+    o = validate(raw, kAllowed);
+    expect_flag_error(o, "upstream");
+    EXPECT_NE(o.status().message().find("one per protocol"), std::string::npos)
+        << o.status().message();
+}
+
+TEST(ConfigValidate, RejectsAWssUpstreamWithAOneLineReason) {
+    RawOptions raw = terminator();
+    raw.upstream = {"wss://127.0.0.1:8443/"};
     absl::StatusOr<Options> o = validate(raw, kAllowed);
     expect_flag_error(o, "upstream");
-    EXPECT_NE(o.status().message().find("built-in sink"), std::string::npos)
+    EXPECT_NE(o.status().message().find("wss:// upstream is not served"), std::string::npos)
         << o.status().message();
+    EXPECT_EQ(o.status().message().find('\n'), std::string::npos) << o.status().message();
 }
 
 TEST(ConfigValidate, ChecksTheWebSocketMessageLimit) {
