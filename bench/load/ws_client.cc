@@ -99,7 +99,9 @@ std::span<const std::byte> WsClient::frame_message(std::span<const std::byte> pa
         p += ws::write_frame_header(
             std::span<std::byte, ws::kMaxFrameHeaderSize>(p, ws::kMaxFrameHeaderSize), op, last,
             size, keys[i]);
-        std::memcpy(p, payload.data() + offset, size);
+        if (size > 0) {  // an empty message may come with a null payload pointer
+            std::memcpy(p, payload.data() + offset, size);
+        }
         ws::apply_mask({p, size}, keys[i], 0);
         p += size;
         offset += size;
