@@ -274,7 +274,9 @@ bool WsLeg::on_data(std::span<const std::byte> bytes, bool fin) noexcept {
 bool WsLeg::on_control(ws::Opcode op, std::span<const std::byte> payload) noexcept {
     if (op == ws::Opcode::Ping) {
         // Only the latest Ping needs its Pong (RFC 6455 §5.5.3).
-        std::memcpy(ping_.data(), payload.data(), payload.size());
+        if (!payload.empty()) {  // a zero-length span may carry a null pointer
+            std::memcpy(ping_.data(), payload.data(), payload.size());
+        }
         ping_len_ = static_cast<uint8_t>(payload.size());
         pong_owed_ = true;
         send_more();
@@ -357,7 +359,9 @@ void WsLeg::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcept {
     if (flags.kind() == pt::MessageKind::Close) {
         // A Close payload is at most 125 bytes; keep it and answer with it once it is whole.
         if (tunnel_close_len_ + size <= close_payload_.size()) {
-            std::memcpy(close_payload_.data() + tunnel_close_len_, data.data(), size);
+            if (size > 0) {  // a zero-length span may carry a null pointer
+                std::memcpy(close_payload_.data() + tunnel_close_len_, data.data(), size);
+            }
             tunnel_close_len_ += size;
         } else {
             tunnel_close_too_big_ = true;

@@ -396,7 +396,9 @@ void WsUpstreamLeg::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexc
     }
     if (flags.kind() == pt::MessageKind::Close) {
         if (tunnel_close_len_ + size <= close_payload_.size()) {
-            std::memcpy(close_payload_.data() + tunnel_close_len_, data.data(), size);
+            if (size > 0) {  // a zero-length span may carry a null pointer
+                std::memcpy(close_payload_.data() + tunnel_close_len_, data.data(), size);
+            }
             tunnel_close_len_ += size;
         } else {
             tunnel_close_too_big_ = true;

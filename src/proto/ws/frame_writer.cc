@@ -70,7 +70,9 @@ size_t write_close_payload(std::span<std::byte, kMaxControlPayload> out, CloseCo
     out[1] = static_cast<std::byte>(value);
     const std::string_view kept = utf8_prefix(reason, kMaxCloseReason);
     if (!kept.empty()) {
-        std::memcpy(out.data() + 2, kept.data(), kept.size());
+        if (!kept.empty()) {  // a zero-length span may carry a null pointer
+            std::memcpy(out.data() + 2, kept.data(), kept.size());
+        }
     }
     return 2 + kept.size();
 }
@@ -86,7 +88,9 @@ size_t write_control_frame(std::span<std::byte, kMaxControlFrameSize> out, Opcod
         write_frame_header(out.first<kMaxFrameHeaderSize>(), op, true, payload.size(), mask_key);
     const std::span<std::byte> body = out.subspan(header, payload.size());
     if (!payload.empty()) {
-        std::memcpy(body.data(), payload.data(), payload.size());
+        if (!payload.empty()) {  // a zero-length span may carry a null pointer
+            std::memcpy(body.data(), payload.data(), payload.size());
+        }
     }
     if (mask_key.has_value()) {
         apply_mask(body, *mask_key, 0);
