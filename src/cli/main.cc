@@ -40,6 +40,9 @@ ABSL_FLAG(uint32_t, buffer_count, 512, "Pooled buffers per shard for client/upst
 ABSL_FLAG(uint32_t, tunnel_buffer_count, 1024, "Pooled buffers per shard for tunnel connections (their own pool, so local backlog never starves the tunnel)");
 ABSL_FLAG(ferry::base::ByteSize, zerocopy_threshold, {64 << 10}, "Tunnel writes of at least this many bytes use SEND_ZC; 0 = never");
 ABSL_FLAG(ferry::base::ByteSize, max_frame_size, {64 << 10}, "Largest tunnel frame payload this side accepts (16384 .. 16 MiB)");
+ABSL_FLAG(absl::Duration, ws_ping_interval, absl::ZeroDuration(), "initiator: send each open WebSocket client a Ping this often (keepalive through middleboxes); 0 = off");
+ABSL_FLAG(absl::Duration, ws_idle_timeout, absl::ZeroDuration(), "initiator: close (1001) a WebSocket client that sends nothing, not even a Pong, this long; 0 = off");
+ABSL_FLAG(std::string, ws_allowed_origins, "", "initiator: comma-separated Origins a WebSocket upgrade may carry (others get 403); empty = any; a request without Origin (not a browser) is allowed");
 ABSL_FLAG(ferry::base::ByteSize, ws_max_message, {16 << 20}, "Largest WebSocket message taken from a client (initiator), or collected by the built-in sink or taken from a ws upstream (terminator), over all its frames; larger ones close the connection with 1009 (1 .. 1 GiB)");
 ABSL_FLAG(ferry::base::ByteSize, stream_window, {256 << 10}, "Per-stream flow-control window in bytes");
 ABSL_FLAG(ferry::base::ByteSize, connection_window, {16 << 20}, "Per-tunnel-connection flow-control window in bytes");
@@ -217,6 +220,9 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.zerocopy_threshold = absl::GetFlag(FLAGS_zerocopy_threshold).bytes;
     r.max_frame_size = absl::GetFlag(FLAGS_max_frame_size).bytes;
     r.ws_max_message = absl::GetFlag(FLAGS_ws_max_message).bytes;
+    r.ws_ping_interval = absl::GetFlag(FLAGS_ws_ping_interval);
+    r.ws_idle_timeout = absl::GetFlag(FLAGS_ws_idle_timeout);
+    r.ws_allowed_origins = absl::GetFlag(FLAGS_ws_allowed_origins);
     r.stream_window = absl::GetFlag(FLAGS_stream_window).bytes;
     r.connection_window = absl::GetFlag(FLAGS_connection_window).bytes;
     r.max_connections = absl::GetFlag(FLAGS_max_connections);
@@ -317,6 +323,9 @@ int main(int argc, char** argv) {
             c.peers = o.peers;
             c.handshake_timeout_ns = o.handshake_timeout_ns;
             c.node_name = o.node_name;
+            c.ws_ping_interval_ns = o.ws_ping_interval_ns;
+            c.ws_idle_timeout_ns = o.ws_idle_timeout_ns;
+            c.ws_allowed_origins = o.ws_allowed_origins;
             c.ws_max_message = o.ws_max_message;
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
             c.tunnels_per_peer = o.tunnels_per_peer;

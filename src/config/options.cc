@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -417,6 +419,18 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     // In range (checked above), so they fit 32 bits.
     o.tuning.max_frame_size = static_cast<uint32_t>(raw.max_frame_size);
     o.ws_max_message = raw.ws_max_message;
+    for (auto [flag, d, out] :
+         {std::tuple{"ws-ping-interval", raw.ws_ping_interval, &o.ws_ping_interval_ns},
+          std::tuple{"ws-idle-timeout", raw.ws_idle_timeout, &o.ws_idle_timeout_ns}}) {
+        if (d < absl::ZeroDuration()) {
+            return bad(flag, "must not be negative (0 turns it off)");
+        }
+        *out = static_cast<uint64_t>(absl::ToInt64Nanoseconds(d));
+    }
+    for (absl::string_view origin :
+         absl::StrSplit(raw.ws_allowed_origins, ',', absl::SkipWhitespace())) {
+        o.ws_allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
+    }
     o.tuning.stream_window = static_cast<uint32_t>(raw.stream_window);
     o.tuning.connection_window = static_cast<uint32_t>(raw.connection_window);
     o.tuning.max_streams = raw.max_streams;

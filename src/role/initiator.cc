@@ -31,6 +31,9 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     WsClientOptions ws_options;
     ws_options.process = &limits_;
     ws_options.max_message_size = config_.ws_max_message;
+    ws_options.ping_interval_ns = config_.ws_ping_interval_ns;
+    ws_options.idle_timeout_ns = config_.ws_idle_timeout_ns;
+    ws_options.allowed_origins = config_.ws_allowed_origins;
     ws_options.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
     ws_options.node_name = config_.node_name;
     clients_.add(pt::StreamProtocol::WebSocket,

@@ -35,6 +35,11 @@ WsLeg::WsLeg(loop::Context& ctx, Metrics& metrics, base::ObjectPool<WsLeg>* pool
     metrics_.connections_active.add(1);
 }
 
+namespace {
+// A server Ping with no payload (unmasked, FIN, opcode 9).
+constexpr std::array<std::byte, 2> kKeepalivePing{std::byte{0x89}, std::byte{0x00}};
+}  // namespace
+
 void WsLeg::start(int fd, std::string_view listen_path, uint64_t timeout_ns) noexcept {
     io_.attach(fd);
     listen_path_ = listen_path;
@@ -67,11 +72,49 @@ void WsLeg::on_deadline() noexcept {
             refuse(504, "the tunnel did not accept the stream in time");
             return;
         case Phase::Open:
+            on_keepalive_due();
+            return;
         case Phase::Closing:
         case Phase::Lingering:
             close();
             return;
     }
+}
+
+void WsLeg::arm_keepalive() noexcept {
+    const uint64_t ping = owner_.ping_interval_ns();
+    const uint64_t idle = owner_.idle_timeout_ns();
+    if (ping == 0 && idle == 0) {
+        owner_.unwatch_deadline(this);
+        return;
+    }
+    uint64_t at = UINT64_MAX;
+    if (ping != 0) {
+        at = next_ping_ns_;
+    }
+    if (idle != 0) {
+        at = std::min(at, last_read_ns_ + idle);
+    }
+    set_deadline(at);
+}
+
+void WsLeg::on_keepalive_due() noexcept {
+    const uint64_t now = ctx_.now_ns;
+    const uint64_t idle = owner_.idle_timeout_ns();
+    if (idle != 0 && now - last_read_ns_ >= idle) {
+        owner_.log_refusal("WebSocket client closed", "nothing received within --ws-idle-timeout");
+        reset_stream(pt::ErrorCode::Cancel);
+        close_with(ws::CloseCode::GoingAway, "idle timeout");
+        return;
+    }
+    if (const uint64_t ping = owner_.ping_interval_ns(); ping != 0 && now >= next_ping_ns_) {
+        // Keepalive: middleboxes see traffic, and a dead peer shows as an idle timeout (its
+        // Pong counts as something received).
+        ping_owed_ = true;
+        next_ping_ns_ = now + ping;
+        send_more();
+    }
+    arm_keepalive();
 }
 
 void WsLeg::on_drain() noexcept {
@@ -99,6 +142,7 @@ void WsLeg::on_socket_data(buf::Chunk&& bytes) noexcept {
             }
             return;
         case Phase::Open:
+            last_read_ns_ = ctx_.now_ns;
             read_frames(std::move(bytes));
             return;
         case Phase::Closing:
@@ -130,6 +174,10 @@ void WsLeg::read_head(buf::Chunk&& bytes) noexcept {
     const std::string_view served = listen_path_.substr(0, listen_path_.find('?'));
     if (served != "/" && request_->path() != served) {
         refuse(404, "no WebSocket service at this path");
+        return;
+    }
+    if (!owner_.origin_allowed(up.origin)) {
+        refuse(403, "Origin not in --ws-allowed-origins");
         return;
     }
     if (owner_.draining()) {
@@ -197,7 +245,9 @@ void WsLeg::on_stream_accepted(const pt::MetadataView& metadata) noexcept {
         return;
     }
     phase_ = Phase::Open;
-    owner_.unwatch_deadline(this);
+    last_read_ns_ = ctx_.now_ns;
+    next_ping_ns_ = ctx_.now_ns + owner_.ping_interval_ns();
+    arm_keepalive();
     send_more();
     if (!early_bytes_.empty()) {
         buf::Chunk early = std::move(early_bytes_);
@@ -460,6 +510,11 @@ void WsLeg::send_more() noexcept {
             add(pong_frame_.data(), len);
             pong_owed_ = false;
             sending_pong_ = true;
+        }
+        if (ping_owed_) {
+            // An empty Ping: two constant bytes, nothing to keep alive until it is written.
+            add(const_cast<std::byte*>(kKeepalivePing.data()), kKeepalivePing.size());
+            ping_owed_ = false;
         }
         uint32_t frames = 0;
         uint64_t payload = 0;

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "absl/strings/match.h"
+
 namespace ferry::role {
 
 WsClients::WsClients(loop::Context& ctx, Metrics& metrics, StreamOpener& opener,
@@ -73,6 +75,19 @@ void WsClients::unwatch_deadline(WsLeg* leg) noexcept {
         leg->deadline_next->deadline_prev = leg->deadline_prev;
     }
     leg->deadline_prev = leg->deadline_next = nullptr;
+}
+
+bool WsClients::origin_allowed(std::string_view origin) const noexcept {
+    // A client that sends no Origin is not a browser (RFC 6455 §10.2): the check is for those.
+    if (options_.allowed_origins.empty() || origin.empty()) {
+        return true;
+    }
+    for (const std::string& allowed : options_.allowed_origins) {
+        if (absl::EqualsIgnoreCase(allowed, absl::string_view(origin.data(), origin.size()))) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void WsClients::tick(uint64_t now_ns) noexcept {

@@ -49,8 +49,9 @@ class WsE2e : public E2e {
     }
 
     // Starts the pair with a ws:// listener; the terminator's TCP upstream is never used.
-    std::unique_ptr<Tunnel> start_tunnel(const std::string& path = "/") {
-        auto t = std::make_unique<Tunnel>(dir_, testlib::free_port(), 1, std::vector<std::string>{},
+    std::unique_ptr<Tunnel> start_tunnel(const std::string& path = "/",
+                                         std::vector<std::string> flags = {}) {
+        auto t = std::make_unique<Tunnel>(dir_, testlib::free_port(), 1, std::move(flags),
                                           std::string{}, 0, std::vector<std::string>{}, path);
         EXPECT_TRUE(t->ready());
         return t;
@@ -69,20 +70,29 @@ class WsE2e : public E2e {
         return rc;
     }
 
-    // Completes the handshake on a raw socket; -1 unless a 101 came back.
-    static int raw_upgrade(uint16_t port) {
+    // Sends `request` on a new connection and reads the response head into `head`; the socket,
+    // or -1 when nothing connected.
+    static int raw_request(uint16_t port, const std::string& request, std::string* head) {
         int fd = testlib::connect_to(port);
-        if (fd < 0 || !testlib::write_all(fd, kUpgrade.data(), kUpgrade.size())) {
+        if (fd < 0 || !testlib::write_all(fd, request.data(), request.size())) {
+            if (fd >= 0) {
+                close(fd);
+            }
             return -1;
         }
-        std::string head;
         char c = 0;
         timeval tv{10, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        while (head.find("\r\n\r\n") == std::string::npos && read(fd, &c, 1) == 1) {
-            head.push_back(c);
+        while (head->find("\r\n\r\n") == std::string::npos && read(fd, &c, 1) == 1) {
+            head->push_back(c);
         }
-        if (head.rfind("HTTP/1.1 101", 0) != 0) {
+        return fd;
+    }
+    // Completes the handshake on a raw socket; -1 unless a 101 came back.
+    static int raw_upgrade(uint16_t port, const std::string& request = kUpgrade) {
+        std::string head;
+        int fd = raw_request(port, request, &head);
+        if (fd >= 0 && head.rfind("HTTP/1.1 101", 0) != 0) {
             close(fd);
             return -1;
         }
@@ -150,6 +160,46 @@ TEST_F(WsE2e, InvalidUtf8InATextFrameGetsClose1007AndTheNextClientWorks) {
     EXPECT_EQ(close_code_in(r.bytes), 1007);
     EXPECT_EQ(r.end, testlib::ReadEnd::Eof);
     EXPECT_EQ(run_client(*t, "0,125"), 0);
+}
+
+TEST_F(WsE2e, AnOriginOutsideTheAllowedListGets403AndAListedOneIsServed) {
+    auto t = start_tunnel("/", {"--ws-allowed-origins", "https://app.example, https://b.example"});
+    auto with_origin = [](const std::string& origin) {
+        std::string r = kUpgrade;
+        r.insert(r.size() - 2, "Origin: " + origin + "\r\n");
+        return r;
+    };
+    std::string head;
+    int fd = raw_request(t->listen_port_, with_origin("https://evil.example"), &head);
+    ASSERT_GE(fd, 0);
+    const testlib::ReadResult rest = testlib::read_all(fd, 10000);
+    close(fd);
+    EXPECT_EQ(head.rfind("HTTP/1.1 403", 0), 0U) << head;
+    EXPECT_NE(rest.bytes.find("--ws-allowed-origins"), std::string::npos) << rest.bytes;
+    fd = raw_upgrade(t->listen_port_, with_origin("https://B.example"));
+    EXPECT_GE(fd, 0) << "a listed Origin (compared without case) is served";
+    close(fd);
+    fd = raw_upgrade(t->listen_port_);
+    EXPECT_GE(fd, 0) << "a client without Origin (not a browser) is served";
+    close(fd);
+}
+
+TEST_F(WsE2e, KeepalivePingsGoOutAndASilentClientIsClosedWith1001) {
+    auto t = start_tunnel("/", {"--ws-ping-interval", "200ms", "--ws-idle-timeout", "1500ms"});
+    int fd = raw_upgrade(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    // This client never answers: it gets Pings (empty, unmasked) until the idle limit, then a
+    // Close 1001 and the end of the connection.
+    const testlib::ReadResult r = testlib::read_all(fd, 20000);
+    close(fd);
+    int pings = 0;
+    for (size_t at = r.bytes.find("\x89\x00"); at != std::string::npos;
+         at = r.bytes.find("\x89\x00", at + 2)) {
+        ++pings;
+    }
+    EXPECT_GE(pings, 3) << "pings every 200 ms during 1.5 s of silence";
+    EXPECT_EQ(close_code_in(r.bytes), 1001);
+    EXPECT_EQ(r.end, testlib::ReadEnd::Eof);
 }
 
 TEST_F(WsE2e, RepliesBackedUpBehindAClientThatSendsFirstAllComeBackInOrder) {

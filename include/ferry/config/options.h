@@ -34,6 +34,9 @@ struct RawOptions {
     uint64_t zerocopy_threshold = 65536;
     uint64_t max_frame_size = 65536;
     uint64_t ws_max_message = uint64_t{16} << 20;  // largest WebSocket message, either role
+    absl::Duration ws_ping_interval = absl::ZeroDuration();  // initiator keepalive; 0 = off
+    absl::Duration ws_idle_timeout = absl::ZeroDuration();   // initiator; 0 = off
+    std::string ws_allowed_origins;                          // comma-separated; empty = any
     uint64_t stream_window = 256 * 1024;
     uint64_t connection_window = 16 * 1024 * 1024;
     uint32_t max_connections = 65536;
@@ -85,6 +88,9 @@ struct Options {
     io::SocketAddress admin;
     uint32_t max_connections = 0;  // per process
     uint64_t ws_max_message = uint64_t{16} << 20;
+    uint64_t ws_ping_interval_ns = 0;
+    uint64_t ws_idle_timeout_ns = 0;
+    std::vector<std::string> ws_allowed_origins;
     uint32_t max_tunnels = 1024;
     uint32_t max_pending_tunnels = 256;
     role::TunnelPlacementPolicy tunnel_placement = role::TunnelPlacementPolicy::Balanced;

@@ -37,6 +37,9 @@ struct InitiatorConfig {
     bool serves_triggers = false;
     TriggerOptions trigger;
     uint64_t ws_max_message = uint64_t{16} << 20;  // largest WebSocket message from a client
+    uint64_t ws_ping_interval_ns = 0;              // keepalive Ping to open clients; 0 = off
+    uint64_t ws_idle_timeout_ns = 0;               // close clients silent this long; 0 = off
+    std::vector<std::string> ws_allowed_origins;   // empty = any
     uint64_t seed = 1;                             // backoff jitter
     // Tunnel connections per peer from this shard; 0 = auto (enough for the peer's shards).
     uint32_t tunnels_per_peer = 0;

@@ -40,6 +40,11 @@ class WsLegOwner {
     [[nodiscard]] virtual StreamOpener& opener() noexcept = 0;
     [[nodiscard]] virtual uint64_t max_message_size() const noexcept = 0;
     [[nodiscard]] virtual const std::string& node_name() const noexcept = 0;
+    // --ws-allowed-origins: an Origin header outside the list is refused with 403.
+    [[nodiscard]] virtual bool origin_allowed(std::string_view origin) const noexcept = 0;
+    // --ws-ping-interval and --ws-idle-timeout (0: off).
+    [[nodiscard]] virtual uint64_t ping_interval_ns() const noexcept = 0;
+    [[nodiscard]] virtual uint64_t idle_timeout_ns() const noexcept = 0;
     [[nodiscard]] virtual bool draining() const noexcept = 0;
     // Logs a refusal or protocol failure, rate-limited across the shard's legs.
     virtual void log_refusal(const char* what, std::string_view detail) noexcept = 0;
@@ -65,7 +70,8 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
     // The leg holds one unit of `limit` (--max-connections) and gives it back when it is freed.
     void hold_slot(base::SharedLimit* limit) noexcept { slot_ = limit; }
 
-    // Its deadline passed (the owner's tick): answers what the phase calls for and closes.
+    // Its deadline passed (the owner's tick): answers what the phase calls for and closes, or
+    // (open) pings the client or closes it for idling.
     void on_deadline() noexcept;
     // The gateway drains: a client still sending its Upgrade request gets a 503 now.
     void on_drain() noexcept;
@@ -95,6 +101,9 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
     bool on_control(proto::ws::Opcode op, std::span<const std::byte> payload) noexcept;
 
   private:
+    // Open: the next deadline is the next keepalive Ping or the idle limit, whichever is first.
+    void arm_keepalive() noexcept;
+    void on_keepalive_due() noexcept;
     enum class Phase : uint8_t {
         Handshake,  // reading the Upgrade head
         Opening,    // stream opened, waiting for OPEN_ACK before the 101
@@ -153,6 +162,9 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
     uint32_t sending_frames_ = 0;
     uint32_t sending_payload_ = 0;
     bool sending_answer_ = false;
+    bool ping_owed_ = false;     // a keepalive Ping waits for the next write
+    uint64_t last_read_ns_ = 0;  // last bytes from the client (open phase)
+    uint64_t next_ping_ns_ = 0;
     bool sending_pong_ = false;
     bool sending_close_ = false;
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ferry/base/log.h"
 #include "ferry/base/object_pool.h"
@@ -21,6 +22,9 @@ struct WsClientOptions {
     uint64_t max_message_size = uint64_t{16} << 20;  // --ws-max-message
     uint64_t handshake_ns = 5'000'000'000;           // a whole Upgrade request within this
     std::string node_name;                           // this node's entry in the OPEN's "trail"
+    std::vector<std::string> allowed_origins;        // empty: any Origin (or none)
+    uint64_t ping_interval_ns = 0;                   // Ping an open connection this often
+    uint64_t idle_timeout_ns = 0;                    // close one that sends nothing this long
 };
 
 class WsClients final : public ClientProtocol, private WsLegOwner {
@@ -41,6 +45,9 @@ class WsClients final : public ClientProtocol, private WsLegOwner {
     StreamOpener& opener() noexcept override { return opener_; }
     uint64_t max_message_size() const noexcept override { return options_.max_message_size; }
     const std::string& node_name() const noexcept override { return options_.node_name; }
+    bool origin_allowed(std::string_view origin) const noexcept override;
+    uint64_t ping_interval_ns() const noexcept override { return options_.ping_interval_ns; }
+    uint64_t idle_timeout_ns() const noexcept override { return options_.idle_timeout_ns; }
     bool draining() const noexcept override { return draining_; }
     void log_refusal(const char* what, std::string_view detail) noexcept override;
     void watch_deadline(WsLeg* leg) noexcept override;
