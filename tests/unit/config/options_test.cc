@@ -135,6 +135,53 @@ TEST(ConfigValidate, AnEmptyNodeNameFallsBackToTheDefault) {
     EXPECT_FALSE(o->node_name.empty());
 }
 
+TEST(ConfigValidate, ReadsPlacementTriggersAndWebSocketTimers) {
+    RawOptions raw = initiator();
+    raw.shards = 3;
+    raw.tunnels_per_peer = "4";
+    raw.ws_ping_interval = absl::Seconds(20);
+    raw.ws_allowed_origins = " https://a.example ,https://b.example,";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->tuning.shards, 3U) << "HELLO says how many shards serve the tunnels";
+    EXPECT_EQ(o->tunnels_per_peer, 4U);
+    EXPECT_EQ(o->tunnel_placement, role::TunnelPlacementPolicy::Balanced);
+    EXPECT_EQ(o->auto_trigger, 5U);
+    EXPECT_EQ(o->ws_ping_interval_ns, 20'000'000'000ULL);
+    EXPECT_EQ(o->ws_idle_timeout_ns, 0U);
+    EXPECT_EQ(o->ws_allowed_origins,
+              (std::vector<std::string>{"https://a.example", "https://b.example"}));
+    raw.tunnels_per_peer = "auto";
+    raw.tunnel_placement = "rotate";
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->tunnels_per_peer, 0U);
+    EXPECT_EQ(o->tunnel_placement, role::TunnelPlacementPolicy::Rotate);
+}
+
+TEST(ConfigValidate, RejectsBadPlacementTriggerAndWebSocketTimerValues) {
+    for (const char* bad : {"0", "65", "x", ""}) {
+        RawOptions raw = initiator();
+        raw.tunnels_per_peer = bad;
+        expect_flag_error(validate(raw, kAllowed), "tunnels-per-peer");
+    }
+    RawOptions raw = initiator();
+    raw.tunnel_placement = "random";
+    expect_flag_error(validate(raw, kAllowed), "tunnel-placement");
+    raw = initiator();
+    raw.auto_trigger = 10001;
+    expect_flag_error(validate(raw, kAllowed), "auto-trigger");
+    raw = initiator();
+    raw.trigger_timeout = absl::ZeroDuration();
+    expect_flag_error(validate(raw, kAllowed), "trigger-timeout");
+    raw = initiator();
+    raw.ws_ping_interval = absl::Seconds(-1);
+    expect_flag_error(validate(raw, kAllowed), "ws-ping-interval");
+    raw = initiator();
+    raw.ws_idle_timeout = absl::Milliseconds(-5);
+    expect_flag_error(validate(raw, kAllowed), "ws-idle-timeout");
+}
+
 TEST(ConfigValidate, RejectsShardsOutOfRange) {
     for (int shards : {-1, 1025, 100000}) {
         RawOptions raw = initiator();
