@@ -8,7 +8,7 @@ build_deps=(
     meson ninja-build pkg-config g++ clang-14 libclang-rt-14-dev clang-format
     liburing-dev libssl-dev openssl libxxhash-dev libabsl-dev
     libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev nlohmann-json3-dev
-    python3-websockets
+    python3-websockets nodejs node-ws
     iproute2 procps curl python3 ca-certificates
     # the kTLS tests boot Debian kernels in QEMU (shared/vm/run-in-vm.sh, tools/vm-kernel.sh)
     qemu-system-x86 xz-utils zstd debian-archive-keyring

@@ -108,6 +108,24 @@ TEST_F(WsE2e, WebSocketClientMessagesRoundTripThroughTheSink) {
         [&] { return t->initiator_metric("ferry_streams_active") == 0; }, 10000));
 }
 
+// node's `ws` (Debian's node-ws): another client nobody here wrote, same checks.
+TEST_F(WsE2e, NodeWsClientMessagesRoundTripThroughTheSinkAndItsCloseCodeComesBack) {
+    Process probe({"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "node", "-e", "require('ws')"},
+                  dir_ + "/node-probe.log");
+    if (probe.wait(30000).value_or(-1) != 0) {
+        GTEST_SKIP() << "node or node-ws is not installed (tools/setup.sh installs them)";
+    }
+    auto t = start_tunnel();
+    Process client({"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "node",
+                    source_dir() + "/tests/integration/ws_client.js",
+                    "ws://127.0.0.1:" + std::to_string(t->listen_port_) + "/",
+                    "0,125,126,65536,16777216", "cluster-a-0,cluster-b-0", "4003"},
+                   dir_ + "/node-client.log");
+    const int rc = client.wait(90000).value_or(-1);
+    std::fprintf(stderr, "%s", client.log().c_str());
+    EXPECT_EQ(rc, 0);
+}
+
 TEST_F(WsE2e, APlainGetGets400WithAReasonAndTheNextClientWorks) {
     auto t = start_tunnel();
     int fd = testlib::connect_to(t->listen_port_);
