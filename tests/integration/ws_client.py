@@ -28,18 +28,24 @@ def text_of_size(size):
 
 
 async def pipelined(ws, args, sizes, trail):
-    # Every message goes out before any reply is read: the replies back up through the tunnel
-    # to the sink, whose held credit stops this client's sends until it reads (backpressure).
-    sent = []
-    for i in range(args.pipeline):
-        for size in sizes:
-            text = ("%06d" % i) + text_of_size(size)
+    # The messages go out as fast as the tunnel takes them while nothing is read for a while:
+    # the replies back up through the tunnel to the sink, whose held credit stops the initiator
+    # from reading this client (backpressure). Then the replies are read, which lets the rest of
+    # the sends through. (A client that read nothing until every send finished would deadlock
+    # against any bounded proxy once the sockets' buffers are full.)
+    texts = [("%06d" % i) + text_of_size(size) for i in range(args.pipeline) for size in sizes]
+
+    async def send_all():
+        for text in texts:
             await ws.send(text)
-            sent.append(text)
-    for text in sent:
+
+    sender = asyncio.create_task(send_all())
+    await asyncio.sleep(args.read_delay)
+    for text in texts:
         reply = json.loads(await asyncio.wait_for(ws.recv(), args.timeout))
         if reply.get("message") != text or reply.get("trail") != trail:
             fail("pipelined reply out of order or different (expected message %s...)" % text[:6])
+    await asyncio.wait_for(sender, args.timeout)
 
 
 async def run_echo(args, sizes):
@@ -130,6 +136,8 @@ def main():
     p.add_argument("--pipeline", type=int, default=0,
                    help="first send this many rounds of messages before reading any reply")
     p.add_argument("--timeout", type=float, default=20.0)
+    p.add_argument("--read-delay", type=float, default=3.0,
+                   help="with --pipeline: seconds of sending before the first reply is read")
     p.add_argument("--echo", action="store_true",
                    help="expect exact echoes from a WebSocket server, not the sink's JSON")
     p.add_argument("--subprotocols", default="",

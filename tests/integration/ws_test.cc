@@ -222,9 +222,9 @@ TEST_F(WsE2e, KeepalivePingsGoOutAndASilentClientIsClosedWith1001) {
 
 TEST_F(WsE2e, RepliesBackedUpBehindAClientThatSendsFirstAllComeBackInOrder) {
     auto t = start_tunnel();
-    // 200 rounds of 64 KiB + 1 KiB messages (about 13 MiB) before the first reply is read:
+    // 200 rounds of 64 KiB + 1 KiB messages (about 13 MiB) sent while nothing is read for 3 s:
     // beyond every window and socket buffer on the way, so the initiator has to stop reading
-    // the client until the replies drain.
+    // the client until the replies drain; then every reply comes back, in order.
     EXPECT_EQ(run_client(*t, "65536,1024", "/", 200), 0);
     EXPECT_GE(t->initiator_metric("ferry_flow_paused_total"), 1);
 }
