@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "ferry/base/check.h"
+#include "ferry/proto/http1/field_syntax.h"
 
 namespace ferry::proto::http1 {
 namespace {
@@ -13,46 +14,6 @@ constexpr int kBadRequest = 400;
 constexpr int kNotImplemented = 501;
 constexpr int kHeadTooLarge = 431;
 constexpr int kVersionNotSupported = 505;
-
-// RFC 9110 §5.6.2: tchar.
-constexpr std::array<bool, 256> make_tchar_table() {
-    std::array<bool, 256> table{};
-    for (int c = '0'; c <= '9'; ++c) {
-        table[static_cast<size_t>(c)] = true;
-    }
-    for (int c = 'a'; c <= 'z'; ++c) {
-        table[static_cast<size_t>(c)] = true;
-        table[static_cast<size_t>(c - 'a' + 'A')] = true;
-    }
-    for (char c : std::string_view("!#$%&'*+-.^_`|~")) {
-        table[static_cast<unsigned char>(c)] = true;
-    }
-    return table;
-}
-constexpr std::array<bool, 256> kTchar = make_tchar_table();
-
-bool is_token(std::string_view s) noexcept {
-    if (s.empty()) {
-        return false;
-    }
-    for (char c : s) {
-        if (!kTchar[static_cast<unsigned char>(c)]) {
-            return false;
-        }
-    }
-    return true;
-}
-
-// RFC 9110 §5.5: field-vchar, SP, HTAB and obs-text; NUL, other controls and DEL are invalid.
-bool is_field_value(std::string_view s) noexcept {
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            return false;
-        }
-    }
-    return true;
-}
 
 // RFC 3986 characters of uri-host [":" port], IP literals included.
 bool is_host(std::string_view s) noexcept {
@@ -64,45 +25,6 @@ bool is_host(std::string_view s) noexcept {
         }
     }
     return true;
-}
-
-bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
-
-std::string_view trim_ows(std::string_view s) noexcept {
-    while (!s.empty() && is_ows(s.front())) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && is_ows(s.back())) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
-char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; }
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (size_t i = 0; i < a.size(); ++i) {
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
-// Visits each non-empty element of a comma-separated list (RFC 9110 §5.6.1 allows empty ones).
-template <typename Fn>
-void for_each_element(std::string_view list, Fn&& fn) noexcept {
-    while (!list.empty()) {
-        const size_t comma = list.find(',');
-        const std::string_view element = trim_ows(list.substr(0, comma));
-        if (!element.empty()) {
-            fn(element);
-        }
-        list.remove_prefix(comma == std::string_view::npos ? list.size() : comma + 1);
-    }
 }
 
 // Returns -1 unless `s` is 1*DIGIT that fits an int64_t.

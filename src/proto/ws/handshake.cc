@@ -6,15 +6,15 @@
 #include <cstring>
 
 #include "ferry/base/check.h"
-#include "internal/http_text.h"
+#include "ferry/proto/http1/field_syntax.h"
 
 namespace ferry::proto::ws {
 namespace {
 
-using internal::for_each_element;
-using internal::iequals;
-using internal::is_field_value;
-using internal::is_token;
+using http1::for_each_element;
+using http1::iequals;
+using http1::is_field_value;
+using http1::is_token;
 
 // RFC 6455 §1.3.
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

@@ -1,11 +1,11 @@
 #include "ferry/proto/ws/response_head_parser.h"
 
 #include "ferry/base/check.h"
-#include "internal/http_text.h"
+#include "ferry/proto/http1/field_syntax.h"
 
 namespace ferry::proto::ws {
 
-using internal::iequals;
+using http1::iequals;
 
 ResponseHeadParser::ResponseHeadParser(size_t max_head_size) noexcept
     : head_(std::make_unique_for_overwrite<char[]>(max_head_size)), max_head_size_(max_head_size) {
@@ -99,11 +99,11 @@ const char* ResponseHeadParser::parse_head() noexcept {
         }
         const std::string_view name = line.substr(0, colon);
         // RFC 9112 §5.1: whitespace between name and colon is rejected.
-        if (!internal::is_token(name)) {
+        if (!http1::is_token(name)) {
             return "invalid header field name";
         }
-        const std::string_view value = internal::trim_ows(line.substr(colon + 1));
-        if (!internal::is_field_value(value)) {
+        const std::string_view value = http1::trim_ows(line.substr(colon + 1));
+        if (!http1::is_field_value(value)) {
             return "invalid character in header field value";
         }
         if (header_count_ == kMaxResponseHeaderFields) {
@@ -141,7 +141,7 @@ const char* ResponseHeadParser::parse_status_line(std::string_view line) noexcep
         }
         reason.remove_prefix(1);
     }
-    if (!internal::is_field_value(reason)) {
+    if (!http1::is_field_value(reason)) {
         return "invalid character in reason phrase";
     }
     version_minor_ = line[7] - '0';
