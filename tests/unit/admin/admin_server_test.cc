@@ -25,18 +25,23 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
+// A loop context with small pools: the admin port needs little.
+loop::ContextOptions small_loop() {
+    loop::ContextOptions options;
+    options.ring.entries = 64;
+    options.buffer_size = 4096;
+    options.buffer_count = 64;
+    options.buffer_ring_entries = 16;
+    options.tunnel_buffer_count = 64;
+    options.tunnel_buffer_ring_entries = 16;
+    return options;
+}
+
 class AdminServerTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        loop::ContextOptions options;
-        options.ring.entries = 64;
-        options.buffer_size = 4096;
-        options.buffer_count = 64;
-        options.buffer_ring_entries = 16;
-        options.tunnel_buffer_count = 64;
-        options.tunnel_buffer_ring_entries = 16;
         absl::StatusOr<std::unique_ptr<loop::ContextOwner>> owner =
-            loop::ContextOwner::create(options, loop_[0]);
+            loop::ContextOwner::create(small_loop(), loop_[0]);
         if (!owner.ok()) {
             GTEST_SKIP() << owner.status();
         }
@@ -128,15 +133,8 @@ class RecordingEndpoint final : public role::AdminEndpoint {
 class AdminEndpointTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        loop::ContextOptions options;
-        options.ring.entries = 64;
-        options.buffer_size = 4096;
-        options.buffer_count = 64;
-        options.buffer_ring_entries = 16;
-        options.tunnel_buffer_count = 64;
-        options.tunnel_buffer_ring_entries = 16;
         absl::StatusOr<std::unique_ptr<loop::ContextOwner>> owner =
-            loop::ContextOwner::create(options, loop_);
+            loop::ContextOwner::create(small_loop(), loop_);
         if (!owner.ok()) {
             GTEST_SKIP() << owner.status();
         }
