@@ -130,6 +130,19 @@ const MetricDef kMetrics[] = {
     FERRY_GAUGE(svc.transport, key_age_ms, "Age of the current sending key in milliseconds"),
     FERRY_COUNTER(svc.transport, bytes_copied,
                   "Payload bytes copied in user space by the data path"),
+    {"ferry_client_tls_handshakes_total", "counter",
+     "TLS handshakes completed with clients of wss:// listeners",
+     [](const ShardCells& c) {
+         return static_cast<int64_t>(c.svc.client_transport.tls_handshakes.value());
+     }},
+    {"ferry_client_tls_handshake_failures_total", "counter",
+     "TLS handshakes with clients of wss:// listeners that failed",
+     [](const ShardCells& c) {
+         return static_cast<int64_t>(c.svc.client_transport.tls_handshake_failures.value());
+     }},
+    {"ferry_client_ktls", "gauge",
+     "Client TLS connections whose records the kernel protects (kTLS)",
+     [](const ShardCells& c) { return c.svc.client_transport.tunnel_ktls.value(); }},
     FERRY_COUNTER(loop.socket, send_zc, "Zero-copy sends issued"),
     FERRY_COUNTER(loop.socket, send_zc_copied,
                   "Sockets that fell back from SEND_ZC because the kernel copied (local delivery)"),

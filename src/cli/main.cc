@@ -74,6 +74,8 @@ ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (defa
 ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default) or plain (trusted networks, tests)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of this side (tools/gen-certs.sh makes a demo set)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, listen_tls_cert, "", "initiator: PEM certificate chain that wss:// listeners show to clients (TLS 1.3, ALPN http/1.1; no client certificate asked)");
+ABSL_FLAG(std::string, listen_tls_key, "", "initiator: PEM private key of --listen-tls-cert");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle the peer's certificate must chain to");
 ABSL_FLAG(std::string, peer_name, "ferry-terminator", "initiator: name (DNS SAN) the terminator's certificate must carry");
 ABSL_FLAG(std::string, allowed_peers, "", "terminator: comma-separated initiator identities (SAN or CN) to accept; empty = any the CA signed");
@@ -253,6 +255,8 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.tunnel_transport = absl::GetFlag(FLAGS_tunnel_transport);
     r.tls_cert = absl::GetFlag(FLAGS_tls_cert);
     r.tls_key = absl::GetFlag(FLAGS_tls_key);
+    r.listen_tls_cert = absl::GetFlag(FLAGS_listen_tls_cert);
+    r.listen_tls_key = absl::GetFlag(FLAGS_listen_tls_key);
     r.tls_ca = absl::GetFlag(FLAGS_tls_ca);
     r.peer_name = absl::GetFlag(FLAGS_peer_name);
     r.allowed_peers = absl::GetFlag(FLAGS_allowed_peers);
@@ -327,6 +331,7 @@ int main(int argc, char** argv) {
             c.ws_idle_timeout_ns = o.ws_idle_timeout_ns;
             c.ws_allowed_origins = o.ws_allowed_origins;
             c.ws_max_message = o.ws_max_message;
+            c.listener_tls = o.listener_tls;
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
             c.tunnels_per_peer = o.tunnels_per_peer;
             c.shards = static_cast<uint32_t>(shards);

@@ -76,6 +76,9 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     if (url.scheme == role::Scheme::Ws) {
         return absl::OkStatus();
     }
+    if (url.scheme == role::Scheme::Wss && side == Role::Initiator) {
+        return absl::OkStatus();
+    }
     if (url.scheme == role::Scheme::Wss && side == Role::Terminator) {
         return bad(flag, absl::StrFormat("'%s': a wss:// upstream is not served by this build yet "
                                          "(use ws://, or no ws upstream for the built-in sink)",
@@ -84,7 +87,7 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     const char* what = url.tls() ? (url.scheme == role::Scheme::Wss ? "wss" : "grpcs")
                                  : role::protocol_name(url.protocol());
     return bad(flag, absl::StrFormat("'%s': %s is not served by this build yet (only tcp://, "
-                                     "HOST:PORT and ws://)",
+                                     "HOST:PORT, ws:// and wss:// listeners)",
                                      url.text, what));
 }
 
@@ -290,6 +293,42 @@ absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available
     return absl::OkStatus();
 }
 
+namespace {
+
+// wss:// listeners show clients their own certificate, apart from the tunnel's (a public name).
+absl::Status listener_tls(const RawOptions& raw, Options& o) {
+    const bool wanted = std::any_of(o.listen.begin(), o.listen.end(),
+                                    [](const role::ServiceUrl& u) { return u.tls(); });
+    if (!wanted) {
+        if (!raw.listen_tls_cert.empty() || !raw.listen_tls_key.empty()) {
+            return bad("listen-tls-cert", "is set but no --listen is a wss:// URL");
+        }
+        return absl::OkStatus();
+    }
+    for (auto [flag, file] : {std::pair{"listen-tls-cert", &raw.listen_tls_cert},
+                              std::pair{"listen-tls-key", &raw.listen_tls_key}}) {
+        if (file->empty()) {
+            return bad(flag, "is required for a wss:// listener (the certificate clients see)");
+        }
+        if (access(file->c_str(), R_OK) != 0) {
+            return bad(flag, absl::StrFormat("cannot read '%s'", *file));
+        }
+    }
+    tls::TlsConfig c;
+    c.is_server = true;
+    c.verify_peer = false;
+    c.alpn = "http/1.1";
+    c.cert_file = raw.listen_tls_cert;
+    c.key_file = raw.listen_tls_key;
+    if (!raw.tls_ciphers.empty()) {
+        c.ciphersuites = raw.tls_ciphers;
+    }
+    o.listener_tls = std::move(c);
+    return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& allowed_cpus,
                                  KtlsProbe ktls_available) {
     Options o;
@@ -484,6 +523,9 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
                 }
             }
             o.listen.push_back(url);
+        }
+        if (absl::Status st = listener_tls(raw, o); !st.ok()) {
+            return st;
         }
         if (raw.peer.empty()) {
             return bad("peer", "is required for this role");

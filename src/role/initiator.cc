@@ -36,8 +36,13 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     ws_options.allowed_origins = config_.ws_allowed_origins;
     ws_options.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
     ws_options.node_name = config_.node_name;
+    ws_options.serves_tls = config_.listener_tls.has_value();
+    if (ws_options.serves_tls) {
+        ws_options.listener_tls = *config_.listener_tls;
+    }
     clients_.add(pt::StreamProtocol::WebSocket,
-                 std::make_unique<WsClients>(ctx, metrics.role, *this, std::move(ws_options)));
+                 std::make_unique<WsClients>(ctx, metrics.role, metrics.client_transport, *this,
+                                             std::move(ws_options)));
     const uint32_t per_peer = std::max<uint32_t>(config_.tunnels_per_peer, 1);
     for (size_t p = 0; p < config_.peers.size(); ++p) {
         for (uint32_t i = 0; i < per_peer; ++i) {
@@ -59,6 +64,11 @@ Connector& Initiator::add_connector(size_t peer) noexcept {
     return *connectors_.back();
 }
 
+void Initiator::reload() noexcept {
+    endpoint_.reload();
+    clients_.for_each([](ClientProtocol& h) { h.reload(); });
+}
+
 // Connectors go first: their sessions' streams hold legs and handlers of the protocols.
 Initiator::~Initiator() { connectors_.clear(); }
 
@@ -71,6 +81,10 @@ bool Initiator::start() noexcept {
         if (handler == nullptr) {
             FERRY_LOG(Error, "initiator: no handler for %s listeners (%s)",
                       protocol_name(url.protocol()), url.text);
+            return false;
+        }
+        if (absl::Status st = handler->prepare(); !st.ok()) {
+            FERRY_LOG(Error, "initiator: %s: %s", url.text, st.message());
             return false;
         }
         listeners_.push_back(std::make_unique<Listener>(endpoint_.ctx().ring, url, handler));

@@ -30,7 +30,7 @@ WsLeg::WsLeg(loop::Context& ctx, Metrics& metrics, base::ObjectPool<WsLeg>* pool
       metrics_(metrics),
       pool_(pool),
       owner_(owner),
-      io_(ctx, ctx.local_bufs, this),
+      tcp_(ctx, owner.transport_metrics(), ctx.local_bufs),
       frames_(ws::ParserOptions{ws::Role::Server, owner.max_message_size(), false}) {
     metrics_.connections_active.add(1);
 }
@@ -40,17 +40,46 @@ namespace {
 constexpr std::array<std::byte, 2> kKeepalivePing{std::byte{0x89}, std::byte{0x00}};
 }  // namespace
 
-void WsLeg::start(int fd, std::string_view listen_path, uint64_t timeout_ns) noexcept {
-    io_.attach(fd);
+void WsLeg::start(int fd, std::string_view listen_path, uint64_t timeout_ns,
+                  const tls::TlsContext* tls) noexcept {
+    tcp_.attach(fd);
     listen_path_ = listen_path;
     request_ = std::make_unique<proto::http1::RequestParser>();
     set_deadline(ctx_.now_ns + timeout_ns);
-    io_.start_reading();
+    if (tls != nullptr) {
+        // Key rotation is the tunnel's business; a client's TLS keeps its keys for its life.
+        tls_ = std::make_unique<transport::TlsTransport>(ctx_, owner_.transport_metrics(), tcp_,
+                                                         *tls, transport::TlsOptions{});
+        conn_ = tls_.get();
+    }
+    receiving_ = true;
+    conn_->start(this);
 }
 
 void WsLeg::reject(int fd) noexcept {
-    io_.attach(fd);
+    tcp_.attach(fd);
+    conn_->start(this);
+    receiving_ = true;
     close();
+}
+
+void WsLeg::read_on() noexcept {
+    if (!receiving_ && !closing_) {
+        receiving_ = true;
+        conn_->resume_reading();
+    }
+}
+
+void WsLeg::read_off() noexcept {
+    if (receiving_ && !closing_) {
+        receiving_ = false;
+        conn_->pause_reading();
+    }
+}
+
+void WsLeg::send(uint32_t iov_count, uint64_t bytes) noexcept {
+    sending_ = true;
+    conn_->write(iov_, iov_count, bytes);
 }
 
 void WsLeg::set_deadline(uint64_t ns) noexcept {
@@ -125,7 +154,7 @@ void WsLeg::on_drain() noexcept {
 
 // ---- handshake --------------------------------------------------------------------------------
 
-void WsLeg::on_socket_data(buf::Chunk&& bytes) noexcept {
+void WsLeg::on_transport_read(buf::Chunk&& bytes) noexcept {
     metrics_.bytes_from_local.add(bytes.size());
     switch (phase_) {
         case Phase::Handshake:
@@ -136,7 +165,7 @@ void WsLeg::on_socket_data(buf::Chunk&& bytes) noexcept {
             // for after it, bounded to one buffer.
             if (early_bytes_.empty()) {
                 early_bytes_ = std::move(bytes);
-                io_.pause_reading();
+                read_off();
             } else {
                 close();
             }
@@ -164,7 +193,7 @@ void WsLeg::read_head(buf::Chunk&& bytes) noexcept {
         early_bytes_ = bytes.share(static_cast<uint32_t>(r.consumed),
                                    static_cast<uint32_t>(bytes.size() - r.consumed));
     }
-    io_.pause_reading();
+    read_off();
     const ws::UpgradeRequest up = ws::validate_upgrade_request(*request_);
     if (!up.ok()) {
         refuse(up.http_status, up.reason);
@@ -255,7 +284,7 @@ void WsLeg::on_stream_accepted(const pt::MetadataView& metadata) noexcept {
         read_frames(std::move(early));
     }
     if (phase_ == Phase::Open && !paused_) {
-        io_.start_reading();
+        read_on();
     }
 }
 
@@ -265,7 +294,7 @@ void WsLeg::refuse(int http_status, std::string_view reason) noexcept {
     answer_len_ = ws::write_error_response({answer_.get(), kHeadAnswerSize}, http_status, reason);
     request_.reset();
     phase_ = Phase::Closing;
-    io_.pause_reading();
+    read_off();
     set_deadline(ctx_.now_ns + kLingerNs);  // a client that reads nothing cannot hold us
     if (answer_len_ == 0) {
         close();
@@ -290,13 +319,13 @@ void WsLeg::read_frames(buf::Chunk&& bytes) noexcept {
         return;
     }
     if (r.status == ws::ParseStatus::Closed) {
-        io_.pause_reading();
+        read_off();
         return;
     }
-    if (stream_ != nullptr && stream_->should_pause() && io_.reading()) {
+    if (stream_ != nullptr && stream_->should_pause() && receiving_) {
         metrics_.flow_paused.add();
         paused_ = true;
-        io_.pause_reading();
+        read_off();
     }
 }
 
@@ -366,11 +395,24 @@ bool WsLeg::on_control(ws::Opcode op, std::span<const std::byte> payload) noexce
 void WsLeg::on_stream_writable() noexcept {
     if (paused_ && phase_ == Phase::Open && !finished_) {
         paused_ = false;
-        io_.start_reading();
+        read_on();
     }
 }
 
-void WsLeg::on_socket_eof() noexcept {
+void WsLeg::on_transport_down(const char* reason, int err) noexcept {
+    if (tls_ != nullptr && !tls_->established()) {
+        owner_.log_refusal("WebSocket client TLS handshake failed", reason);
+        close();
+        return;
+    }
+    if (err != 0 || tls_ != nullptr) {
+        // An error, or the end of a TLS connection (which closes it): nothing more goes out.
+        FERRY_LOG(Debug, "websocket client connection: %s: %s", reason,
+                  err != 0 ? strerror(err) : "closed");
+        reset_stream(pt::ErrorCode::Cancel);
+        close();
+        return;
+    }
     if (phase_ == Phase::Lingering) {
         close();
         return;
@@ -383,12 +425,6 @@ void WsLeg::on_socket_eof() noexcept {
         return;  // the last answer is still being written; close after it
     }
     release_stream();
-    close();
-}
-
-void WsLeg::on_socket_error(const char* what, int err) noexcept {
-    FERRY_LOG(Debug, "websocket client socket: %s: %s", what, strerror(err));
-    reset_stream(pt::ErrorCode::Cancel);
     close();
 }
 
@@ -428,7 +464,7 @@ void WsLeg::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcept {
             close_len_ = static_cast<uint8_t>(tunnel_close_len_);
             close_owed_ = true;
             phase_ = Phase::Closing;
-            io_.pause_reading();
+            read_off();
             set_deadline(ctx_.now_ns + kLingerNs);
             send_more();
         }
@@ -481,13 +517,13 @@ void WsLeg::close_with(ws::CloseCode code, std::string_view reason) noexcept {
         std::span<std::byte, ws::kMaxControlPayload>(close_payload_), code, reason));
     close_owed_ = true;
     phase_ = Phase::Closing;
-    io_.pause_reading();
+    read_off();
     set_deadline(ctx_.now_ns + kLingerNs);  // a client that reads nothing cannot hold us
     send_more();
 }
 
 void WsLeg::send_more() noexcept {
-    if (closing_ || io_.sending()) {
+    if (closing_ || sending_) {
         return;
     }
     uint32_t n = 0;
@@ -545,10 +581,14 @@ void WsLeg::send_more() noexcept {
     if (n == 0) {
         return;
     }
-    io_.send(iov_, n, bytes);
+    send(n, bytes);
 }
 
-void WsLeg::on_socket_sent() noexcept {
+void WsLeg::on_transport_written() noexcept {
+    sending_ = false;
+    if (closing_) {
+        return;  // the write was cut short by close(); what it held is already released
+    }
     bool last_answer = false;
     if (sending_answer_) {
         sending_answer_ = false;
@@ -585,9 +625,9 @@ void WsLeg::after_last_answer() noexcept {
     release_stream();
     out_.clear(ctx_.nodes);
     phase_ = Phase::Lingering;
-    io_.shutdown_write();
+    conn_->shutdown_write();
     set_deadline(ctx_.now_ns + kLingerNs);
-    io_.start_reading();
+    read_on();
 }
 
 // ---- lifetime ---------------------------------------------------------------------------------
@@ -619,15 +659,25 @@ void WsLeg::close() noexcept {
     if (closing_) {
         return;
     }
+    let_go();
+    conn_->close();
+}
+
+void WsLeg::let_go() noexcept {
     closing_ = true;
     reset_stream(pt::ErrorCode::Cancel);
     owner_.unwatch_deadline(this);
     out_.clear(ctx_.nodes);
     early_bytes_ = {};
-    io_.close();
 }
 
-void WsLeg::on_socket_closed() noexcept { ctx_.defer_retire(this); }
+void WsLeg::on_transport_quiescent() noexcept {
+    // The transport may have ended on its own (a send failed after the client's EOF).
+    if (!closing_) {
+        let_go();
+    }
+    ctx_.defer_retire(this);
+}
 
 void WsLeg::retire() noexcept {
     metrics_.connections_active.add(-1);

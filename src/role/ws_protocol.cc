@@ -6,9 +6,34 @@
 
 namespace ferry::role {
 
-WsClients::WsClients(loop::Context& ctx, Metrics& metrics, StreamOpener& opener,
-                     WsClientOptions options) noexcept
-    : ctx_(ctx), metrics_(metrics), opener_(opener), options_(std::move(options)) {}
+WsClients::WsClients(loop::Context& ctx, Metrics& metrics, transport::Metrics& transport_metrics,
+                     StreamOpener& opener, WsClientOptions options) noexcept
+    : ctx_(ctx),
+      metrics_(metrics),
+      transport_metrics_(transport_metrics),
+      opener_(opener),
+      options_(std::move(options)) {}
+
+absl::Status WsClients::prepare() noexcept {
+    if (!options_.serves_tls || tls_ != nullptr) {
+        return absl::OkStatus();
+    }
+    TunnelSecurity sec;
+    sec.tls = true;
+    sec.tls_config = options_.listener_tls;
+    absl::StatusOr<std::unique_ptr<ShardTls>> tls = ShardTls::create(sec);
+    if (!tls.ok()) {
+        return tls.status();
+    }
+    tls_ = *std::move(tls);
+    return absl::OkStatus();
+}
+
+void WsClients::reload() noexcept {
+    if (tls_ != nullptr) {
+        tls_->reload_now();
+    }
+}
 
 WsClients::~WsClients() {
     // Legs with a deadline may still hold their request head; the pool abandons the rest.
@@ -44,7 +69,8 @@ void WsClients::on_client(int fd, const ServiceUrl& listener) noexcept {
         return;
     }
     leg->hold_slot(&options_.process->connections);
-    leg->start(fd, listener.path, options_.handshake_ns);
+    const tls::TlsContext* tls = listener.tls() && tls_ != nullptr ? &tls_->context() : nullptr;
+    leg->start(fd, listener.path, options_.handshake_ns, tls);
 }
 
 void WsClients::log_refusal(const char* what, std::string_view detail) noexcept {
@@ -91,6 +117,9 @@ bool WsClients::origin_allowed(std::string_view origin) const noexcept {
 }
 
 void WsClients::tick(uint64_t now_ns) noexcept {
+    if (tls_ != nullptr) {
+        tls_->maybe_reload(now_ns);
+    }
     // Collected first: a leg's answer to its deadline may take it off the list or put it back.
     std::vector<WsLeg*> due;
     for (WsLeg* leg = deadlines_; leg != nullptr; leg = leg->deadline_next) {

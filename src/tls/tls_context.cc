@@ -21,8 +21,29 @@ absl::Status load_error(const std::string& what, const std::string& file) {
         absl::StrCat(what, " ", file, ": ", internal::drain_openssl_errors("unknown error")));
 }
 
+// Picks `arg` (a std::string, in wire form after the length byte) from the client's list.
+int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
+                const unsigned char* in, unsigned int inlen, void* arg) {
+    const auto* wanted = static_cast<const std::string*>(arg);
+    for (unsigned int i = 0; i < inlen;) {
+        const unsigned int len = in[i];
+        if (i + 1 + len > inlen) {
+            break;
+        }
+        if (std::string_view(reinterpret_cast<const char*>(in + i + 1), len) == *wanted) {
+            *out = in + i + 1;
+            *outlen = static_cast<unsigned char>(len);
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + len;
+    }
+    // RFC 7301 §3.2 allows a server to go on without ALPN; clients of HTTP/1.1 then still work.
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
-    if (config.cert_file.empty() || config.key_file.empty() || config.ca_file.empty()) {
+    const bool verify = config.verify_peer || !config.is_server;
+    if (config.cert_file.empty() || config.key_file.empty() || (verify && config.ca_file.empty())) {
         return absl::InvalidArgumentError("TLS needs cert_file, key_file and ca_file");
     }
     if (!config.is_server && config.peer_name.empty()) {
@@ -63,7 +84,7 @@ absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
         return load_error(absl::StrCat("private key ", config.key_file, " does not match"),
                           config.cert_file);
     }
-    if (SSL_CTX_load_verify_locations(c, config.ca_file.c_str(), nullptr) != 1) {
+    if (verify && SSL_CTX_load_verify_locations(c, config.ca_file.c_str(), nullptr) != 1) {
         return load_error("loading CA", config.ca_file);
     }
 
@@ -77,6 +98,13 @@ absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
     SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_keylog_callback(c, internal::on_keylog_line);
 
+    if (config.is_server && !config.alpn.empty()) {
+        SSL_CTX_set_alpn_select_cb(c, select_alpn, const_cast<std::string*>(&config.alpn));
+    }
+    if (!verify) {
+        SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
+        return ctx;
+    }
     int mode = SSL_VERIFY_PEER;
     if (config.is_server) {
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -108,11 +136,14 @@ absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::create(const TlsConfig& config) {
-    absl::StatusOr<CtxPtr> ctx = build(config);
+    // Built from the context's own copy: OpenSSL callbacks keep pointers into it (the ALPN).
+    auto context = std::make_unique<TlsContext>(Key{}, config, nullptr);
+    absl::StatusOr<CtxPtr> ctx = build(context->config_);
     if (!ctx.ok()) {
         return ctx.status();
     }
-    return std::make_unique<TlsContext>(Key{}, config, ctx->release());
+    context->ctx_ = ctx->release();
+    return context;
 }
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }

@@ -7,6 +7,9 @@ TcpTransport::TcpTransport(loop::Context& ctx, Metrics& metrics, int fd) noexcep
     io_.attach(fd);
 }
 
+TcpTransport::TcpTransport(loop::Context& ctx, Metrics& metrics, io::BufRing& bufs) noexcept
+    : metrics_(metrics), io_(ctx, bufs, this) {}
+
 void TcpTransport::start(TransportSink* sink) noexcept {
     sink_ = sink;
     io_.start_reading();

@@ -26,7 +26,19 @@ TlsTransport::TlsTransport(loop::Context& ctx, Metrics& metrics, std::unique_ptr
                            const tls::TlsContext& tls, const TlsOptions& options) noexcept
     : ctx_(ctx),
       metrics_(metrics),
-      lower_(std::move(lower)),
+      owned_lower_(std::move(lower)),
+      lower_(owned_lower_.get()),
+      tls_(tls),
+      options_(options),
+      assembler_(ctx.nodes) {
+    generation_at_start_ = tls.generation();
+}
+
+TlsTransport::TlsTransport(loop::Context& ctx, Metrics& metrics, Transport& lower,
+                           const tls::TlsContext& tls, const TlsOptions& options) noexcept
+    : ctx_(ctx),
+      metrics_(metrics),
+      lower_(&lower),
       tls_(tls),
       options_(options),
       assembler_(ctx.nodes) {
@@ -113,6 +125,17 @@ void TlsTransport::close() noexcept {
     down_ = true;
     ctx_.buffer_waits.cancel(this);
     lower_->close();
+}
+
+void TlsTransport::shutdown_write() noexcept {
+    if (down_) {
+        return;
+    }
+    // Called once our last write is out (nothing queued): close_notify, then the FIN.
+    if (mode_ != Mode::Handshake && !lower_writing_ && tx_.empty()) {
+        send_close_notify();
+    }
+    lower_->shutdown_write();
 }
 
 void TlsTransport::send_close_notify() noexcept {

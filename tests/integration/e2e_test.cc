@@ -422,9 +422,12 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
          "--ktls"},
         // Listener and upstream URLs: protocols this build does not serve yet, bad schemes,
         // two upstreams for one protocol, one listener address twice.
-        {{"initiator", "--tunnel-transport=plain", "--listen", "wss://127.0.0.1:1/chat", "--peer",
+        {{"initiator", "--tunnel-transport=plain", "--listen", "grpc://127.0.0.1:1", "--peer",
           "127.0.0.1:2"},
          "not served by this build"},
+        {{"initiator", "--tunnel-transport=plain", "--listen", "wss://127.0.0.1:1/chat", "--peer",
+          "127.0.0.1:2"},
+         "--listen-tls-cert: is required for a wss:// listener"},
         {{"terminator", "--tunnel-transport=plain", "--listen-tunnel", "127.0.0.1:1", "--upstream",
           "wss://127.0.0.1:2/"},
          "wss:// upstream is not served"},

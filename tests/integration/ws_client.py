@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import os
+import ssl
 import sys
 
 import websockets
@@ -85,6 +86,26 @@ async def run_echo(args, sizes):
     print("ws_client: ok (%d echoes)" % (2 * len(sizes)), flush=True)
 
 
+def tls_context(args):
+    # wss://: the server must prove the name in the URL with a certificate from --ca; ALPN
+    # offers HTTP/1.1 as browsers do.
+    if not args.url.startswith("wss://"):
+        return None
+    ctx = ssl.create_default_context(cafile=args.ca or None)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def check_tls(ws, args):
+    if not args.url.startswith("wss://"):
+        return
+    tls = ws.transport.get_extra_info("ssl_object")
+    if tls is None or tls.version() != "TLSv1.3":
+        fail("not TLS 1.3: %r" % (tls.version() if tls else None))
+    if tls.selected_alpn_protocol() != "http/1.1":
+        fail("ALPN %r, expected http/1.1" % tls.selected_alpn_protocol())
+
+
 async def run(args):
     sizes = [int(s) for s in args.sizes.split(",") if s != ""]
     if args.echo:
@@ -97,7 +118,9 @@ async def run(args):
         open_timeout=args.timeout,
         close_timeout=args.timeout,
         ping_interval=None,
+        ssl=tls_context(args),
     ) as ws:
+        check_tls(ws, args)
         if args.pipeline > 0:
             await pipelined(ws, args, sizes, trail)
         for binary in (False, True):
@@ -130,6 +153,7 @@ async def run(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True)
+    p.add_argument("--ca", default="", help="wss://: the CA file the server's certificate chains to")
     p.add_argument("--sizes", default="0,125,126,65536,1048576")
     p.add_argument("--trail", default="cluster-a-0,cluster-b-0")
     p.add_argument("--close-code", type=int, default=4001)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -94,10 +95,14 @@ class Frame:
 
 
 class Conn:
+    tls = None  # an ssl.SSLContext when the cases run over wss://
+
     def __init__(self, host, port, timeout):
         self.deadline = time.monotonic() + timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if Conn.tls is not None:
+            self.sock = Conn.tls.wrap_socket(self.sock, server_hostname=host)
         self.buf = bytearray()
         self.partial = None  # (opcode, bytearray) of a fragmented server message
         self.handshake(host, port)
@@ -1185,7 +1190,12 @@ def main():
     p.add_argument("--limited-size", type=int, default=1 << 20)
     p.add_argument("--timeout-scale", type=float, default=1.0)
     p.add_argument("--cases", default="", help="comma-separated id prefixes to run (all if empty)")
+    p.add_argument("--tls-ca", default="",
+                   help="run over wss://: TLS to both ports, their certificate from this CA")
     args = p.parse_args()
+    if args.tls_ca:
+        Conn.tls = ssl.create_default_context(cafile=args.tls_ca)
+        Conn.tls.set_alpn_protocols(["http/1.1"])
     only = [x for x in args.cases.split(",") if x]
     ids = [c[0] for c in CASES]
     assert len(ids) == len(set(ids)), "duplicate case ids"

@@ -83,5 +83,25 @@ TEST_F(WsConformanceE2e, ConformanceCasesOfAutobahn1To7And9AllPass) {
     EXPECT_TRUE(t.terminator->running());
 }
 
+// The same cases over wss:// (TLS 1.3 to the listener): the answers must not change.
+TEST_F(WsConformanceE2e, TheSameCasesPassOverWss) {
+    const std::string pki = make_pki(dir_);
+    Tunnel t(
+        dir_, testlib::free_port(), 1,
+        {"--listen-tls-cert", pki + "/terminator.crt", "--listen-tls-key", pki + "/terminator.key"},
+        pki, 0, {}, "wss:/");
+    ASSERT_TRUE(t.ready());
+    Process client(
+        {kPython, source_dir() + "/tests/integration/ws_conformance.py", "--port",
+         std::to_string(t.listen_port_), "--tls-ca", pki + "/ca.crt", "--timeout-scale", "3"},
+        dir_ + "/ws_conformance.log");
+    const int rc = client.wait(300000).value_or(-1);
+    const std::string log = client.log();
+    EXPECT_EQ(rc, 0) << log;
+    EXPECT_NE(log.find(" 0 failed"), std::string::npos) << log;
+    EXPECT_TRUE(t.initiator->running());
+    EXPECT_TRUE(t.terminator->running());
+}
+
 }  // namespace
 }  // namespace ferry::e2e

@@ -59,12 +59,15 @@ class WsE2e : public E2e {
 
     // ws_client.py against the initiator; its exit code (its log goes to stderr). With
     // `pipeline`, that many rounds of messages go out before any reply is read.
+    // With `ca`, the client speaks wss:// and checks the certificate against it.
     int run_client(const Tunnel& t, const std::string& sizes = "0,125,126,65536,1048576",
-                   const std::string& path = "/", int pipeline = 0) {
-        Process client({kPython, source_dir() + "/tests/integration/ws_client.py", "--url",
-                        "ws://127.0.0.1:" + std::to_string(t.listen_port_) + path, "--sizes", sizes,
-                        "--timeout", "20", "--pipeline", std::to_string(pipeline)},
-                       dir_ + "/ws_client.log");
+                   const std::string& path = "/", int pipeline = 0, const std::string& ca = {}) {
+        const std::string scheme = ca.empty() ? "ws://" : "wss://";
+        Process client(
+            {kPython, source_dir() + "/tests/integration/ws_client.py", "--url",
+             scheme + "127.0.0.1:" + std::to_string(t.listen_port_) + path, "--sizes", sizes,
+             "--timeout", "20", "--pipeline", std::to_string(pipeline), "--ca", ca},
+            dir_ + "/ws_client.log");
         const int rc = client.wait(90000).value_or(-1);
         std::fprintf(stderr, "%s", client.log().c_str());
         return rc;
@@ -270,6 +273,71 @@ TEST_F(E2e, TenThousandWebSocketsHeldOpenThroughTheTunnelEachVerifiedLive) {
     // Every stream ends once the clients are gone.
     EXPECT_TRUE(testlib::wait_until(
         [&] { return t.terminator_metric("ferry_streams_active") == 0; }, 60000));
+}
+
+// wss://: the initiator's own certificate (the demo terminator's: SAN IP 127.0.0.1) towards
+// clients, TLS 1.3 with ALPN http/1.1, over an armored tunnel.
+class WssE2e : public WsE2e {
+  protected:
+    std::unique_ptr<Tunnel> start_wss_tunnel() {
+        pki_ = make_pki(dir_);
+        std::vector<std::string> flags = {"--listen-tls-cert", pki_ + "/terminator.crt",
+                                          "--listen-tls-key", pki_ + "/terminator.key"};
+        auto t = std::make_unique<Tunnel>(dir_, testlib::free_port(), 1, std::move(flags), pki_, 0,
+                                          std::vector<std::string>{}, "wss:/");
+        EXPECT_TRUE(t->ready());
+        return t;
+    }
+    std::string pki_;
+};
+
+TEST_F(WssE2e, WssClientMessagesRoundTripThroughTheSink) {
+    auto t = start_wss_tunnel();
+    EXPECT_EQ(run_client(*t, "0,125,126,65536,1048576", "/", 0, pki_ + "/ca.crt"), 0);
+    EXPECT_GE(t->initiator_metric("ferry_client_tls_handshakes_total"), 1);
+    EXPECT_TRUE(testlib::wait_until(
+        [&] { return t->initiator_metric("ferry_streams_active") == 0; }, 10000));
+}
+
+TEST_F(WssE2e, NodeWsClientOverWssRoundTripsAndItsCloseCodeComesBack) {
+    Process probe({"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "node", "-e", "require('ws')"},
+                  dir_ + "/node-probe.log");
+    if (probe.wait(30000).value_or(-1) != 0) {
+        GTEST_SKIP() << "node or node-ws is not installed (tools/setup.sh installs them)";
+    }
+    auto t = start_wss_tunnel();
+    Process client(
+        {"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "NODE_EXTRA_CA_CERTS=" + pki_ + "/ca.crt",
+         "node", source_dir() + "/tests/integration/ws_client.js",
+         "wss://127.0.0.1:" + std::to_string(t->listen_port_) + "/", "0,125,126,65536,16777216",
+         "cluster-a-0,cluster-b-0", "4003"},
+        dir_ + "/node-client.log");
+    const int rc = client.wait(90000).value_or(-1);
+    std::fprintf(stderr, "%s", client.log().c_str());
+    EXPECT_EQ(rc, 0);
+}
+
+TEST_F(WssE2e, PlainTextOnTheWssPortFailsItsHandshakeAndTheNextClientWorks) {
+    auto t = start_wss_tunnel();
+    int fd = testlib::connect_to(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(testlib::write_all(fd, kUpgrade.data(), kUpgrade.size()));
+    testlib::ReadResult r = testlib::read_all(fd, 10000);
+    close(fd);
+    // A TLS alert at most, never an HTTP answer, and the connection ends.
+    EXPECT_EQ(r.bytes.find("HTTP/1.1"), std::string::npos) << r.bytes;
+    EXPECT_EQ(r.end, testlib::ReadEnd::Eof);
+    EXPECT_TRUE(testlib::wait_until(
+        [&] { return t->initiator_metric("ferry_client_tls_handshake_failures_total") >= 1; },
+        10000));
+    EXPECT_EQ(run_client(*t, "0,125", "/", 0, pki_ + "/ca.crt"), 0);
+    EXPECT_TRUE(testlib::wait_until(
+        [&] {
+            return t->initiator->log().find("WebSocket client TLS handshake failed") !=
+                   std::string::npos;
+        },
+        10000))
+        << t->initiator->log();
 }
 
 TEST_F(WsE2e, WithoutATunnelTheHandshakeGets503WithAReason) {

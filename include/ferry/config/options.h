@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,8 @@ struct RawOptions {
     std::string admin;
     std::string node_name;
     std::string tunnel_transport = "tls";
+    std::string listen_tls_cert;  // initiator: the certificate of wss:// listeners
+    std::string listen_tls_key;
     std::string tls_cert;
     std::string tls_key;
     std::string tls_ca;
@@ -105,6 +108,7 @@ struct Options {
     std::string log_level_file;  // re-read on SIGHUP (empty: the level stays --log-level)
     std::string node_name;
     role::TunnelSecurity security;
+    std::optional<tls::TlsConfig> listener_tls;  // initiator with a wss:// listener
 };
 
 // Whether the kernel offers kTLS (injected so tests need no kernel support).

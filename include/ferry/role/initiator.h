@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,7 +41,9 @@ struct InitiatorConfig {
     uint64_t ws_ping_interval_ns = 0;              // keepalive Ping to open clients; 0 = off
     uint64_t ws_idle_timeout_ns = 0;               // close clients silent this long; 0 = off
     std::vector<std::string> ws_allowed_origins;   // empty = any
-    uint64_t seed = 1;                             // backoff jitter
+    // wss:// listeners' certificate (--listen-tls-cert/--listen-tls-key); unset without one.
+    std::optional<tls::TlsConfig> listener_tls;
+    uint64_t seed = 1;  // backoff jitter
     // Tunnel connections per peer from this shard; 0 = auto (enough for the peer's shards).
     uint32_t tunnels_per_peer = 0;
     uint32_t shards = 1;  // this process's shards (for auto)
@@ -58,7 +61,7 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     [[nodiscard]] bool start() noexcept override;
     void drain() noexcept override;
     void stop() noexcept override;
-    void reload() noexcept override { endpoint_.reload(); }
+    void reload() noexcept override;
     [[nodiscard]] bool idle() const noexcept override;
     void tick(uint64_t now_ns) noexcept override;
     void housekeeping() noexcept override;

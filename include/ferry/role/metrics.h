@@ -43,6 +43,8 @@ struct ShardMetrics {
     Metrics role;
     tunnel::Metrics tunnel;
     transport::Metrics transport;
+    // TLS towards clients (wss:// listeners): handshakes and kTLS; their bytes are local bytes.
+    transport::Metrics client_transport;
 };
 
 }  // namespace ferry::role

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "ferry/io/socket.h"
 #include "ferry/proto/tunnel/frame.h"
 #include "ferry/tunnel/session.h"
@@ -87,6 +88,11 @@ class ClientProtocol {
     virtual ~ClientProtocol() = default;
     // A client connected to `listener`; the handler owns `fd` from now on.
     virtual void on_client(int fd, const ServiceUrl& listener) noexcept = 0;
+    // Before the first client: loads what the handler needs (certificates); a failure names
+    // the reason and the process does not start.
+    [[nodiscard]] virtual absl::Status prepare() noexcept { return absl::OkStatus(); }
+    // SIGHUP: re-reads what prepare() loaded.
+    virtual void reload() noexcept {}
     // A tunnel connection became usable: clients held while none was may go on.
     virtual void on_tunnel_usable() noexcept {}
     // Periodic work (~100 ms): deadlines of held clients.

@@ -36,6 +36,8 @@ class ShardTls final {
     [[nodiscard]] std::unique_ptr<transport::Transport> make_transport(loop::Context& ctx,
                                                                        transport::Metrics& metrics,
                                                                        int fd) const;
+    // The newest TLS context (TLS only).
+    [[nodiscard]] const tls::TlsContext& context() const noexcept { return *ctx_; }
     // Reloads the certificates if their files changed since the last look; logs the outcome.
     void maybe_reload(uint64_t now_ns) noexcept;
     // Reloads the certificates now, changed or not (SIGHUP); logs the outcome.

@@ -8,6 +8,8 @@
 // Tunnel -> client: each piece becomes one frame (header from a small per-leg array, payload
 // from the tunnel buffer), written with one gathered sendmsg; credit returns once it is written.
 // Reading stops while the stream has a window's worth queued (backpressure, bounded memory).
+// On a wss:// listener the same leg runs over TLS (transport::TlsTransport over its socket, kTLS
+// where the kernel has it); the leg only ever sees plaintext.
 #pragma once
 
 #include <sys/uio.h>
@@ -20,13 +22,15 @@
 
 #include "ferry/base/object_pool.h"
 #include "ferry/base/shared_limit.h"
-#include "ferry/io/socket_io.h"
 #include "ferry/loop/context.h"
 #include "ferry/proto/http1/request_parser.h"
 #include "ferry/proto/ws/frame.h"
 #include "ferry/proto/ws/frame_parser.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
+#include "ferry/tls/tls_context.h"
+#include "ferry/transport/tcp_transport.h"
+#include "ferry/transport/tls_transport.h"
 #include "ferry/tunnel/stream.h"
 
 namespace ferry::role {
@@ -38,6 +42,8 @@ class WsLeg;
 class WsLegOwner {
   public:
     [[nodiscard]] virtual StreamOpener& opener() noexcept = 0;
+    // Counters of the client-side transports (TLS handshakes of wss:// clients).
+    [[nodiscard]] virtual transport::Metrics& transport_metrics() noexcept = 0;
     [[nodiscard]] virtual uint64_t max_message_size() const noexcept = 0;
     [[nodiscard]] virtual const std::string& node_name() const noexcept = 0;
     // --ws-allowed-origins: an Origin header outside the list is refused with 403.
@@ -55,7 +61,9 @@ class WsLegOwner {
     ~WsLegOwner() = default;
 };
 
-class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, public loop::Retirable {
+class WsLeg final : public tunnel::StreamHandler,
+                    private transport::TransportSink,
+                    public loop::Retirable {
   public:
     // Lives in `pool` and frees itself there once its socket closed; `metrics` and `owner`
     // outlive it.
@@ -63,8 +71,10 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
           WsLegOwner& owner) noexcept;
 
     // An accepted client on a listener whose URL path is `listen_path` ("/" serves any path);
-    // the view must outlive the leg. The head must be complete within `timeout_ns`.
-    void start(int fd, std::string_view listen_path, uint64_t timeout_ns) noexcept;
+    // the view must outlive the leg. The head (and the TLS handshake before it, when `tls` is
+    // set: a wss:// listener) must be complete within `timeout_ns`.
+    void start(int fd, std::string_view listen_path, uint64_t timeout_ns,
+               const tls::TlsContext* tls) noexcept;
     // Closes a socket that gets no service (over --max-connections, draining).
     void reject(int fd) noexcept;
     // The leg holds one unit of `limit` (--max-connections) and gives it back when it is freed.
@@ -112,13 +122,16 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
         Lingering,  // that answer went out; reading to EOF so the close is not a RST
     };
 
-    // SocketEvents
-    void on_socket_data(buf::Chunk&& bytes) noexcept override;
-    void on_socket_eof() noexcept override;
-    void on_socket_error(const char* what, int err) noexcept override;
-    void on_socket_sent() noexcept override;
-    void on_socket_connected(int) noexcept override {}
-    void on_socket_closed() noexcept override;
+    // TransportSink
+    void on_transport_read(buf::Chunk&& bytes) noexcept override;
+    void on_transport_written() noexcept override;
+    void on_transport_down(const char* reason, int err) noexcept override;
+    void on_transport_quiescent() noexcept override;
+
+    // Reading from the client, as last asked of the transport.
+    void read_on() noexcept;
+    void read_off() noexcept;
+    void send(uint32_t iov_count, uint64_t bytes) noexcept;
 
     void read_head(buf::Chunk&& bytes) noexcept;
     void open_stream() noexcept;
@@ -133,6 +146,8 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
     void send_more() noexcept;
     void after_last_answer() noexcept;
     void close() noexcept;
+    // Drops the stream, the deadline and every queued piece (closing from here on).
+    void let_go() noexcept;
     void set_deadline(uint64_t ns) noexcept;
 
     // The frames of one send: what to drop from out_ and how much credit to return after it.
@@ -145,7 +160,11 @@ class WsLeg final : public tunnel::StreamHandler, private io::SocketEvents, publ
     Metrics& metrics_;
     base::ObjectPool<WsLeg>* pool_;
     WsLegOwner& owner_;
-    io::SocketIo io_;
+    transport::TcpTransport tcp_;
+    std::unique_ptr<transport::TlsTransport> tls_;  // wss:// only, over tcp_
+    transport::Transport* conn_ = &tcp_;            // what the leg reads and writes
+    bool receiving_ = false;
+    bool sending_ = false;
     // The Upgrade head; allocated for the handshake only (its views feed the OPEN and the 101).
     std::unique_ptr<proto::http1::RequestParser> request_;
     proto::ws::FrameParser frames_;

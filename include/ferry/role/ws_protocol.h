@@ -13,6 +13,7 @@
 #include "ferry/role/limits.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
+#include "ferry/role/tunnel_security.h"
 #include "ferry/role/ws_leg.h"
 
 namespace ferry::role {
@@ -25,16 +26,21 @@ struct WsClientOptions {
     std::vector<std::string> allowed_origins;        // empty: any Origin (or none)
     uint64_t ping_interval_ns = 0;                   // Ping an open connection this often
     uint64_t idle_timeout_ns = 0;                    // close one that sends nothing this long
+    // wss:// listeners: the certificate shown to clients (no client certificate asked for).
+    bool serves_tls = false;
+    tls::TlsConfig listener_tls;
 };
 
 class WsClients final : public ClientProtocol, private WsLegOwner {
   public:
     // Everything referenced outlives the handler.
-    WsClients(loop::Context& ctx, Metrics& metrics, StreamOpener& opener,
-              WsClientOptions options) noexcept;
+    WsClients(loop::Context& ctx, Metrics& metrics, transport::Metrics& transport_metrics,
+              StreamOpener& opener, WsClientOptions options) noexcept;
     ~WsClients() override;
 
     void on_client(int fd, const ServiceUrl& listener) noexcept override;
+    [[nodiscard]] absl::Status prepare() noexcept override;
+    void reload() noexcept override;
     void tick(uint64_t now_ns) noexcept override;
     void drain() noexcept override;
     // Legs still in their handshake or closing linger are bounded by their deadlines.
@@ -43,6 +49,7 @@ class WsClients final : public ClientProtocol, private WsLegOwner {
   private:
     // WsLegOwner
     StreamOpener& opener() noexcept override { return opener_; }
+    transport::Metrics& transport_metrics() noexcept override { return transport_metrics_; }
     uint64_t max_message_size() const noexcept override { return options_.max_message_size; }
     const std::string& node_name() const noexcept override { return options_.node_name; }
     bool origin_allowed(std::string_view origin) const noexcept override;
@@ -57,7 +64,10 @@ class WsClients final : public ClientProtocol, private WsLegOwner {
     base::ObjectPool<WsLeg> legs_;
     loop::Context& ctx_;
     Metrics& metrics_;
+    transport::Metrics& transport_metrics_;
     StreamOpener& opener_;
+    // wss:// listeners: this shard's TLS context, re-read when its files change.
+    std::unique_ptr<ShardTls> tls_;
     WsClientOptions options_;
     base::LogLimiter refusal_log_;
     WsLeg* deadlines_ = nullptr;  // legs with a deadline (intrusive list)

@@ -29,13 +29,19 @@ struct TlsConfig {
     // (case-insensitive) and URI SANs (exactly); never its CN. Empty accepts any certificate
     // from the CA.
     std::vector<std::string> allowed_peer_names;
+    // Server only: false serves clients that carry no certificate (a wss:// listener's web
+    // clients); no CA is needed then.
+    bool verify_peer = true;
+    // Server only: the ALPN protocol chosen when the client offers it ("http/1.1"); a client that
+    // offers others only goes on without ALPN. Empty: no ALPN.
+    std::string alpn;
     // TLS 1.3 suite names, colon separated, in preference order.
     std::string ciphersuites = kDefaultCiphersuites;
 };
 
 // Owns the OpenSSL SSL_CTX built from a TlsConfig: TLS 1.3 only, peer certificate required in both
-// directions, no session tickets and no session cache, so that after the handshake the only
-// records other than application data are KeyUpdate and alerts.
+// directions (unless a server is told otherwise), no session tickets and no session cache, so that
+// after the handshake the only records other than application data are KeyUpdate and alerts.
 //
 // Shard-local: create(), reload() and Handshake construction run on the owning thread. Handshakes
 // hold their own reference to the SSL_CTX they started with, so reload() never disturbs one in

@@ -12,14 +12,21 @@ namespace ferry::transport {
 
 class TcpTransport final : public Transport, private io::SocketEvents {
   public:
-    // Takes ownership of the connected socket `fd`. `metrics` outlives the transport.
+    // Takes ownership of the connected socket `fd`; receives land in the tunnel pool. `metrics`
+    // outlives the transport.
     TcpTransport(loop::Context& ctx, Metrics& metrics, int fd) noexcept;
+    // A client connection's socket, attached later: receives land in `bufs` (the local pool).
+    TcpTransport(loop::Context& ctx, Metrics& metrics, io::BufRing& bufs) noexcept;
+
+    // Takes ownership of the connected socket `fd` (the second constructor's).
+    void attach(int fd) noexcept { io_.attach(fd); }
 
     void start(TransportSink* sink) noexcept override;
     void write(iovec* iov, uint32_t count, uint64_t bytes) noexcept override;
     void pause_reading() noexcept override { io_.pause_reading(); }
     void resume_reading() noexcept override { io_.start_reading(); }
     void close() noexcept override;
+    void shutdown_write() noexcept override { io_.shutdown_write(); }
     [[nodiscard]] const char* kind() const noexcept override { return "plain"; }
     [[nodiscard]] io::SocketIo* raw_socket() noexcept override { return &io_; }
 

@@ -50,6 +50,10 @@ class TlsTransport final : public Transport, private TransportSink, private io::
     // Runs TLS over `lower` (owned; started by start()). `tls` and `metrics` outlive it.
     TlsTransport(loop::Context& ctx, Metrics& metrics, std::unique_ptr<Transport> lower,
                  const tls::TlsContext& tls, const TlsOptions& options) noexcept;
+    // Runs TLS over `lower`, which the caller owns and keeps until on_transport_quiescent() (a
+    // client connection's socket that lives inside its leg).
+    TlsTransport(loop::Context& ctx, Metrics& metrics, Transport& lower, const tls::TlsContext& tls,
+                 const TlsOptions& options) noexcept;
     ~TlsTransport() override;
 
     void start(TransportSink* sink) noexcept override;
@@ -57,6 +61,7 @@ class TlsTransport final : public Transport, private TransportSink, private io::
     void pause_reading() noexcept override;
     void resume_reading() noexcept override;
     void close() noexcept override;
+    void shutdown_write() noexcept override;
     [[nodiscard]] const char* kind() const noexcept override;
     [[nodiscard]] bool established() const noexcept override { return mode_ != Mode::Handshake; }
     [[nodiscard]] uint32_t capabilities() const noexcept override;
@@ -110,7 +115,8 @@ class TlsTransport final : public Transport, private TransportSink, private io::
 
     loop::Context& ctx_;
     Metrics& metrics_;
-    std::unique_ptr<Transport> lower_;
+    std::unique_ptr<Transport> owned_lower_;  // null when the lower transport is borrowed
+    Transport* lower_;
     const tls::TlsContext& tls_;
     TlsOptions options_;
     TransportSink* sink_ = nullptr;

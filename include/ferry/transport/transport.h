@@ -86,6 +86,9 @@ class Transport {
     // Ends the transport: cancels reads and writes; on_transport_down (if not yet) then
     // on_transport_quiescent.
     virtual void close() noexcept = 0;
+    // Ends our direction once what was written is out (TCP FIN; TLS close_notify first) and
+    // keeps reading: a server's last answer then reaches a client that has not read it yet.
+    virtual void shutdown_write() noexcept = 0;
     // "plain", "ktls", "tls": what carries the bytes, for logs and metrics.
     [[nodiscard]] virtual const char* kind() const noexcept = 0;
     // False while a handshake runs; write() may only be called once established.

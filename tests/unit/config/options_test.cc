@@ -390,18 +390,20 @@ TEST(ConfigValidate, AcceptsWebSocketListenersAtTheInitiator) {
     EXPECT_EQ(o->ws_max_message, uint64_t{16} << 20);
 }
 
-TEST(ConfigValidate, RejectsWssAndGrpcEndpointsUntilTheyAreServed) {
-    for (const char* url :
-         {"wss://127.0.0.1:8443/", "grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50052"}) {
+TEST(ConfigValidate, RejectsGrpcEndpointsAndWssUpstreamsUntilTheyAreServed) {
+    for (const char* url : {"grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50052"}) {
         RawOptions raw = initiator();
         raw.listen = {url};
         absl::StatusOr<Options> o = validate(raw, kAllowed);
         expect_flag_error(o, "listen");
         EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
             << o.status().message();
-        raw = terminator();
+    }
+    for (const char* url :
+         {"wss://127.0.0.1:8443/", "grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50052"}) {
+        RawOptions raw = terminator();
         raw.upstream = {"127.0.0.1:8080", url};
-        o = validate(raw, kAllowed);
+        absl::StatusOr<Options> o = validate(raw, kAllowed);
         expect_flag_error(o, "upstream");
         EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
             << o.status().message();
@@ -613,6 +615,35 @@ RawOptions with_tls(RawOptions raw, const TlsFiles& files) {
     raw.tls_key = files.key;
     raw.tls_ca = files.ca;
     return raw;
+}
+
+TEST(ConfigValidate, WssListenersNeedTheirOwnCertificate) {
+    TlsFiles files;
+    RawOptions raw = initiator();
+    raw.listen = {"wss://127.0.0.1:8443/chat", "ws://127.0.0.1:8080/"};
+    expect_flag_error(validate(raw, kAllowed), "listen-tls-cert");
+    raw.listen_tls_cert = files.cert;
+    expect_flag_error(validate(raw, kAllowed), "listen-tls-key");
+    raw.listen_tls_key = files.dir + "/missing.pem";
+    expect_flag_error(validate(raw, kAllowed), "listen-tls-key");
+    raw.listen_tls_key = files.key;
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->listen[0].scheme, role::Scheme::Wss);
+    EXPECT_EQ(o->listen[0].port, 8443);
+    ASSERT_TRUE(o->listener_tls.has_value());
+    EXPECT_TRUE(o->listener_tls->is_server);
+    EXPECT_FALSE(o->listener_tls->verify_peer);  // web clients carry no certificate
+    EXPECT_EQ(o->listener_tls->alpn, "http/1.1");
+    EXPECT_EQ(o->listener_tls->cert_file, files.cert);
+    // A certificate with nothing to serve it is a mistake worth naming.
+    raw.listen = {"ws://127.0.0.1:8080/"};
+    expect_flag_error(validate(raw, kAllowed), "listen-tls-cert");
+    raw.listen_tls_cert.clear();
+    raw.listen_tls_key.clear();
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_FALSE(o->listener_tls.has_value());
 }
 
 bool no_ktls() { return false; }

@@ -62,6 +62,13 @@ class MemoryTransport final : public Transport {
         reading_ = true;
         arm();
     }
+    // The peer reads to the end of what was written, then sees the stream end.
+    void shutdown_write() noexcept override {
+        if (peer_ != nullptr) {
+            peer_->peer_closed_ = true;
+            peer_->arm();
+        }
+    }
     void close() noexcept override {
         if (closed_) {
             return;
