@@ -73,6 +73,24 @@ class WsE2e : public E2e {
         return rc;
     }
 
+    bool node_ws_installed() {
+        Process probe(
+            {"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "node", "-e", "require('ws')"},
+            dir_ + "/node-probe.log");
+        return probe.wait(30000).value_or(-1) == 0;
+    }
+    // ws_client.js (node's `ws`) against `url`: text and binary messages up to 16 MiB to the
+    // sink, then close code 4003 both ways; its exit code. With `ca`, node trusts that CA too.
+    int run_node_client(const std::string& url, const std::string& ca = {}) {
+        Process client({"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "NODE_EXTRA_CA_CERTS=" + ca,
+                        "node", source_dir() + "/tests/integration/ws_client.js", url,
+                        "0,125,126,65536,16777216", "cluster-a-0,cluster-b-0", "4003"},
+                       dir_ + "/node-client.log");
+        const int rc = client.wait(90000).value_or(-1);
+        std::fprintf(stderr, "%s", client.log().c_str());
+        return rc;
+    }
+
     // Sends `request` on a new connection and reads the response head into `head`; the socket,
     // or -1 when nothing connected.
     static int raw_request(uint16_t port, const std::string& request, std::string* head) {
@@ -113,20 +131,11 @@ TEST_F(WsE2e, WebSocketClientMessagesRoundTripThroughTheSink) {
 
 // node's `ws` (Debian's node-ws): another client nobody here wrote, same checks.
 TEST_F(WsE2e, NodeWsClientMessagesRoundTripThroughTheSinkAndItsCloseCodeComesBack) {
-    Process probe({"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "node", "-e", "require('ws')"},
-                  dir_ + "/node-probe.log");
-    if (probe.wait(30000).value_or(-1) != 0) {
+    if (!node_ws_installed()) {
         GTEST_SKIP() << "node or node-ws is not installed (tools/setup.sh installs them)";
     }
     auto t = start_tunnel();
-    Process client({"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "node",
-                    source_dir() + "/tests/integration/ws_client.js",
-                    "ws://127.0.0.1:" + std::to_string(t->listen_port_) + "/",
-                    "0,125,126,65536,16777216", "cluster-a-0,cluster-b-0", "4003"},
-                   dir_ + "/node-client.log");
-    const int rc = client.wait(90000).value_or(-1);
-    std::fprintf(stderr, "%s", client.log().c_str());
-    EXPECT_EQ(rc, 0);
+    EXPECT_EQ(run_node_client("ws://127.0.0.1:" + std::to_string(t->listen_port_) + "/"), 0);
 }
 
 TEST_F(WsE2e, APlainGetGets400WithAReasonAndTheNextClientWorks) {
@@ -300,21 +309,13 @@ TEST_F(WssE2e, WssClientMessagesRoundTripThroughTheSink) {
 }
 
 TEST_F(WssE2e, NodeWsClientOverWssRoundTripsAndItsCloseCodeComesBack) {
-    Process probe({"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "node", "-e", "require('ws')"},
-                  dir_ + "/node-probe.log");
-    if (probe.wait(30000).value_or(-1) != 0) {
+    if (!node_ws_installed()) {
         GTEST_SKIP() << "node or node-ws is not installed (tools/setup.sh installs them)";
     }
     auto t = start_wss_tunnel();
-    Process client(
-        {"/usr/bin/env", "NODE_PATH=/usr/share/nodejs", "NODE_EXTRA_CA_CERTS=" + pki_ + "/ca.crt",
-         "node", source_dir() + "/tests/integration/ws_client.js",
-         "wss://127.0.0.1:" + std::to_string(t->listen_port_) + "/", "0,125,126,65536,16777216",
-         "cluster-a-0,cluster-b-0", "4003"},
-        dir_ + "/node-client.log");
-    const int rc = client.wait(90000).value_or(-1);
-    std::fprintf(stderr, "%s", client.log().c_str());
-    EXPECT_EQ(rc, 0);
+    EXPECT_EQ(run_node_client("wss://127.0.0.1:" + std::to_string(t->listen_port_) + "/",
+                              pki_ + "/ca.crt"),
+              0);
 }
 
 TEST_F(WssE2e, PlainTextOnTheWssPortFailsItsHandshakeAndTheNextClientWorks) {
