@@ -47,6 +47,7 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
             o.per_tunnel_connects = config_.max_upstream_connects_per_tunnel;
             o.max_message_size = config_.ws_max_message;
             o.node_name = config_.node_name;
+            o.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
             upstreams_.add(pt::StreamProtocol::WebSocket,
                            std::make_unique<WsUpstreams>(ctx, metrics.role, url, std::move(o)));
         }
@@ -284,6 +285,7 @@ void Terminator::tick(uint64_t now_ns) noexcept {
     for (TunnelConnection& c : connections_) {
         c.session->tick(now_ns);
     }
+    upstreams_.for_each([now_ns](UpstreamProtocol& h) { h.tick(now_ns); });
 }
 
 void Terminator::stop() noexcept {

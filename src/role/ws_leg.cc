@@ -500,7 +500,8 @@ void WsLeg::on_stream_reset(pt::ErrorCode code) noexcept {
         char reason[128];
         std::snprintf(reason, sizeof(reason), "the tunnel stream was reset: %s",
                       pt::error_code_name(code));
-        refuse(502, reason);
+        // The far side's upstream did not answer in time: a gateway timeout, not a bad gateway.
+        refuse(code == pt::ErrorCode::Timeout ? 504 : 502, reason);
         return;
     }
     if (phase_ == Phase::Open) {

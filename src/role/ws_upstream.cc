@@ -186,7 +186,42 @@ bool WsUpstreamLeg::start(const ServiceUrl& upstream, tunnel::Stream* stream,
     stream_ = stream;
     io_.attach(fd);
     io_.connect(upstream.address.get(), upstream.address.length);
+    set_deadline(ctx_.now_ns + owner_.options_.handshake_ns);
     return true;
+}
+
+void WsUpstreamLeg::set_deadline(uint64_t ns) noexcept {
+    deadline_ns_ = ns;
+    if (!deadline_watched && !closing_) {
+        owner_.watch_deadline(this);
+    }
+}
+
+void WsUpstreamLeg::on_deadline() noexcept {
+    owner_.unwatch_deadline(this);
+    if (closing_) {
+        return;
+    }
+    if (phase_ == Phase::Connecting || phase_ == Phase::Handshake) {
+        metrics_.upstream_connect_errors.add();
+        owner_.log_refusal("websocket upstream timed out",
+                           phase_ == Phase::Connecting
+                               ? "the connect did not finish within --connect-timeout"
+                               : "no answer to the Upgrade request within --connect-timeout");
+        fail(pt::ErrorCode::Timeout);
+        return;
+    }
+    // Our Close went unanswered (or the upstream stopped reading): the closing handshake is over
+    // from our side. The stream ends cleanly when the Close message already crossed it; the
+    // connection goes.
+    FERRY_LOG(Debug, "websocket upstream did not finish the closing handshake in time");
+    if (close_received_) {
+        release_stream();
+    } else {
+        fail(pt::ErrorCode::Timeout);
+        return;
+    }
+    close();
 }
 
 void WsUpstreamLeg::connect_over() noexcept {
@@ -268,7 +303,8 @@ void WsUpstreamLeg::read_head(buf::Chunk&& bytes) noexcept {
         return;
     }
     phase_ = Phase::Open;
-    send_more();  // what the tunnel sent before the 101
+    owner_.unwatch_deadline(this);  // an open WebSocket has no deadline (keepalive is the ends')
+    send_more();                    // what the tunnel sent before the 101
     if (r.consumed < bytes.size()) {
         read_frames(bytes.share(static_cast<uint32_t>(r.consumed),
                                 static_cast<uint32_t>(bytes.size() - r.consumed)));
@@ -514,6 +550,9 @@ void WsUpstreamLeg::queue_close(std::span<const std::byte> payload) noexcept {
     if (phase_ == Phase::Open) {
         phase_ = Phase::Closing;
     }
+    if (phase_ == Phase::Closing) {
+        set_deadline(ctx_.now_ns + owner_.options_.close_ns);
+    }
 }
 
 void WsUpstreamLeg::on_stream_fin() noexcept {
@@ -615,6 +654,7 @@ void WsUpstreamLeg::close() noexcept {
     }
     closing_ = true;
     connect_over();
+    owner_.unwatch_deadline(this);
     if (stream_ != nullptr) {
         tunnel::Stream* s = stream_;
         stream_ = nullptr;
@@ -700,6 +740,43 @@ tunnel::OpenDecision WsUpstreams::open(tunnel::Session& session, tunnel::Stream&
     }
     metrics_.connections_accepted.add();
     return tunnel::OpenDecision::accept(leg);
+}
+
+void WsUpstreams::tick(uint64_t now_ns) noexcept {
+    WsUpstreamLeg* leg = deadlines_;
+    while (leg != nullptr) {
+        WsUpstreamLeg* next = leg->deadline_next;  // on_deadline unlinks the leg
+        if (now_ns >= leg->deadline_ns()) {
+            leg->on_deadline();
+        }
+        leg = next;
+    }
+}
+
+void WsUpstreams::watch_deadline(WsUpstreamLeg* leg) noexcept {
+    leg->deadline_watched = true;
+    leg->deadline_prev = nullptr;
+    leg->deadline_next = deadlines_;
+    if (deadlines_ != nullptr) {
+        deadlines_->deadline_prev = leg;
+    }
+    deadlines_ = leg;
+}
+
+void WsUpstreams::unwatch_deadline(WsUpstreamLeg* leg) noexcept {
+    if (!leg->deadline_watched) {
+        return;
+    }
+    leg->deadline_watched = false;
+    if (leg->deadline_prev != nullptr) {
+        leg->deadline_prev->deadline_next = leg->deadline_next;
+    } else {
+        deadlines_ = leg->deadline_next;
+    }
+    if (leg->deadline_next != nullptr) {
+        leg->deadline_next->deadline_prev = leg->deadline_prev;
+    }
+    leg->deadline_prev = leg->deadline_next = nullptr;
 }
 
 void WsUpstreams::on_connect_over(const void* tunnel) noexcept {

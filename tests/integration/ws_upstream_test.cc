@@ -102,5 +102,32 @@ TEST_F(WsUpstreamE2e, ARefusedUpstreamFailsTheClientHandshakeWith502) {
     EXPECT_GE(t->terminator_metric("ferry_upstream_connect_errors_total"), 1);
 }
 
+TEST_F(WsUpstreamE2e, AnUpstreamThatNeverAnswersTheUpgradeTimesOutWith504) {
+    // A listener that never accepts: the kernel completes the connect and keeps the request, and
+    // no answer ever comes. The terminator's --connect-timeout (1 s, shorter than the
+    // initiator's) resets the stream with Timeout; the client hears 504 naming it.
+    uint16_t port = 0;
+    const int silent = listen_on(&port);
+    ASSERT_GE(silent, 0);
+    auto t =
+        std::make_unique<Tunnel>(dir_, port, 1, std::vector<std::string>{}, std::string{}, 0,
+                                 std::vector<std::string>{"--connect-timeout", "1s"}, "/", "/");
+    ASSERT_TRUE(t->ready());
+    const std::string upgrade =
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    int fd = testlib::connect_to(t->listen_port_);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(testlib::write_all(fd, upgrade.data(), upgrade.size()));
+    testlib::ReadResult r = testlib::read_all(fd, 15000);
+    close(fd);
+    EXPECT_EQ(r.bytes.rfind("HTTP/1.1 504 Gateway Timeout", 0), 0U) << r.bytes;
+    EXPECT_NE(r.bytes.find("reset: Timeout"), std::string::npos) << r.bytes;
+    EXPECT_GE(t->terminator_metric("ferry_upstream_connect_errors_total"), 1);
+    EXPECT_TRUE(testlib::wait_until(
+        [&] { return t->terminator_metric("ferry_connections_active") == 0; }, 10000));
+    close(silent);
+}
+
 }  // namespace
 }  // namespace ferry::e2e

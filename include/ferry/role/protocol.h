@@ -112,6 +112,8 @@ class UpstreamProtocol {
     [[nodiscard]] virtual tunnel::OpenDecision open(tunnel::Session& session,
                                                     tunnel::Stream& stream,
                                                     const proto::tunnel::Open& open) noexcept = 0;
+    // Periodic work (~100 ms): deadlines of upstream handshakes and closes.
+    virtual void tick(uint64_t /*now_ns*/) noexcept {}
     // Stop taking streams; open ones finish.
     virtual void drain() noexcept {}
     // True once none of its streams is left.

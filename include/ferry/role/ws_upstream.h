@@ -60,6 +60,11 @@ struct WsUpstreamOptions {
     uint32_t per_tunnel_connects = 256;              // upstream connects in flight per tunnel
     uint64_t max_message_size = uint64_t{16} << 20;  // --ws-max-message (upstream -> tunnel)
     std::string node_name;                           // appended to the OPEN's trail
+    // Connect, Upgrade request and 101 must be done within this (--connect-timeout): a server
+    // that accepts and never answers resets the stream with Timeout (the client gets 504).
+    uint64_t handshake_ns = 5'000'000'000;
+    // Our Close must be answered (and the upstream must take our last frames) within this.
+    uint64_t close_ns = 2'000'000'000;
 };
 
 class WsUpstreams;
@@ -97,9 +102,18 @@ class WsUpstreamLeg final : public tunnel::StreamHandler,
     bool on_data(std::span<const std::byte> bytes, bool fin) noexcept;
     bool on_control(proto::ws::Opcode op, std::span<const std::byte> payload) noexcept;
 
+    // Its deadline passed (the owner's tick): an unanswered handshake resets the stream with
+    // Timeout; an unanswered Close ends the stream and the connection.
+    void on_deadline() noexcept;
+    [[nodiscard]] uint64_t deadline_ns() const noexcept { return deadline_ns_; }
+
     // The owner's list of live legs.
     WsUpstreamLeg* live_prev = nullptr;
     WsUpstreamLeg* live_next = nullptr;
+    // The owner's list of legs with a deadline (handshake, closing).
+    WsUpstreamLeg* deadline_prev = nullptr;
+    WsUpstreamLeg* deadline_next = nullptr;
+    bool deadline_watched = false;
 
   private:
     enum class Phase : uint8_t {
@@ -137,6 +151,7 @@ class WsUpstreamLeg final : public tunnel::StreamHandler,
     void maybe_done() noexcept;
     void close() noexcept;
     void connect_over() noexcept;
+    void set_deadline(uint64_t ns) noexcept;
 
     static constexpr uint32_t kMaxIov = 16;
     // A frame is not started in less room than this (unless its payload is smaller).
@@ -183,6 +198,7 @@ class WsUpstreamLeg final : public tunnel::StreamHandler,
     bool fin_from_peer_ = false;
     bool paused_ = false;  // reading stopped for backpressure
     bool closing_ = false;
+    uint64_t deadline_ns_ = 0;
     base::SharedLimit* slot_ = nullptr;
     ConnectWatcher* watcher_ = nullptr;
     const void* tunnel_ = nullptr;
@@ -200,11 +216,15 @@ class WsUpstreams final : public UpstreamProtocol, private ConnectWatcher {
     // --max-connections), so a peer that floods OPENs cannot storm the upstream.
     [[nodiscard]] tunnel::OpenDecision open(tunnel::Session& session, tunnel::Stream& stream,
                                             const proto::tunnel::Open& open) noexcept override;
+    void tick(uint64_t now_ns) noexcept override;
     void drain() noexcept override { draining_ = true; }
     [[nodiscard]] bool idle() const noexcept override { return true; }
 
   private:
     friend class WsUpstreamLeg;
+
+    void watch_deadline(WsUpstreamLeg* leg) noexcept;
+    void unwatch_deadline(WsUpstreamLeg* leg) noexcept;
 
     void on_connect_over(const void* tunnel) noexcept override;
     // Logs a refusal or an upstream failure, rate-limited across the shard's legs.
@@ -223,6 +243,7 @@ class WsUpstreams final : public UpstreamProtocol, private ConnectWatcher {
     base::LogLimiter log_;
     absl::flat_hash_map<const void*, uint32_t> connecting_;  // per tunnel connection
     WsUpstreamLeg* live_ = nullptr;
+    WsUpstreamLeg* deadlines_ = nullptr;
     bool draining_ = false;
 };
 

@@ -263,6 +263,9 @@ TEST(WsHandshake, WritesErrorResponsesWithTheirHeadersAndLength) {
         {405, "HTTP/1.1 405 Method Not Allowed", {"Allow: GET"}},
         {426, "HTTP/1.1 426 Upgrade Required", {"Upgrade: websocket", "Sec-WebSocket-Version: 13"}},
         {431, "HTTP/1.1 431 Request Header Fields Too Large", {}},
+        {502, "HTTP/1.1 502 Bad Gateway", {}},
+        {503, "HTTP/1.1 503 Service Unavailable", {}},
+        {504, "HTTP/1.1 504 Gateway Timeout", {}},
     };
     for (const Case& c : cases) {
         std::array<char, 1024> out{};
