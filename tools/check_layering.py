@@ -12,7 +12,7 @@ import sys
 ORDER = [
     ["base"],
     ["buf"],
-    ["proto/tunnel", "proto/http1"],
+    ["proto/tunnel", "proto/http1", "proto/grpc"],
     ["proto/ws"],
     ["io"],
     ["loop"],
