@@ -19,6 +19,8 @@ struct Metrics {
     base::Gauge key_age_ms;             // age of the current TX key
     base::Counter bytes_copied;         // payload bytes copied in user space (split TLS records)
     base::Counter tls_buffer_waits;     // TLS sealing or record gathering waited for a free buffer
+    base::Counter ws_upgrades;          // tunnel WebSocket upgrades completed (either end)
+    base::Counter ws_upgrade_failures;  // tunnel WebSocket upgrades refused or failed
 };
 
 }  // namespace ferry::transport
