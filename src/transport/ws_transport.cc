@@ -414,6 +414,7 @@ void WsTransport::frame_masked() noexcept {
             }
         }
         ws::apply_mask(std::span<std::byte>(c.data() + hlen, payload), key, 0);
+        metrics_.bytes_copied.add(payload);
         c.set_size(static_cast<uint32_t>(hlen + payload));
         tx_.push(ctx_.nodes, std::move(c));
         writer_left_ -= payload;

@@ -309,6 +309,8 @@ TEST_F(WsTransportTest, ClientFramesAreMaskedWithFreshKeys) {
         EXPECT_EQ(f.payload, one);
     }
     EXPECT_NE(frames[0].key, frames[1].key) << "a fresh key per frame";
+    EXPECT_EQ(transport_metrics_.bytes_copied.value(), 2000U)
+        << "the client copies what it masks, and only that";
     EXPECT_EQ(client_wire_->wire.find(std::string(64, 'a')), std::string::npos)
         << "the payload never shows in the clear";
 }
@@ -327,6 +329,7 @@ TEST_F(WsTransportTest, ServerFramesAreUnmasked) {
     EXPECT_EQ(frames[0].first, 0x82);
     EXPECT_FALSE(frames[0].masked);
     EXPECT_NE(server_wire_->wire.find("\x82\x19hello from the terminator"), std::string::npos);
+    EXPECT_EQ(transport_metrics_.bytes_copied.value(), 0U) << "server frames leave zero-copy";
 }
 
 TEST_F(WsTransportTest, LargeWritesAreSplitIntoFramesAndReassembled) {
