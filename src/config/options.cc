@@ -253,16 +253,27 @@ absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available
         out->tls = false;
         return absl::OkStatus();
     }
-    if (raw.tunnel_transport != "tls") {
-        return bad("tunnel-transport", "expected tls (default) or plain");
+    if (raw.tunnel_transport != "tls" && raw.tunnel_transport != "ws") {
+        return bad("tunnel-transport", "expected tls (default), ws or plain");
     }
     out->tls = true;
+    out->ws = raw.tunnel_transport == "ws";
+    if (out->ws) {
+        if (raw.tunnel_ws_path.empty() || raw.tunnel_ws_path.front() != '/' ||
+            raw.tunnel_ws_path.find_first_of(" ?#\r\n\t") != std::string::npos) {
+            return bad("tunnel-ws-path", "must be a path starting with '/' (no query, no spaces)");
+        }
+        out->ws_options.is_server = role == Role::Terminator;
+        out->ws_options.path = raw.tunnel_ws_path;
+        out->ws_options.host = raw.peer_name;
+    }
     for (auto [flag, file] :
          {std::pair{"tls-cert", &raw.tls_cert}, std::pair{"tls-key", &raw.tls_key},
           std::pair{"tls-ca", &raw.tls_ca}}) {
         if (file->empty()) {
-            return bad(flag,
-                       "is required with --tunnel-transport=tls (tools/gen-certs.sh makes a set)");
+            return bad(flag, absl::StrFormat("is required with --tunnel-transport=%s "
+                                             "(tools/gen-certs.sh makes a set)",
+                                             raw.tunnel_transport));
         }
         if (access(file->c_str(), R_OK) != 0) {
             return bad(flag, absl::StrFormat("cannot read '%s'", *file));

@@ -22,11 +22,16 @@ absl::StatusOr<std::unique_ptr<ShardTls>> ShardTls::create(const TunnelSecurity&
 std::unique_ptr<transport::Transport> ShardTls::make_transport(loop::Context& ctx,
                                                                transport::Metrics& metrics,
                                                                int fd) const {
-    auto tcp = std::make_unique<transport::TcpTransport>(ctx, metrics, fd);
+    std::unique_ptr<transport::Transport> lower =
+        std::make_unique<transport::TcpTransport>(ctx, metrics, fd);
     if (!sec_.tls) {
-        return tcp;
+        return lower;
     }
-    return std::make_unique<transport::TlsTransport>(ctx, metrics, std::move(tcp), *ctx_,
+    if (sec_.ws) {
+        lower = std::make_unique<transport::WsTransport>(ctx, metrics, std::move(lower),
+                                                         sec_.ws_options);
+    }
+    return std::make_unique<transport::TlsTransport>(ctx, metrics, std::move(lower), *ctx_,
                                                      sec_.tls_options);
 }
 

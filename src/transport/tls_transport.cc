@@ -84,12 +84,23 @@ void TlsTransport::set_peer_capabilities(uint32_t caps) noexcept {
 void TlsTransport::start(TransportSink* sink) noexcept {
     sink_ = sink;
     lower_->start(this);
-    if (!tls_.config().is_server) {
-        handshake_ = std::make_unique<tls::Handshake>(tls_);
-        handshake_input({});  // the ClientHello
+    if (!tls_.config().is_server && lower_->established()) {
+        start_client_handshake();
     }
-    // A server makes its OpenSSL state when the first bytes arrive: a connection that never
-    // sends any costs none.
+    // A client whose lower transport has a handshake of its own (a WebSocket upgrade) sends its
+    // ClientHello once that is done. A server makes its OpenSSL state when the first bytes
+    // arrive: a connection that never sends any costs none.
+}
+
+void TlsTransport::start_client_handshake() noexcept {
+    handshake_ = std::make_unique<tls::Handshake>(tls_);
+    handshake_input({});  // the ClientHello
+}
+
+void TlsTransport::on_transport_established() noexcept {
+    if (!tls_.config().is_server && handshake_ == nullptr && mode_ == Mode::Handshake && !down_) {
+        start_client_handshake();
+    }
 }
 
 void TlsTransport::pause_reading() noexcept {

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -274,11 +275,42 @@ TEST_F(E2e, AdminEndpointsReportHealthReadinessAndMetrics) {
     EXPECT_EQ(testlib::http_get(t.admin_t_, "/ready").status, 200);
 }
 
-TEST_F(E2e, ArmoredTunnelRotatingKeysEvery100msCarriesQuarterGigabyteInOrder) {
+// The armored tunnel's transports: mutual TLS 1.3 straight on TCP, or inside a WebSocket.
+class ArmoredE2e : public E2e, public ::testing::WithParamInterface<const char*> {
+  protected:
+    // `extra` with the transport under test (the later --tunnel-transport wins).
+    static std::vector<std::string> with_transport(std::vector<std::string> extra) {
+        extra.insert(extra.end(), {"--tunnel-transport", GetParam()});
+        return extra;
+    }
+    static bool ws() { return std::string_view(GetParam()) == "ws"; }
+};
+
+INSTANTIATE_TEST_SUITE_P(Transports, ArmoredE2e, ::testing::Values("tls", "ws"),
+                         [](const ::testing::TestParamInfo<const char*>& p) {
+                             return std::string(p.param);
+                         });
+
+TEST_P(ArmoredE2e, EchoesThroughTheTunnel) {
     std::string pki = make_pki(dir_);
     uint16_t echo_port = testlib::free_port();
     auto echo = start_echo(echo_port);
-    Tunnel t(dir_, echo_port, 2, {"--rekey-bytes", "1MiB", "--rekey-interval", "100ms"}, pki);
+    Tunnel t(dir_, echo_port, 1, with_transport({}), pki);
+    ASSERT_TRUE(t.ready());
+    EXPECT_EQ(verify(t.listen_port_, 1, "64KiB"), 0);
+    EXPECT_GE(t.initiator_metric("ferry_tls_handshakes_total"), 1);
+    EXPECT_EQ(t.initiator_metric("ferry_ws_upgrades_total"), ws() ? 1 : 0);
+    EXPECT_EQ(t.terminator_metric("ferry_ws_upgrades_total"), ws() ? 1 : 0);
+    EXPECT_EQ(t.initiator_metric("ferry_ws_upgrade_failures_total"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+}
+
+TEST_P(ArmoredE2e, RotatingKeysEvery100msCarriesQuarterGigabyteInOrder) {
+    std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 2,
+             with_transport({"--rekey-bytes", "1MiB", "--rekey-interval", "100ms"}), pki);
     ASSERT_TRUE(t.ready());
     // 64 streams x 4 MiB each way; every stream's bytes and order are checked with xxHash64.
     EXPECT_EQ(verify(t.listen_port_, 64, "4MiB"), 0);
@@ -295,19 +327,43 @@ TEST_F(E2e, ArmoredTunnelRotatingKeysEvery100msCarriesQuarterGigabyteInOrder) {
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_protocol_errors_total"), 0);
 }
 
-TEST_F(E2e, ArmoredTunnelOnTheSmallestPoolsLosesNoStream) {
+TEST_P(ArmoredE2e, OnTheSmallestPoolsLosesNoStream) {
     std::string pki = make_pki(dir_);
     uint16_t echo_port = testlib::free_port();
     auto echo = start_echo(echo_port);
     // The smallest pools on one shard: 128 streams can pin most buffers, so sealing a TLS record
     // or gathering one split across receive buffers may find both pools empty and have to wait
     // (whether it does depends on timing; tests/unit/tunnel/tls_link_test.cc makes it happen).
-    Tunnel t(dir_, echo_port, 1, {"--buffer-count", "64", "--tunnel-buffer-count", "64"}, pki);
+    Tunnel t(dir_, echo_port, 1,
+             with_transport({"--buffer-count", "64", "--tunnel-buffer-count", "64"}), pki);
     ASSERT_TRUE(t.ready());
     EXPECT_EQ(verify(t.listen_port_, 128, "2MiB"), 0);
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
     EXPECT_EQ(t.initiator_metric("ferry_resets_received_total"), 0);
     EXPECT_EQ(t.terminator_metric("ferry_resets_received_total"), 0);
+}
+
+TEST_F(E2e, WsTunnelPortAnswersAWebSocketClientAtTheWrongPathWith404) {
+    std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 1, {"--tunnel-transport", "ws"}, pki);
+    ASSERT_TRUE(t.ready());
+    // A well-formed WebSocket upgrade, as any WebSocket client sends it, at the wrong path.
+    const std::string upgrade =
+        "GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: "
+        "Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: "
+        "13\r\nSec-WebSocket-Protocol: ferry-tunnel\r\n\r\n";
+    ReadResult r = rogue_peer(t.tunnel_port_, upgrade);
+    EXPECT_EQ(r.bytes.rfind("HTTP/1.1 404 ", 0), 0U) << r.bytes;
+    EXPECT_EQ(r.end, ReadEnd::Eof) << "refused and closed";
+    // Not an upgrade at all: 400.
+    r = rogue_peer(t.tunnel_port_, "GET /ferry/tunnel HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(r.bytes.rfind("HTTP/1.1 400 ", 0), 0U) << r.bytes;
+    EXPECT_EQ(t.terminator_metric("ferry_ws_upgrade_failures_total"), 2);
+    // The tunnel itself never noticed.
+    EXPECT_EQ(verify(t.listen_port_, 4, "256KiB"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
 }
 
 // Runs `cmd` (a shell line) with a bound and returns its output.
@@ -416,7 +472,9 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--tls-cert"},
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2",
           "--tunnel-transport=quic"},
-         "--tunnel-transport"},
+         "--tunnel-transport: expected tls (default), ws or plain"},
+        {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2", "--tunnel-transport=ws"},
+         "--tls-cert: is required with --tunnel-transport=ws"},
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2",
           "--tunnel-transport=plain", "--ktls=maybe"},
          "--ktls"},
@@ -484,7 +542,9 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
                              "--rekey-bytes",
                              "--rekey-interval",
                              "--tls-ciphers",
-                             "--ws-max-message"}) {
+                             "--ws-max-message",
+                             "--tunnel-transport",
+                             "--tunnel-ws-path"}) {
         EXPECT_NE(help.log().find(flag), std::string::npos) << flag;
     }
     Process version({ferry_bin(), "--version"}, dir + "/version.log");

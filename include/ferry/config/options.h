@@ -66,7 +66,8 @@ struct RawOptions {
     std::string admin;
     std::string node_name;
     std::string tunnel_transport = "tls";
-    std::string listen_tls_cert;  // initiator: the certificate of wss:// listeners
+    std::string tunnel_ws_path = "/ferry/tunnel";  // --tunnel-transport=ws: the Upgrade's path
+    std::string listen_tls_cert;                   // initiator: the certificate of wss:// listeners
     std::string listen_tls_key;
     std::string tls_cert;
     std::string tls_key;

@@ -1,5 +1,6 @@
 // How a role's tunnel connections are protected: plain TCP (tests, benchmarks, trusted networks)
-// or mutual TLS 1.3 with kTLS offload and key rotation (the default).
+// or mutual TLS 1.3 with kTLS offload and key rotation (the default), optionally carried inside
+// a WebSocket (user-space TLS records then) for networks that pass only HTTP.
 #pragma once
 
 #include <sys/stat.h>
@@ -14,11 +15,14 @@
 #include "ferry/transport/metrics.h"
 #include "ferry/transport/tls_transport.h"
 #include "ferry/transport/transport.h"
+#include "ferry/transport/ws_transport.h"
 
 namespace ferry::role {
 
 struct TunnelSecurity {
     bool tls = true;
+    bool ws = false;  // TLS inside one WebSocket per tunnel connection (--tunnel-transport=ws)
+    transport::WsOptions ws_options;
     tls::TlsConfig tls_config;
     transport::TlsOptions tls_options;
     uint64_t reload_check_ns = 5'000'000'000;  // how often certificate files are checked
@@ -32,7 +36,8 @@ class ShardTls final {
         const TunnelSecurity& sec);
 
     // The transport stack for a freshly connected or accepted tunnel socket `fd` (owned by it):
-    // TCP, with TLS on top unless the tunnel is plain.
+    // TCP, with TLS on top unless the tunnel is plain, and WebSocket framing between them for a
+    // ws tunnel.
     [[nodiscard]] std::unique_ptr<transport::Transport> make_transport(loop::Context& ctx,
                                                                        transport::Metrics& metrics,
                                                                        int fd) const;

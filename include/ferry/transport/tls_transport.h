@@ -79,6 +79,10 @@ class TlsTransport final : public Transport, private TransportSink, private io::
     void on_transport_quiescent() noexcept override;
     bool on_transport_recv_error(int err) noexcept override;
     void on_transport_read_stopped() noexcept override;
+    // The lower transport finished its own handshake: a client sends its ClientHello now.
+    void on_transport_established() noexcept override;
+
+    void start_client_handshake() noexcept;
 
     void handshake_input(std::span<const std::byte> bytes) noexcept;
     void handshake_done() noexcept;

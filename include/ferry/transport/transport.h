@@ -89,7 +89,7 @@ class Transport {
     // Ends our direction once what was written is out (TCP FIN; TLS close_notify first) and
     // keeps reading: a server's last answer then reaches a client that has not read it yet.
     virtual void shutdown_write() noexcept = 0;
-    // "plain", "ktls", "tls": what carries the bytes, for logs and metrics.
+    // "plain", "ktls", "tls", "ws": what carries the bytes, for logs and metrics.
     [[nodiscard]] virtual const char* kind() const noexcept = 0;
     // False while a handshake runs; write() may only be called once established.
     [[nodiscard]] virtual bool established() const noexcept { return true; }

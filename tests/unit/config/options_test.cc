@@ -662,6 +662,58 @@ TEST(ConfigValidate, PlainTransportTurnsTlsOff) {
     EXPECT_FALSE(o->security.tls);
 }
 
+TEST(ConfigValidate, UnknownTransportNamesTheValidOnes) {
+    RawOptions raw = initiator();
+    raw.tunnel_transport = "quic";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_FALSE(o.ok());
+    EXPECT_NE(o.status().message().find("expected tls (default), ws or plain"), std::string::npos)
+        << o.status();
+}
+
+TEST(ConfigValidate, WsTransportIsMutualTlsInsideAWebSocket) {
+    TlsFiles files;
+    RawOptions raw = initiator();
+    raw.tunnel_transport = "ws";
+    // The same certificates as tls: mutual TLS runs inside the WebSocket.
+    expect_flag_error(validate(raw, kAllowed), "tls-cert");
+    raw = with_tls(initiator(), files);
+    raw.tunnel_transport = "ws";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_TRUE(o->security.tls);
+    EXPECT_TRUE(o->security.ws);
+    EXPECT_FALSE(o->security.ws_options.is_server);
+    EXPECT_EQ(o->security.ws_options.path, "/ferry/tunnel");
+    EXPECT_EQ(o->security.ws_options.host, raw.peer_name);
+
+    raw = with_tls(terminator(), files);
+    raw.tunnel_transport = "ws";
+    raw.tunnel_ws_path = "/edge/ferry";
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_TRUE(o->security.ws);
+    EXPECT_TRUE(o->security.ws_options.is_server);
+    EXPECT_EQ(o->security.ws_options.path, "/edge/ferry");
+
+    // tls leaves the WebSocket out.
+    raw.tunnel_transport = "tls";
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_FALSE(o->security.ws);
+}
+
+TEST(ConfigValidate, WsPathMustBeAnAbsolutePath) {
+    TlsFiles files;
+    for (const char* bad : {"", "ferry/tunnel", "/a b", "/q?x=1", "/a\r\nX: y"}) {
+        SCOPED_TRACE(bad);
+        RawOptions raw = with_tls(terminator(), files);
+        raw.tunnel_transport = "ws";
+        raw.tunnel_ws_path = bad;
+        expect_flag_error(validate(raw, kAllowed), "tunnel-ws-path");
+    }
+}
+
 TEST(ConfigValidate, AcceptsAGoodTlsTerminator) {
     TlsFiles files;
     RawOptions raw = with_tls(terminator(), files);
