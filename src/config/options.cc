@@ -535,8 +535,20 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
             if (!peer.ok()) {
                 return peer.status();
             }
+            // One terminator named twice would get twice its share of the keys under two ids.
+            for (const io::SocketAddress& other : o.peers) {
+                if (other.to_string() == peer->to_string()) {
+                    return bad("peer", absl::StrFormat("'%s' is given twice (as %s)", p,
+                                                       peer->to_string()));
+                }
+            }
             o.peers.push_back(*peer);
         }
+        absl::StatusOr<role::RouteKeyRule> route_key = role::parse_route_key(raw.route_key);
+        if (!route_key.ok()) {
+            return bad("route-key", route_key.status().message());
+        }
+        o.route_key = *std::move(route_key);
     } else {
         absl::StatusOr<io::SocketAddress> lt = address("listen-tunnel", raw.listen_tunnel);
         if (!lt.ok()) {

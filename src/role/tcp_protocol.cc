@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "ferry/base/log.h"
+#include "ferry/role/route_key.h"
 
 namespace ferry::role {
 
@@ -58,7 +59,10 @@ void TcpClients::on_client(int fd, const ServiceUrl& listener) noexcept {
 void TcpClients::open_stream_for(int fd) noexcept {
     TcpLeg* leg = legs_.create(ctx_, metrics_, &legs_);
     leg->hold_slot(&limits_.process->connections);
-    tunnel::Stream* stream = opener_.open_stream(pt::StreamProtocol::Tcp, {}, {}, leg);
+    // A TCP client is keyed by its address: that picks its terminator and travels in the OPEN.
+    KeyBuffer key;
+    (void)client_address_key(fd, &key);
+    tunnel::Stream* stream = opener_.open_stream(pt::StreamProtocol::Tcp, key.view(), {}, leg);
     if (stream == nullptr) {
         metrics_.connections_rejected.add();
         FERRY_LOG_LIMITED(refusal_log_, ctx_.now_ns, Warn,

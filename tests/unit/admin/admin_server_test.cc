@@ -106,9 +106,10 @@ TEST_F(AdminServerTest, UnknownPathsAndWrongMethodsAreRefused) {
 // An endpoint that records what it was given and answers at once or when told.
 class RecordingEndpoint final : public role::AdminEndpoint {
   public:
-    void serve(std::string_view method, std::string_view body,
+    void serve(std::string_view method, std::string_view query, std::string_view body,
                role::AdminReply& reply) noexcept override {
         methods.emplace_back(method);
+        queries.emplace_back(query);
         bodies.emplace_back(body);
         if (answer_now) {
             reply.respond(200, "application/json", "{\"got\":" + std::to_string(body.size()) + "}");
@@ -127,6 +128,7 @@ class RecordingEndpoint final : public role::AdminEndpoint {
     int cancelled = 0;
     std::vector<std::string> methods;
     std::vector<std::string> bodies;
+    std::vector<std::string> queries;
 };
 
 // A server on a loopback port, driven by the test's own loop, with a client on a thread.
@@ -232,6 +234,14 @@ TEST_F(AdminEndpointTest, ARegisteredPathGetsTheWholeBodyEvenSplitAcrossReads) {
     ASSERT_EQ(endpoint_.bodies.size(), 1U);
     EXPECT_EQ(endpoint_.bodies[0], body);
     EXPECT_EQ(endpoint_.methods[0], "POST");
+    EXPECT_EQ(endpoint_.queries[0], "");
+}
+
+TEST_F(AdminEndpointTest, ARegisteredPathGetsItsQuery) {
+    const std::string reply = exchange("GET /trigger?key=tenant-7&x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THAT(reply, StartsWith("HTTP/1.1 200 OK\r\n"));
+    ASSERT_EQ(endpoint_.queries.size(), 1U);
+    EXPECT_EQ(endpoint_.queries[0], "key=tenant-7&x=1");
 }
 
 TEST_F(AdminEndpointTest, ABodyTooLargeOrChunkedIsRefusedWithItsStatus) {
