@@ -302,6 +302,10 @@ int main(int argc, char** argv) {
     std::vector<const ferry::role::ShardMetrics*> service_metrics_view;
     for (int i = 0; i < shards; ++i) {
         service_metrics.push_back(std::make_unique<ferry::role::ShardMetrics>());
+        // Per-peer counters exist before any shard runs: the admin port may read them at once.
+        for (const ferry::io::SocketAddress& peer : o.peers) {
+            service_metrics.back()->peers.emplace_back(peer.to_string());
+        }
         service_metrics_view.push_back(service_metrics.back().get());
     }
     // Terminator: where each accepted tunnel connection is served, across the shards.

@@ -53,6 +53,13 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
         FERRY_CHECK(st.ok());
     }
     usable_.assign(config_.peers.size(), nullptr);
+    open_per_peer_.assign(config_.peers.size(), 0);
+    if (metrics.peers.empty()) {
+        for (size_t p = 0; p < peer_set_.size(); ++p) {
+            metrics.peers.emplace_back(std::string(peer_set_.id(p)));
+        }
+    }
+    FERRY_CHECK(metrics.peers.size() == config_.peers.size());
     const uint32_t per_peer = std::max<uint32_t>(config_.tunnels_per_peer, 1);
     for (size_t p = 0; p < config_.peers.size(); ++p) {
         for (uint32_t i = 0; i < per_peer; ++i) {
@@ -141,7 +148,12 @@ tunnel::Stream* Initiator::open_stream(pt::StreamProtocol protocol, std::string_
     if (!c.found()) {
         return nullptr;
     }
-    return usable_[c.endpoint]->open_stream(protocol, routing_key, metadata, handler);
+    tunnel::Stream* stream =
+        usable_[c.endpoint]->open_stream(protocol, routing_key, metadata, handler);
+    if (stream != nullptr) {
+        endpoint_.metrics().peers[c.endpoint].streams.add();
+    }
+    return stream;
 }
 
 void Initiator::RoutesEndpoint::serve(std::string_view method, std::string_view query,
@@ -204,8 +216,15 @@ void Initiator::on_connector_changed(Connector& connector) noexcept {
         }
     }
     int64_t up = 0;
-    for (const auto& c : connectors_) {
-        up += c->usable() != nullptr ? 1 : 0;
+    std::deque<PeerMetrics>& peers = endpoint_.metrics().peers;
+    for (PeerMetrics& p : peers) {
+        p.up.set(0);
+    }
+    for (size_t i = 0; i < connectors_.size(); ++i) {
+        if (connectors_[i]->usable() != nullptr) {
+            ++up;
+            peers[peer_of_[i]].up.add(1);
+        }
     }
     Metrics& m = endpoint_.role_metrics();
     m.tunnel_up.set(up);
@@ -247,6 +266,18 @@ void Initiator::housekeeping() noexcept {
 
 void Initiator::tick(uint64_t now_ns) noexcept {
     endpoint_.tick(now_ns);
+    // Open streams per peer for /metrics (on its usable connections): a walk over a few
+    // connectors each tick, not a write per stream.
+    std::fill(open_per_peer_.begin(), open_per_peer_.end(), 0);
+    for (size_t i = 0; i < connectors_.size(); ++i) {
+        if (const tunnel::Session* s = connectors_[i]->usable(); s != nullptr) {
+            open_per_peer_[peer_of_[i]] += static_cast<int64_t>(s->stream_count());
+        }
+    }
+    std::deque<PeerMetrics>& peers = endpoint_.metrics().peers;
+    for (size_t p = 0; p < peers.size(); ++p) {
+        peers[p].streams_open.set(open_per_peer_[p]);
+    }
     for (auto& c : connectors_) {
         c->tick(now_ns);
         if (triggers_ != nullptr) {

@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -90,6 +92,22 @@ class RouteE2e : public E2e {
     // Tunnel connections up, over the initiator's shards (each keeps one per terminator).
     int64_t tunnels_up() const {
         return testlib::metric_sum(testlib::http_get(admin_i_, "/metrics").body, "ferry_tunnel_up");
+    }
+    // `name` of terminator `i`, summed over the initiator's shards (-1 when absent).
+    int64_t peer_metric(const std::string& name, size_t i) const {
+        const std::string body = testlib::http_get(admin_i_, "/metrics").body;
+        const std::string label = "peer=" + quoted(addr(tunnel_port_[i]));
+        int64_t sum = -1;
+        size_t at = 0;
+        while ((at = body.find(name + "{", at)) != std::string::npos) {
+            const size_t end = body.find('\n', at);
+            const std::string line = body.substr(at, end - at);
+            at = end;
+            if (line.find(label) != std::string::npos) {
+                sum = std::max<int64_t>(sum, 0) + std::atoll(line.c_str() + line.rfind(' ') + 1);
+            }
+        }
+        return sum;
     }
     [[nodiscard]] bool wait_tunnels(size_t want) const {
         return testlib::wait_until([&] { return tunnels_up() == static_cast<int64_t>(want); },
@@ -208,6 +226,11 @@ TEST_F(RouteE2e, KeysStickToTheirTerminatorOnlyADeadOnesKeysMoveAndTheyComeBack)
     }
     EXPECT_EQ(routes(), before);
     ASSERT_EQ(share.size(), kTerminators) << "every terminator has keys";
+    // /metrics counts each terminator's streams: two rounds of its keys so far.
+    for (size_t i = 0; i < kTerminators; ++i) {
+        EXPECT_EQ(peer_metric("ferry_peer_streams_total", i), 2 * share[terminator_name(i)]) << i;
+        EXPECT_EQ(peer_metric("ferry_peer_up", i), static_cast<int64_t>(kShards)) << i;
+    }
 
     // GET /routes names the same terminator (by its tunnel address) and a runner-up.
     for (const auto& [key, term] : before) {
@@ -234,6 +257,7 @@ TEST_F(RouteE2e, KeysStickToTheirTerminatorOnlyADeadOnesKeysMoveAndTheyComeBack)
     terminator_[1]->signal(SIGKILL);
     (void)terminator_[1]->wait(10000);
     ASSERT_TRUE(wait_tunnels(kShards * (kTerminators - 1))) << tunnels_up();
+    EXPECT_EQ(peer_metric("ferry_peer_up", 1), 0);
     const std::map<std::string, std::string> during = routes();
     for (const auto& [key, term] : before) {
         if (term == dead) {

@@ -59,7 +59,8 @@ struct InitiatorConfig {
 
 class Initiator final : public shard::Service, public StreamOpener, private ConnectorEvents {
   public:
-    // `ctx`, `metrics` and `limits` (shared by every shard) outlive the initiator.
+    // `ctx`, `metrics` and `limits` (shared by every shard) outlive the initiator. `metrics.peers`
+    // is empty or holds one entry per peer, in config order (filled here when empty).
     Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& limits,
               InitiatorConfig config) noexcept;
     ~Initiator() override;
@@ -141,6 +142,7 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     std::vector<uint32_t> wanted_;          // per peer: connections asked for by its HELLO Shards
     route::RendezvousSet peer_set_;         // index i is config_.peers[i]
     std::vector<tunnel::Session*> usable_;  // per peer, refreshed by find_usable()
+    std::vector<int64_t> open_per_peer_;    // per peer, scratch of tick()
     RoutesEndpoint routes_{*this};
     bool grow_due_ = false;
     bool draining_ = false;

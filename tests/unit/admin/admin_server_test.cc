@@ -97,6 +97,28 @@ TEST_F(AdminServerTest, MetricsRenderEveryModulesCountersPerShard) {
     EXPECT_THAT(r, Not(HasSubstr("shard=\"2\"")));
 }
 
+TEST_F(AdminServerTest, MetricsHaveNoPeerSeriesWithoutPeers) {
+    EXPECT_THAT(server_->respond("GET", "/metrics"), Not(HasSubstr("ferry_peer_")));
+}
+
+TEST_F(AdminServerTest, MetricsRenderEachPeerPerShard) {
+    for (role::ShardMetrics& s : shards_) {
+        s.peers.emplace_back("10.0.0.1:7443");
+        s.peers.emplace_back("10.0.0.2:7443");
+    }
+    shards_[0].peers[1].streams.add(4);
+    shards_[1].peers[0].streams_open.set(2);
+    shards_[1].peers[1].up.set(1);
+    const std::string r = server_->respond("GET", "/metrics");
+    EXPECT_THAT(r, HasSubstr("# TYPE ferry_peer_streams_total counter\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_streams_total{shard=\"0\",peer=\"10.0.0.2:7443\"} 4\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_streams_total{shard=\"1\",peer=\"10.0.0.1:7443\"} 0\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_streams_active{shard=\"1\",peer=\"10.0.0.1:7443\"} 2\n"));
+    EXPECT_THAT(r, HasSubstr("# TYPE ferry_peer_up gauge\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_up{shard=\"1\",peer=\"10.0.0.2:7443\"} 1\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_up{shard=\"0\",peer=\"10.0.0.2:7443\"} 0\n"));
+}
+
 TEST_F(AdminServerTest, UnknownPathsAndWrongMethodsAreRefused) {
     EXPECT_THAT(server_->respond("GET", "/nope"), StartsWith("HTTP/1.1 404 Not Found\r\n"));
     EXPECT_THAT(server_->respond("POST", "/metrics"),
