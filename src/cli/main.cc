@@ -69,7 +69,7 @@ ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where cl
 ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); each new stream goes to the one its routing key picks (rendezvous hashing) among those with a usable tunnel");
 ABSL_FLAG(std::string, route_key, "header:X-Routing-Key", "initiator: a client's routing key, which picks its terminator and travels in OPEN: header:NAME or query:NAME of a WebSocket Upgrade request, or client-address; a client without that header or parameter, and every TCP client, is keyed by its address");
 ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listens on (host:port)");
-ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable, one per protocol: where streams go, HOST:PORT or tcp://HOST:PORT, and ws://HOST:PORT[/PATH] for WebSocket streams (without one, the built-in sink answers them)");
+ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable: where streams go (several tcp:// ones share the streams by the OPEN's routing key, rendezvous hashing; one ws://), HOST:PORT or tcp://HOST:PORT, and ws://HOST:PORT[/PATH] for WebSocket streams (without one, the built-in sink answers them)");
 ABSL_FLAG(std::string, admin, "", "Admin HTTP address for /health, /ready, /metrics (empty = off)");
 ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (default: $POD_NAME, else the host name)");
 ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default) or plain (trusted networks, tests)");

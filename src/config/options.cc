@@ -564,7 +564,15 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
                 return st;
             }
             for (const role::ServiceUrl& other : o.upstreams) {
-                if (other.protocol() == url.protocol()) {
+                // Several tcp:// upstreams share the streams by routing key; one of anything
+                // else.
+                if (other.protocol() == url.protocol() &&
+                    url.protocol() == proto::tunnel::StreamProtocol::Tcp) {
+                    if (other.address.to_string() == url.address.to_string()) {
+                        return bad("upstream", absl::StrFormat("'%s' and '%s' are the same address",
+                                                               other.text, url.text));
+                    }
+                } else if (other.protocol() == url.protocol()) {
                     return bad(
                         "upstream",
                         absl::StrFormat("'%s' and '%s' are both %s upstreams (one per "

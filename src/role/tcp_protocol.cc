@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "ferry/base/check.h"
 #include "ferry/base/log.h"
 #include "ferry/role/route_key.h"
 
@@ -105,11 +106,20 @@ void TcpClients::drain() noexcept {
 }
 
 TcpUpstreams::TcpUpstreams(loop::Context& ctx, Metrics& metrics, base::ObjectPool<TcpLeg>& legs,
-                           ServiceUrl upstream, const TcpUpstreamLimits& limits) noexcept
-    : ctx_(ctx), metrics_(metrics), legs_(legs), upstream_(std::move(upstream)), limits_(limits) {}
+                           std::vector<ServiceUrl> upstreams,
+                           const TcpUpstreamLimits& limits) noexcept
+    : ctx_(ctx), metrics_(metrics), legs_(legs), upstreams_(std::move(upstreams)), limits_(limits) {
+    FERRY_CHECK(!upstreams_.empty());
+    for (const ServiceUrl& u : upstreams_) {
+        // Ids are the addresses as IP:port: every terminator with the same --upstream set ranks
+        // them alike.
+        const absl::Status st = upstream_set_.add(u.address.to_string());
+        FERRY_CHECK(st.ok());
+    }
+}
 
 tunnel::OpenDecision TcpUpstreams::open(tunnel::Session& session, tunnel::Stream& stream,
-                                        const pt::Open&) noexcept {
+                                        const pt::Open& open) noexcept {
     if (draining_) {
         return tunnel::OpenDecision::refuse(pt::ErrorCode::RefusedStream, "draining");
     }
@@ -145,7 +155,9 @@ tunnel::OpenDecision TcpUpstreams::open(tunnel::Session& session, tunnel::Stream
     TcpLeg* leg = legs_.create(ctx_, metrics_, &legs_);
     leg->hold_slot(&limits_.process->connections);
     leg->watch_connect(this, &session);
-    if (!leg->start_connect(upstream_.address, &stream)) {
+    // The OPEN's routing key is the one the initiator chose this terminator by.
+    const route::Choice choice = upstream_set_.choose(open.routing_key);
+    if (!leg->start_connect(upstreams_[choice.endpoint].address, &stream)) {
         return tunnel::OpenDecision::refuse(pt::ErrorCode::ConnectRefused,
                                             "no socket for the upstream connect");
     }

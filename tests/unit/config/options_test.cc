@@ -411,9 +411,19 @@ TEST(ConfigValidate, RejectsTwoListenersOnOneAddress) {
     expect_flag_error(validate(raw, kAllowed), "listen");
 }
 
-TEST(ConfigValidate, RejectsTwoUpstreamsForOneProtocol) {
+TEST(ConfigValidate, TakesSeveralTcpUpstreamsOnDistinctAddresses) {
     RawOptions raw = terminator();
-    raw.upstream = {"127.0.0.1:8080", "tcp://127.0.0.1:8081"};
+    raw.upstream = {"127.0.0.1:8080", "tcp://127.0.0.1:8081", "127.0.0.2:8080"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->upstreams.size(), 3U);
+    raw.upstream = {"127.0.0.1:8080", "tcp://127.0.0.1:8080"};
+    expect_flag_error(validate(raw, kAllowed), "upstream");
+}
+
+TEST(ConfigValidate, RejectsTwoWebSocketUpstreams) {
+    RawOptions raw = terminator();
+    raw.upstream = {"ws://127.0.0.1:8080", "ws://127.0.0.1:8081"};
     expect_flag_error(validate(raw, kAllowed), "upstream");
 }
 
