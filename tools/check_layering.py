@@ -11,7 +11,7 @@ import sys
 # Bottom to top. Modules on one line are siblings: neither may include the other.
 ORDER = [
     ["base"],
-    ["buf"],
+    ["buf", "route"],
     ["proto/tunnel", "proto/http1", "proto/grpc"],
     ["proto/ws"],
     ["io"],

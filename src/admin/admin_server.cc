@@ -126,7 +126,7 @@ class AdminConnection final : private io::SocketEvents,
         // The endpoint answers through respond(), maybe later. Reading goes on meanwhile so the
         // client's going away (EOF, as nginx takes it) is seen and passed on as cancel().
         endpoint_ = routed_;
-        endpoint_->serve(parser_.method(), body_, *this);
+        endpoint_->serve(parser_.method(), parser_.query(), body_, *this);
     }
     void respond(int status, std::string_view content_type,
                  std::string_view body) noexcept override {

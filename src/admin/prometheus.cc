@@ -165,6 +165,42 @@ const MetricDef kMetrics[] = {
 #undef FERRY_COUNTER
 #undef FERRY_GAUGE
 
+struct PeerMetricDef {
+    const char* name;
+    const char* type;
+    const char* help;
+    int64_t (*read)(const role::PeerMetrics&);
+};
+
+const PeerMetricDef kPeerMetrics[] = {
+    {"ferry_peer_streams_total", "counter", "Streams opened towards this terminator (initiator)",
+     [](const role::PeerMetrics& p) { return static_cast<int64_t>(p.streams.value()); }},
+    {"ferry_peer_streams_active", "gauge",
+     "Streams open on this terminator's usable tunnel connections (initiator)",
+     [](const role::PeerMetrics& p) { return p.streams_open.value(); }},
+    {"ferry_peer_up", "gauge",
+     "Usable tunnel connections to this terminator; 0 means its keys go to their runner-up",
+     [](const role::PeerMetrics& p) { return p.up.value(); }},
+};
+
+// Per --peer metrics of an initiator, labelled by shard and peer (every shard has the same
+// peers, in the same order).
+void render_peer_metrics(std::span<const role::ShardMetrics* const> shards, std::string* out) {
+    if (shards.empty() || shards[0]->peers.empty()) {
+        return;
+    }
+    for (const PeerMetricDef& def : kPeerMetrics) {
+        absl::StrAppendFormat(out, "# HELP %s %s\n# TYPE %s %s\n", def.name, def.help, def.name,
+                              def.type);
+        for (size_t i = 0; i < shards.size(); ++i) {
+            for (const role::PeerMetrics& p : shards[i]->peers) {
+                absl::StrAppendFormat(out, "%s{shard=\"%u\",peer=\"%s\"} %d\n", def.name, i, p.id,
+                                      def.read(p));
+            }
+        }
+    }
+}
+
 }  // namespace
 
 std::string render_metrics(std::span<const loop::Metrics* const> loop_metrics,
@@ -186,6 +222,7 @@ std::string render_metrics(std::span<const loop::Metrics* const> loop_metrics,
             absl::StrAppendFormat(&out, "%s{shard=\"%u\"} %d\n", def.name, i, def.read(cells));
         }
     }
+    render_peer_metrics(shard_metrics.first(shards), &out);
     return out;
 }
 

@@ -66,9 +66,10 @@ ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(10), "Tunnel PING interva
 ABSL_FLAG(absl::Duration, ping_timeout, absl::Seconds(30), "Close a tunnel connection whose PING is unanswered this long");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where clients connect, HOST:PORT or tcp://HOST:PORT (ws://, wss://, grpc://, grpcs:// listeners come with their protocols)");
-ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); new streams go to the first with a usable tunnel");
+ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); each new stream goes to the one its routing key picks (rendezvous hashing) among those with a usable tunnel");
+ABSL_FLAG(std::string, route_key, "header:X-Routing-Key", "initiator: a client's routing key, which picks its terminator and travels in OPEN: header:NAME or query:NAME of a WebSocket Upgrade request, or client-address; a client without that header or parameter, and every TCP client, is keyed by its address");
 ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listens on (host:port)");
-ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable, one per protocol: where streams go, HOST:PORT or tcp://HOST:PORT, and ws://HOST:PORT[/PATH] for WebSocket streams (without one, the built-in sink answers them)");
+ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable: where streams go (several tcp:// ones share the streams by the OPEN's routing key, rendezvous hashing; one ws://), HOST:PORT or tcp://HOST:PORT, and ws://HOST:PORT[/PATH] for WebSocket streams (without one, the built-in sink answers them)");
 ABSL_FLAG(std::string, admin, "", "Admin HTTP address for /health, /ready, /metrics (empty = off)");
 ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (default: $POD_NAME, else the host name)");
 ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default), ws (the same mutual TLS 1.3 inside one WebSocket per tunnel connection, for networks that pass only HTTP) or plain (trusted networks, tests)");
@@ -234,6 +235,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.max_pending_tunnels = absl::GetFlag(FLAGS_max_pending_tunnels);
     r.tunnel_placement = absl::GetFlag(FLAGS_tunnel_placement);
     r.tunnels_per_peer = absl::GetFlag(FLAGS_tunnels_per_peer);
+    r.route_key = absl::GetFlag(FLAGS_route_key);
     r.auto_trigger = absl::GetFlag(FLAGS_auto_trigger);
     r.hooks = absl::GetFlag(FLAGS_hooks);
     r.trigger_timeout = absl::GetFlag(FLAGS_trigger_timeout);
@@ -302,6 +304,10 @@ int main(int argc, char** argv) {
     std::vector<const ferry::role::ShardMetrics*> service_metrics_view;
     for (int i = 0; i < shards; ++i) {
         service_metrics.push_back(std::make_unique<ferry::role::ShardMetrics>());
+        // Per-peer counters exist before any shard runs: the admin port may read them at once.
+        for (const ferry::io::SocketAddress& peer : o.peers) {
+            service_metrics.back()->peers.emplace_back(peer.to_string());
+        }
         service_metrics_view.push_back(service_metrics.back().get());
     }
     // Terminator: where each accepted tunnel connection is served, across the shards.
@@ -327,6 +333,7 @@ int main(int argc, char** argv) {
             ferry::role::InitiatorConfig c;
             c.listen = o.listen;
             c.peers = o.peers;
+            c.route_key = o.route_key;
             c.handshake_timeout_ns = o.handshake_timeout_ns;
             c.node_name = o.node_name;
             c.ws_ping_interval_ns = o.ws_ping_interval_ns;
@@ -381,6 +388,7 @@ int main(int argc, char** argv) {
             ac.routes.push_back({"/output", &output});
             if (shard_initiator != nullptr) {
                 ac.routes.push_back({"/trigger", shard_initiator->trigger_endpoint()});
+                ac.routes.push_back({"/routes", shard_initiator->routes_endpoint()});
             }
             services.push_back(std::make_unique<ferry::admin::AdminServer>(ctx, std::move(ac)));
         }

@@ -546,8 +546,20 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
             if (!peer.ok()) {
                 return peer.status();
             }
+            // One terminator named twice would get twice its share of the keys under two ids.
+            for (const io::SocketAddress& other : o.peers) {
+                if (other.to_string() == peer->to_string()) {
+                    return bad("peer", absl::StrFormat("'%s' is given twice (as %s)", p,
+                                                       peer->to_string()));
+                }
+            }
             o.peers.push_back(*peer);
         }
+        absl::StatusOr<role::RouteKeyRule> route_key = role::parse_route_key(raw.route_key);
+        if (!route_key.ok()) {
+            return bad("route-key", route_key.status().message());
+        }
+        o.route_key = *std::move(route_key);
     } else {
         absl::StatusOr<io::SocketAddress> lt = address("listen-tunnel", raw.listen_tunnel);
         if (!lt.ok()) {
@@ -563,7 +575,15 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
                 return st;
             }
             for (const role::ServiceUrl& other : o.upstreams) {
-                if (other.protocol() == url.protocol()) {
+                // Several tcp:// upstreams share the streams by routing key; one of anything
+                // else.
+                if (other.protocol() == url.protocol() &&
+                    url.protocol() == proto::tunnel::StreamProtocol::Tcp) {
+                    if (other.address.to_string() == url.address.to_string()) {
+                        return bad("upstream", absl::StrFormat("'%s' and '%s' are the same address",
+                                                               other.text, url.text));
+                    }
+                } else if (other.protocol() == url.protocol()) {
                     return bad(
                         "upstream",
                         absl::StrFormat("'%s' and '%s' are both %s upstreams (one per "

@@ -1,7 +1,9 @@
 #include "ferry/role/initiator.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
+#include "ferry/base/check.h"
 #include "ferry/base/log.h"
 
 namespace ferry::role {
@@ -36,6 +38,7 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     ws_options.allowed_origins = config_.ws_allowed_origins;
     ws_options.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
     ws_options.node_name = config_.node_name;
+    ws_options.route_key = config_.route_key;
     ws_options.serves_tls = config_.listener_tls.has_value();
     if (ws_options.serves_tls) {
         ws_options.listener_tls = *config_.listener_tls;
@@ -43,6 +46,20 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     clients_.add(pt::StreamProtocol::WebSocket,
                  std::make_unique<WsClients>(ctx, metrics.role, metrics.client_transport, *this,
                                              std::move(ws_options)));
+    for (const io::SocketAddress& peer : config_.peers) {
+        // Ids are the addresses as IP:port, so every process with the same --peer set (in any
+        // order) ranks the peers alike.
+        const absl::Status st = peer_set_.add(peer.to_string());
+        FERRY_CHECK(st.ok());
+    }
+    usable_.assign(config_.peers.size(), nullptr);
+    open_per_peer_.assign(config_.peers.size(), 0);
+    if (metrics.peers.empty()) {
+        for (size_t p = 0; p < peer_set_.size(); ++p) {
+            metrics.peers.emplace_back(std::string(peer_set_.id(p)));
+        }
+    }
+    FERRY_CHECK(metrics.peers.size() == config_.peers.size());
     const uint32_t per_peer = std::max<uint32_t>(config_.tunnels_per_peer, 1);
     for (size_t p = 0; p < config_.peers.size(); ++p) {
         for (uint32_t i = 0; i < per_peer; ++i) {
@@ -99,24 +116,77 @@ bool Initiator::start() noexcept {
     return true;
 }
 
+void Initiator::find_usable() noexcept {
+    std::fill(usable_.begin(), usable_.end(), nullptr);
+    for (size_t i = 0; i < connectors_.size(); ++i) {
+        // The peer's connection with the fewest streams: with one connection per terminator
+        // shard, that spreads streams over its shards (long-lived ones included).
+        tunnel::Session* s = connectors_[i]->usable();
+        tunnel::Session*& best = usable_[peer_of_[i]];
+        if (s != nullptr && (best == nullptr || s->stream_count() < best->stream_count())) {
+            best = s;
+        }
+    }
+}
+
+route::Choice Initiator::route_of(std::string_view key, bool* any_usable) noexcept {
+    find_usable();
+    const route::Choice c =
+        peer_set_.choose_if(key, [this](size_t p) noexcept { return usable_[p] != nullptr; });
+    *any_usable = c.found();
+    return c.found() ? c : peer_set_.choose(key);
+}
+
 tunnel::Stream* Initiator::open_stream(pt::StreamProtocol protocol, std::string_view routing_key,
                                        std::span<const pt::MetadataEntry> metadata,
                                        tunnel::StreamHandler* handler) noexcept {
-    for (size_t p = 0; p < config_.peers.size(); ++p) {
-        // The peer's connection with the fewest streams: with one connection per terminator
-        // shard, that spreads streams over its shards (long-lived ones included).
-        tunnel::Session* best = nullptr;
-        for (size_t i = 0; i < connectors_.size(); ++i) {
-            tunnel::Session* s = peer_of_[i] == p ? connectors_[i]->usable() : nullptr;
-            if (s != nullptr && (best == nullptr || s->stream_count() < best->stream_count())) {
-                best = s;
-            }
-        }
-        if (best != nullptr) {
-            return best->open_stream(protocol, routing_key, metadata, handler);
-        }
+    // A peer without a usable connection is skipped: its keys go to their next-highest peer
+    // until it is back, and only its keys move.
+    find_usable();
+    const route::Choice c = peer_set_.choose_if(
+        routing_key, [this](size_t p) noexcept { return usable_[p] != nullptr; });
+    if (!c.found()) {
+        return nullptr;
     }
-    return nullptr;
+    tunnel::Stream* stream =
+        usable_[c.endpoint]->open_stream(protocol, routing_key, metadata, handler);
+    if (stream != nullptr) {
+        endpoint_.metrics().peers[c.endpoint].streams.add();
+    }
+    return stream;
+}
+
+void Initiator::RoutesEndpoint::serve(std::string_view method, std::string_view query,
+                                      std::string_view /*body*/, AdminReply& reply) noexcept {
+    if (method != "GET") {
+        reply.respond(405, "text/plain", "use GET /routes?key=K\n");
+        return;
+    }
+    KeyBuffer key;
+    if (!query_param(query, "key", &key)) {
+        reply.respond(400, "text/plain", "name the routing key: GET /routes?key=K\n");
+        return;
+    }
+    bool usable = false;
+    const route::Choice c = owner_.route_of(key.view(), &usable);
+    nlohmann::json j;
+    j["key"] = std::string(key.view());
+    j["endpoint"] = nullptr;
+    j["score"] = nullptr;
+    j["runner_up"] = nullptr;
+    j["runner_up_score"] = nullptr;
+    if (c.found()) {
+        j["endpoint"] = owner_.peer_id(c.endpoint);
+        j["score"] = c.score;
+    }
+    if (c.runner_up != route::Choice::kNone) {
+        j["runner_up"] = owner_.peer_id(c.runner_up);
+        j["runner_up_score"] = c.runner_up_score;
+    }
+    // False: no peer has a usable tunnel now, and the answer is the choice among all of them.
+    j["usable"] = usable;
+    reply.respond(200, "application/json",
+                  j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 bool Initiator::tunnel_usable() const noexcept {
@@ -146,8 +216,15 @@ void Initiator::on_connector_changed(Connector& connector) noexcept {
         }
     }
     int64_t up = 0;
-    for (const auto& c : connectors_) {
-        up += c->usable() != nullptr ? 1 : 0;
+    std::deque<PeerMetrics>& peers = endpoint_.metrics().peers;
+    for (PeerMetrics& p : peers) {
+        p.up.set(0);
+    }
+    for (size_t i = 0; i < connectors_.size(); ++i) {
+        if (connectors_[i]->usable() != nullptr) {
+            ++up;
+            peers[peer_of_[i]].up.add(1);
+        }
     }
     Metrics& m = endpoint_.role_metrics();
     m.tunnel_up.set(up);
@@ -189,6 +266,18 @@ void Initiator::housekeeping() noexcept {
 
 void Initiator::tick(uint64_t now_ns) noexcept {
     endpoint_.tick(now_ns);
+    // Open streams per peer for /metrics (on its usable connections): a walk over a few
+    // connectors each tick, not a write per stream.
+    std::fill(open_per_peer_.begin(), open_per_peer_.end(), 0);
+    for (size_t i = 0; i < connectors_.size(); ++i) {
+        if (const tunnel::Session* s = connectors_[i]->usable(); s != nullptr) {
+            open_per_peer_[peer_of_[i]] += static_cast<int64_t>(s->stream_count());
+        }
+    }
+    std::deque<PeerMetrics>& peers = endpoint_.metrics().peers;
+    for (size_t p = 0; p < peers.size(); ++p) {
+        peers[p].streams_open.set(open_per_peer_[p]);
+    }
     for (auto& c : connectors_) {
         c->tick(now_ns);
         if (triggers_ != nullptr) {

@@ -42,7 +42,8 @@ std::string ResultLog::render(size_t limit) const {
     return out;
 }
 
-void OutputEndpoint::serve(std::string_view method, std::string_view, AdminReply& reply) noexcept {
+void OutputEndpoint::serve(std::string_view method, std::string_view, std::string_view,
+                           AdminReply& reply) noexcept {
     if (method != "GET") {
         reply.respond(405, "text/plain", "use GET\n");
         return;

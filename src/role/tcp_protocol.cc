@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include "ferry/base/check.h"
 #include "ferry/base/log.h"
+#include "ferry/role/route_key.h"
 
 namespace ferry::role {
 
@@ -58,7 +60,10 @@ void TcpClients::on_client(int fd, const ServiceUrl& listener) noexcept {
 void TcpClients::open_stream_for(int fd) noexcept {
     TcpLeg* leg = legs_.create(ctx_, metrics_, &legs_);
     leg->hold_slot(&limits_.process->connections);
-    tunnel::Stream* stream = opener_.open_stream(pt::StreamProtocol::Tcp, {}, {}, leg);
+    // A TCP client is keyed by its address: that picks its terminator and travels in the OPEN.
+    KeyBuffer key;
+    (void)client_address_key(fd, &key);
+    tunnel::Stream* stream = opener_.open_stream(pt::StreamProtocol::Tcp, key.view(), {}, leg);
     if (stream == nullptr) {
         metrics_.connections_rejected.add();
         FERRY_LOG_LIMITED(refusal_log_, ctx_.now_ns, Warn,
@@ -101,11 +106,20 @@ void TcpClients::drain() noexcept {
 }
 
 TcpUpstreams::TcpUpstreams(loop::Context& ctx, Metrics& metrics, base::ObjectPool<TcpLeg>& legs,
-                           ServiceUrl upstream, const TcpUpstreamLimits& limits) noexcept
-    : ctx_(ctx), metrics_(metrics), legs_(legs), upstream_(std::move(upstream)), limits_(limits) {}
+                           std::vector<ServiceUrl> upstreams,
+                           const TcpUpstreamLimits& limits) noexcept
+    : ctx_(ctx), metrics_(metrics), legs_(legs), upstreams_(std::move(upstreams)), limits_(limits) {
+    FERRY_CHECK(!upstreams_.empty());
+    for (const ServiceUrl& u : upstreams_) {
+        // Ids are the addresses as IP:port: every terminator with the same --upstream set ranks
+        // them alike.
+        const absl::Status st = upstream_set_.add(u.address.to_string());
+        FERRY_CHECK(st.ok());
+    }
+}
 
 tunnel::OpenDecision TcpUpstreams::open(tunnel::Session& session, tunnel::Stream& stream,
-                                        const pt::Open&) noexcept {
+                                        const pt::Open& open) noexcept {
     if (draining_) {
         return tunnel::OpenDecision::refuse(pt::ErrorCode::RefusedStream, "draining");
     }
@@ -141,7 +155,9 @@ tunnel::OpenDecision TcpUpstreams::open(tunnel::Session& session, tunnel::Stream
     TcpLeg* leg = legs_.create(ctx_, metrics_, &legs_);
     leg->hold_slot(&limits_.process->connections);
     leg->watch_connect(this, &session);
-    if (!leg->start_connect(upstream_.address, &stream)) {
+    // The OPEN's routing key is the one the initiator chose this terminator by.
+    const route::Choice choice = upstream_set_.choose(open.routing_key);
+    if (!leg->start_connect(upstreams_[choice.endpoint].address, &stream)) {
         return tunnel::OpenDecision::refuse(pt::ErrorCode::ConnectRefused,
                                             "no socket for the upstream connect");
     }

@@ -33,14 +33,10 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
     : config_(std::move(config)),
       endpoint_(ctx, metrics, config_.tuning, config_.security, config_.node_name, "terminator"),
       acceptor_(ctx.ring, this) {
+    std::vector<ServiceUrl> tcp;
     for (const ServiceUrl& url : config_.upstreams) {
         if (url.protocol() == pt::StreamProtocol::Tcp) {
-            TcpUpstreamLimits l;
-            l.process = &limits;
-            l.per_tunnel_connects = config_.max_upstream_connects_per_tunnel;
-            upstreams_.add(
-                pt::StreamProtocol::Tcp,
-                std::make_unique<TcpUpstreams>(ctx, metrics.role, endpoint_.legs(), url, l));
+            tcp.push_back(url);
         } else if (url.protocol() == pt::StreamProtocol::WebSocket) {
             WsUpstreamOptions o;
             o.process = &limits;
@@ -51,6 +47,14 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
             upstreams_.add(pt::StreamProtocol::WebSocket,
                            std::make_unique<WsUpstreams>(ctx, metrics.role, url, std::move(o)));
         }
+    }
+    if (!tcp.empty()) {
+        TcpUpstreamLimits l;
+        l.process = &limits;
+        l.per_tunnel_connects = config_.max_upstream_connects_per_tunnel;
+        upstreams_.add(
+            pt::StreamProtocol::Tcp,
+            std::make_unique<TcpUpstreams>(ctx, metrics.role, endpoint_.legs(), std::move(tcp), l));
     }
     if (upstreams_.find(pt::StreamProtocol::WebSocket) == nullptr) {
         // No ws upstream: WebSocket streams get the built-in sink.

@@ -272,7 +272,8 @@ void Triggers::tick(uint64_t now_ns) noexcept {
     }
 }
 
-void Triggers::serve(std::string_view method, std::string_view body, AdminReply& reply) noexcept {
+void Triggers::serve(std::string_view method, std::string_view /*query*/, std::string_view body,
+                     AdminReply& reply) noexcept {
     if (method != "POST") {
         reply.respond(405, "text/plain", "use POST with a JSON body\n");
         return;

@@ -235,8 +235,14 @@ void WsLeg::open_stream() noexcept {
         metadata[n++] = {"origin", up.origin};
     }
     metadata[n++] = {"trail", owner_.node_name()};
-    stream_ = owner_.opener().open_stream(pt::StreamProtocol::WebSocket, request_->path(),
-                                          {metadata, n}, this);
+    // The routing key picks the terminator and travels in the OPEN; a request without one is
+    // keyed by its client's address.
+    KeyBuffer key_buffer;
+    std::string_view key = request_route_key(owner_.route_key_rule(), *request_, &key_buffer);
+    if (key.empty() && client_address_key(tcp_.raw_socket()->fd(), &key_buffer)) {
+        key = key_buffer.view();
+    }
+    stream_ = owner_.opener().open_stream(pt::StreamProtocol::WebSocket, key, {metadata, n}, this);
     if (stream_ == nullptr) {
         metrics_.connections_rejected.add();
         refuse(503,

@@ -12,6 +12,7 @@
 #include "ferry/base/log.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/protocol.h"
+#include "ferry/role/route_key.h"
 #include "ferry/role/tunnel_placement.h"
 #include "ferry/role/tunnel_security.h"
 #include "ferry/shard/runtime.h"
@@ -44,10 +45,11 @@ struct RawOptions {
     uint32_t max_streams = 16384;
     uint32_t max_tunnels = 1024;         // established tunnel connections per shard
     uint32_t max_pending_tunnels = 256;  // tunnel connections before their handshake, per shard
-    std::string tunnel_placement = "balanced";  // balanced, kernel or rotate
-    std::string tunnels_per_peer = "auto";      // initiator: auto or 1..64 per shard
-    uint32_t auto_trigger = 5;                  // initiator: messages sent once the tunnel is up
-    std::string hooks;  // a hooks library (include/ferry/hooks.h), empty = none
+    std::string tunnel_placement = "balanced";       // balanced, kernel or rotate
+    std::string tunnels_per_peer = "auto";           // initiator: auto or 1..64 per shard
+    std::string route_key = "header:X-Routing-Key";  // initiator: header:N, query:N, client-address
+    uint32_t auto_trigger = 5;  // initiator: messages sent once the tunnel is up
+    std::string hooks;          // a hooks library (include/ferry/hooks.h), empty = none
     absl::Duration trigger_timeout = absl::Seconds(10);
     uint32_t max_upstream_connects = 1024;            // in flight, per process
     uint32_t max_upstream_connects_per_tunnel = 256;  // in flight, per tunnel connection
@@ -84,7 +86,8 @@ struct Options {
     Role role = Role::Initiator;
     shard::RuntimeOptions runtime;
     std::vector<role::ServiceUrl> listen;     // initiator
-    std::vector<io::SocketAddress> peers;     // initiator
+    std::vector<io::SocketAddress> peers;     // initiator, distinct
+    role::RouteKeyRule route_key;             // initiator
     io::SocketAddress listen_tunnel;          // terminator
     std::vector<role::ServiceUrl> upstreams;  // terminator, at most one per protocol
     tunnel::Tuning tuning;

@@ -21,9 +21,10 @@ class AdminReply {
 class AdminEndpoint {
   public:
     virtual ~AdminEndpoint() = default;
-    // Serves one request: answers through `reply`, now or later, on this thread. `reply` stays
-    // valid until respond() or until cancel(reply) tells that the client is gone.
-    virtual void serve(std::string_view method, std::string_view body,
+    // Serves one request (`query`: the request-target after '?', or empty): answers through
+    // `reply`, now or later, on this thread. `reply` stays valid until respond() or until
+    // cancel(reply) tells that the client is gone.
+    virtual void serve(std::string_view method, std::string_view query, std::string_view body,
                        AdminReply& reply) noexcept = 0;
     // The client of a request not yet answered went away: forget `reply`.
     virtual void cancel(AdminReply& reply) noexcept = 0;

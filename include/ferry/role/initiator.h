@@ -3,8 +3,10 @@
 // over this shard's tunnel connections to the terminators (--peer, repeatable). Each peer gets
 // one Connector per tunnel connection this shard keeps to it — by default as many as it takes
 // for every terminator shard to get one (HELLO Shards over this process's shards, rounded up;
-// see docs/shard-balance.md). New streams go to the first peer with a usable connection, on its
-// connection with the fewest streams.
+// see docs/shard-balance.md). Each new stream goes to the peer its routing key picks by
+// rendezvous hashing among the peers with a usable connection (route::RendezvousSet, the same
+// choice on every shard and in every process with the same --peer set), on that peer's connection
+// with the fewest streams.
 #pragma once
 
 #include <cstdint>
@@ -17,21 +19,25 @@
 
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
+#include "ferry/role/admin_endpoint.h"
 #include "ferry/role/connector.h"
 #include "ferry/role/limits.h"
 #include "ferry/role/protocol.h"
+#include "ferry/role/route_key.h"
 #include "ferry/role/tcp_protocol.h"
 #include "ferry/role/trigger.h"
 #include "ferry/role/tunnel_endpoint.h"
 #include "ferry/role/ws_protocol.h"
+#include "ferry/route/rendezvous_set.h"
 #include "ferry/shard/service.h"
 
 namespace ferry::role {
 
 struct InitiatorConfig {
     std::vector<ServiceUrl> listen;
-    std::vector<io::SocketAddress> peers;
-    uint32_t max_pending = 4096;  // clients held while no tunnel connection is usable
+    std::vector<io::SocketAddress> peers;  // distinct (config refuses duplicates)
+    RouteKeyRule route_key;                // --route-key
+    uint32_t max_pending = 4096;           // clients held while no tunnel connection is usable
     uint64_t handshake_timeout_ns = 10'000'000'000;  // TLS handshake and HELLO of a new connection
     std::string node_name;
     // Shard 0 only: the auto-trigger and POST /trigger (its options; results may be null).
@@ -53,7 +59,8 @@ struct InitiatorConfig {
 
 class Initiator final : public shard::Service, public StreamOpener, private ConnectorEvents {
   public:
-    // `ctx`, `metrics` and `limits` (shared by every shard) outlive the initiator.
+    // `ctx`, `metrics` and `limits` (shared by every shard) outlive the initiator. `metrics.peers`
+    // is empty or holds one entry per peer, in config order (filled here when empty).
     Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& limits,
               InitiatorConfig config) noexcept;
     ~Initiator() override;
@@ -67,7 +74,8 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     void housekeeping() noexcept override;
     void dump() const noexcept override;
 
-    // StreamOpener: the first peer with a usable connection takes the stream.
+    // StreamOpener: the peer `routing_key` picks among those with a usable connection takes the
+    // stream (rendezvous hashing; an empty key is a key like any other).
     [[nodiscard]] tunnel::Stream* open_stream(
         proto::tunnel::StreamProtocol protocol, std::string_view routing_key,
         std::span<const proto::tunnel::MetadataEntry> metadata,
@@ -75,6 +83,15 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     [[nodiscard]] bool tunnel_usable() const noexcept override;
     // POST /trigger, on the shard that serves triggers; nullptr elsewhere.
     [[nodiscard]] AdminEndpoint* trigger_endpoint() noexcept { return triggers_.get(); }
+    // GET /routes?key=K: where this shard sends a new stream with key K now, as JSON.
+    [[nodiscard]] AdminEndpoint* routes_endpoint() noexcept { return &routes_; }
+    // The choice open_stream makes for `key`, among the peers with a usable connection; when
+    // none has one, among all (then `any_usable` is false).
+    [[nodiscard]] route::Choice route_of(std::string_view key, bool* any_usable) noexcept;
+    // The id of peer `index` in the rendezvous set (its address as IP:port).
+    [[nodiscard]] std::string_view peer_id(size_t index) const noexcept {
+        return peer_set_.id(index);
+    }
 
   private:
     // One --listen socket and the handler of its protocol.
@@ -94,6 +111,20 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
         io::Acceptor acceptor_;
     };
 
+    // GET /routes: answers from this shard's peer set and tunnels.
+    class RoutesEndpoint final : public AdminEndpoint {
+      public:
+        explicit RoutesEndpoint(Initiator& owner) noexcept : owner_(owner) {}
+        void serve(std::string_view method, std::string_view query, std::string_view body,
+                   AdminReply& reply) noexcept override;
+        void cancel(AdminReply& /*reply*/) noexcept override {}
+
+      private:
+        Initiator& owner_;
+    };
+
+    // Fills usable_: per peer, its usable connection with the fewest streams, or nullptr.
+    void find_usable() noexcept;
     void on_connector_changed(Connector& connector) noexcept override;
     Connector& add_connector(size_t peer) noexcept;
     // Auto tunnels_per_peer: opens the connections a peer's HELLO asked for (from housekeeping,
@@ -106,9 +137,13 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     ProtocolRegistry<ClientProtocol> clients_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::vector<std::unique_ptr<Connector>> connectors_;
-    std::unique_ptr<Triggers> triggers_;  // shard 0
-    std::vector<size_t> peer_of_;         // connectors_[i] dials config_.peers[peer_of_[i]]
-    std::vector<uint32_t> wanted_;        // per peer: connections asked for by its HELLO Shards
+    std::unique_ptr<Triggers> triggers_;    // shard 0
+    std::vector<size_t> peer_of_;           // connectors_[i] dials config_.peers[peer_of_[i]]
+    std::vector<uint32_t> wanted_;          // per peer: connections asked for by its HELLO Shards
+    route::RendezvousSet peer_set_;         // index i is config_.peers[i]
+    std::vector<tunnel::Session*> usable_;  // per peer, refreshed by find_usable()
+    std::vector<int64_t> open_per_peer_;    // per peer, scratch of tick()
+    RoutesEndpoint routes_{*this};
     bool grow_due_ = false;
     bool draining_ = false;
 };

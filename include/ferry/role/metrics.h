@@ -3,6 +3,9 @@
 // Written by the shard, read from any thread (see base::Counter).
 #pragma once
 
+#include <deque>
+#include <string>
+
 #include "ferry/base/counter.h"
 #include "ferry/transport/metrics.h"
 #include "ferry/tunnel/metrics.h"
@@ -38,6 +41,15 @@ struct Metrics {
     base::Counter upstream_connects_refused;  // too many in flight (per tunnel or process)
 };
 
+// One terminator of an initiator's --peer set, on one shard.
+struct PeerMetrics {
+    explicit PeerMetrics(std::string peer_id) : id(std::move(peer_id)) {}
+    const std::string id;      // IP:port, the peer's id in the rendezvous set
+    base::Counter streams;     // streams opened towards it
+    base::Gauge streams_open;  // streams open on its connections (updated each tick)
+    base::Gauge up;            // its usable tunnel connections
+};
+
 // Everything a shard's services count, by module.
 struct ShardMetrics {
     Metrics role;
@@ -45,6 +57,9 @@ struct ShardMetrics {
     transport::Metrics transport;
     // TLS towards clients (wss:// listeners): handshakes and kTLS; their bytes are local bytes.
     transport::Metrics client_transport;
+    // Initiator: one per --peer, in --peer order. Filled before the shards start (main) or by
+    // the initiator's constructor when empty; never resized while the admin port reads it.
+    std::deque<PeerMetrics> peers;
 };
 
 }  // namespace ferry::role

@@ -46,7 +46,8 @@ class ResultLog final {
 class OutputEndpoint final : public AdminEndpoint {
   public:
     explicit OutputEndpoint(const ResultLog& log) noexcept : log_(log) {}
-    void serve(std::string_view method, std::string_view body, AdminReply& reply) noexcept override;
+    void serve(std::string_view method, std::string_view query, std::string_view body,
+               AdminReply& reply) noexcept override;
     void cancel(AdminReply&) noexcept override {}
 
   private:

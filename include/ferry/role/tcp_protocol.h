@@ -14,6 +14,7 @@
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/tcp_leg.h"
+#include "ferry/route/rendezvous_set.h"
 
 namespace ferry::role {
 
@@ -64,9 +65,11 @@ class TcpClients final : public ClientProtocol {
 
 class TcpUpstreams final : public UpstreamProtocol, private ConnectWatcher {
   public:
-    // `upstream` is where every stream of this protocol connects to.
+    // `upstreams` (at least one, distinct addresses) are where streams of this protocol connect
+    // to: each stream to the one its OPEN's routing key picks by rendezvous hashing, the same
+    // choice on every shard and every terminator with the same --upstream set.
     TcpUpstreams(loop::Context& ctx, Metrics& metrics, base::ObjectPool<TcpLeg>& legs,
-                 ServiceUrl upstream, const TcpUpstreamLimits& limits) noexcept;
+                 std::vector<ServiceUrl> upstreams, const TcpUpstreamLimits& limits) noexcept;
 
     // Refused (RESET RefusedStream, counted) when the process is at --max-connections or too
     // many connects are in flight for this tunnel or the process: a peer that floods OPENs must
@@ -82,7 +85,8 @@ class TcpUpstreams final : public UpstreamProtocol, private ConnectWatcher {
     loop::Context& ctx_;
     Metrics& metrics_;
     base::ObjectPool<TcpLeg>& legs_;
-    ServiceUrl upstream_;
+    std::vector<ServiceUrl> upstreams_;
+    route::RendezvousSet upstream_set_;  // index i is upstreams_[i]
     TcpUpstreamLimits limits_;
     absl::flat_hash_map<const void*, uint32_t> connecting_;  // per tunnel connection
     bool draining_ = false;

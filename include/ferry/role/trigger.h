@@ -92,7 +92,8 @@ class Triggers final : public AdminEndpoint {
     [[nodiscard]] bool idle() const noexcept { return live_.empty(); }
 
     // POST /trigger: the body (JSON) is the message; the answer is its result and trail.
-    void serve(std::string_view method, std::string_view body, AdminReply& reply) noexcept override;
+    void serve(std::string_view method, std::string_view query, std::string_view body,
+               AdminReply& reply) noexcept override;
     void cancel(AdminReply& reply) noexcept override;
 
   private:

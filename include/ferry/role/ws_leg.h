@@ -28,6 +28,7 @@
 #include "ferry/proto/ws/frame_parser.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
+#include "ferry/role/route_key.h"
 #include "ferry/tls/tls_context.h"
 #include "ferry/transport/tcp_transport.h"
 #include "ferry/transport/tls_transport.h"
@@ -46,6 +47,8 @@ class WsLegOwner {
     [[nodiscard]] virtual transport::Metrics& transport_metrics() noexcept = 0;
     [[nodiscard]] virtual uint64_t max_message_size() const noexcept = 0;
     [[nodiscard]] virtual const std::string& node_name() const noexcept = 0;
+    // --route-key: where a client's routing key is in its Upgrade request.
+    [[nodiscard]] virtual const RouteKeyRule& route_key_rule() const noexcept = 0;
     // --ws-allowed-origins: an Origin header outside the list is refused with 403.
     [[nodiscard]] virtual bool origin_allowed(std::string_view origin) const noexcept = 0;
     // --ws-ping-interval and --ws-idle-timeout (0: off).

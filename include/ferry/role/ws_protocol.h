@@ -23,6 +23,7 @@ struct WsClientOptions {
     uint64_t max_message_size = uint64_t{16} << 20;  // --ws-max-message
     uint64_t handshake_ns = 5'000'000'000;           // a whole Upgrade request within this
     std::string node_name;                           // this node's entry in the OPEN's "trail"
+    RouteKeyRule route_key;                          // --route-key
     std::vector<std::string> allowed_origins;        // empty: any Origin (or none)
     uint64_t ping_interval_ns = 0;                   // Ping an open connection this often
     uint64_t idle_timeout_ns = 0;                    // close one that sends nothing this long
@@ -52,6 +53,7 @@ class WsClients final : public ClientProtocol, private WsLegOwner {
     transport::Metrics& transport_metrics() noexcept override { return transport_metrics_; }
     uint64_t max_message_size() const noexcept override { return options_.max_message_size; }
     const std::string& node_name() const noexcept override { return options_.node_name; }
+    const RouteKeyRule& route_key_rule() const noexcept override { return options_.route_key; }
     bool origin_allowed(std::string_view origin) const noexcept override;
     uint64_t ping_interval_ns() const noexcept override { return options_.ping_interval_ns; }
     uint64_t idle_timeout_ns() const noexcept override { return options_.idle_timeout_ns; }

@@ -97,6 +97,28 @@ TEST_F(AdminServerTest, MetricsRenderEveryModulesCountersPerShard) {
     EXPECT_THAT(r, Not(HasSubstr("shard=\"2\"")));
 }
 
+TEST_F(AdminServerTest, MetricsHaveNoPeerSeriesWithoutPeers) {
+    EXPECT_THAT(server_->respond("GET", "/metrics"), Not(HasSubstr("ferry_peer_")));
+}
+
+TEST_F(AdminServerTest, MetricsRenderEachPeerPerShard) {
+    for (role::ShardMetrics& s : shards_) {
+        s.peers.emplace_back("10.0.0.1:7443");
+        s.peers.emplace_back("10.0.0.2:7443");
+    }
+    shards_[0].peers[1].streams.add(4);
+    shards_[1].peers[0].streams_open.set(2);
+    shards_[1].peers[1].up.set(1);
+    const std::string r = server_->respond("GET", "/metrics");
+    EXPECT_THAT(r, HasSubstr("# TYPE ferry_peer_streams_total counter\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_streams_total{shard=\"0\",peer=\"10.0.0.2:7443\"} 4\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_streams_total{shard=\"1\",peer=\"10.0.0.1:7443\"} 0\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_streams_active{shard=\"1\",peer=\"10.0.0.1:7443\"} 2\n"));
+    EXPECT_THAT(r, HasSubstr("# TYPE ferry_peer_up gauge\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_up{shard=\"1\",peer=\"10.0.0.2:7443\"} 1\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_peer_up{shard=\"0\",peer=\"10.0.0.2:7443\"} 0\n"));
+}
+
 TEST_F(AdminServerTest, UnknownPathsAndWrongMethodsAreRefused) {
     EXPECT_THAT(server_->respond("GET", "/nope"), StartsWith("HTTP/1.1 404 Not Found\r\n"));
     EXPECT_THAT(server_->respond("POST", "/metrics"),
@@ -106,9 +128,10 @@ TEST_F(AdminServerTest, UnknownPathsAndWrongMethodsAreRefused) {
 // An endpoint that records what it was given and answers at once or when told.
 class RecordingEndpoint final : public role::AdminEndpoint {
   public:
-    void serve(std::string_view method, std::string_view body,
+    void serve(std::string_view method, std::string_view query, std::string_view body,
                role::AdminReply& reply) noexcept override {
         methods.emplace_back(method);
+        queries.emplace_back(query);
         bodies.emplace_back(body);
         if (answer_now) {
             reply.respond(200, "application/json", "{\"got\":" + std::to_string(body.size()) + "}");
@@ -127,6 +150,7 @@ class RecordingEndpoint final : public role::AdminEndpoint {
     int cancelled = 0;
     std::vector<std::string> methods;
     std::vector<std::string> bodies;
+    std::vector<std::string> queries;
 };
 
 // A server on a loopback port, driven by the test's own loop, with a client on a thread.
@@ -232,6 +256,14 @@ TEST_F(AdminEndpointTest, ARegisteredPathGetsTheWholeBodyEvenSplitAcrossReads) {
     ASSERT_EQ(endpoint_.bodies.size(), 1U);
     EXPECT_EQ(endpoint_.bodies[0], body);
     EXPECT_EQ(endpoint_.methods[0], "POST");
+    EXPECT_EQ(endpoint_.queries[0], "");
+}
+
+TEST_F(AdminEndpointTest, ARegisteredPathGetsItsQuery) {
+    const std::string reply = exchange("GET /trigger?key=tenant-7&x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THAT(reply, StartsWith("HTTP/1.1 200 OK\r\n"));
+    ASSERT_EQ(endpoint_.queries.size(), 1U);
+    EXPECT_EQ(endpoint_.queries[0], "key=tenant-7&x=1");
 }
 
 TEST_F(AdminEndpointTest, ABodyTooLargeOrChunkedIsRefusedWithItsStatus) {

@@ -367,15 +367,63 @@ TEST(ConfigValidate, TakesSeveralListenersAndPeers) {
     EXPECT_EQ(o->peers[1].family(), AF_INET6);
 }
 
+TEST(ConfigValidate, RejectsAPeerGivenTwice) {
+    RawOptions raw = initiator();
+    raw.peer = {"127.0.0.1:7443", "127.0.0.2:7443", "127.0.0.1:7443"};
+    expect_flag_error(validate(raw, kAllowed), "peer");
+}
+
+TEST(ConfigValidate, RouteKeyDefaultsToTheXRoutingKeyHeader) {
+    absl::StatusOr<Options> o = validate(initiator(), kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->route_key.source, role::RouteKeySource::Header);
+    EXPECT_EQ(o->route_key.name, "X-Routing-Key");
+}
+
+TEST(ConfigValidate, TakesEachRouteKeyForm) {
+    RawOptions raw = initiator();
+    raw.route_key = "query:room";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->route_key.source, role::RouteKeySource::Query);
+    EXPECT_EQ(o->route_key.name, "room");
+    raw.route_key = "client-address";
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->route_key.source, role::RouteKeySource::ClientAddress);
+    raw.route_key = "header:X-Tenant";
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(role::route_key_text(o->route_key), "header:X-Tenant");
+}
+
+TEST(ConfigValidate, RejectsAMalformedRouteKey) {
+    for (const char* bad : {"", "header", "header:", "cookie:x", "query", "client"}) {
+        RawOptions raw = initiator();
+        raw.route_key = bad;
+        expect_flag_error(validate(raw, kAllowed), "route-key");
+    }
+}
+
 TEST(ConfigValidate, RejectsTwoListenersOnOneAddress) {
     RawOptions raw = initiator();
     raw.listen = {"127.0.0.1:7000", "tcp://127.0.0.1:7000"};
     expect_flag_error(validate(raw, kAllowed), "listen");
 }
 
-TEST(ConfigValidate, RejectsTwoUpstreamsForOneProtocol) {
+TEST(ConfigValidate, TakesSeveralTcpUpstreamsOnDistinctAddresses) {
     RawOptions raw = terminator();
-    raw.upstream = {"127.0.0.1:8080", "tcp://127.0.0.1:8081"};
+    raw.upstream = {"127.0.0.1:8080", "tcp://127.0.0.1:8081", "127.0.0.2:8080"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->upstreams.size(), 3U);
+    raw.upstream = {"127.0.0.1:8080", "tcp://127.0.0.1:8080"};
+    expect_flag_error(validate(raw, kAllowed), "upstream");
+}
+
+TEST(ConfigValidate, RejectsTwoWebSocketUpstreams) {
+    RawOptions raw = terminator();
+    raw.upstream = {"ws://127.0.0.1:8080", "ws://127.0.0.1:8081"};
     expect_flag_error(validate(raw, kAllowed), "upstream");
 }
 

@@ -124,7 +124,7 @@ class InitiatorTest : public testing::RoleLoop {
     int client_ = -1;
 };
 
-TEST_F(InitiatorTest, StreamsGoToTheFirstPeerWithAUsableTunnel) {
+TEST_F(InitiatorTest, StreamsSkipAPeerWithoutAUsableTunnel) {
     const uint16_t dead = dead_port();
     const uint16_t live = dead_port();
     ASSERT_NO_FATAL_FAILURE(start({dead, live}, live));
@@ -136,6 +136,50 @@ TEST_F(InitiatorTest, StreamsGoToTheFirstPeerWithAUsableTunnel) {
     EXPECT_EQ(round_trip("through the live peer"), "through the live peer");
     EXPECT_GE(metrics_.role.tunnel_connect_failures.value(), 1U) << "the dead peer was tried";
     EXPECT_EQ(terminator_metrics_.role.connections_accepted.value(), 1U);
+}
+
+// Records the one answer of an admin request.
+struct RecordedReply final : AdminReply {
+    void respond(int s, std::string_view, std::string_view b) noexcept override {
+        status = s;
+        body = b;
+    }
+    int status = 0;
+    std::string body;
+};
+
+TEST_F(InitiatorTest, RoutesSaysWhereAKeyGoesAmongTheUsablePeers) {
+    const uint16_t dead = dead_port();
+    const uint16_t live = dead_port();
+    ASSERT_NO_FATAL_FAILURE(start({dead, live}, live));
+    if (IsSkipped()) {
+        return;
+    }
+    bool usable = true;
+    const route::Choice before = initiator_->route_of("tenant-1", &usable);
+    EXPECT_FALSE(usable) << "no tunnel is up yet: the choice is among all peers";
+    EXPECT_TRUE(before.found());
+    ASSERT_TRUE(run_until([&] { return metrics_.role.ready.value() == 1; }));
+    for (const char* key : {"tenant-1", "tenant-2", "tenant-3", ""}) {
+        const route::Choice c = initiator_->route_of(key, &usable);
+        EXPECT_TRUE(usable);
+        ASSERT_EQ(c.endpoint, 1U) << "only the live peer is eligible: " << key;
+        EXPECT_EQ(c.runner_up, route::Choice::kNone);
+    }
+    RecordedReply reply;
+    initiator_->routes_endpoint()->serve("GET", "x=1&key=tenant%2D1", "", reply);
+    EXPECT_EQ(reply.status, 200);
+    EXPECT_NE(reply.body.find("\"key\":\"tenant-1\""), std::string::npos) << reply.body;
+    EXPECT_NE(reply.body.find("\"endpoint\":\"127.0.0.1:" + std::to_string(live) + "\""),
+              std::string::npos)
+        << reply.body;
+    EXPECT_NE(reply.body.find("\"runner_up\":null"), std::string::npos) << reply.body;
+    RecordedReply missing;
+    initiator_->routes_endpoint()->serve("GET", "k=1", "", missing);
+    EXPECT_EQ(missing.status, 400);
+    RecordedReply post;
+    initiator_->routes_endpoint()->serve("POST", "key=1", "", post);
+    EXPECT_EQ(post.status, 405);
 }
 
 TEST_F(InitiatorTest, ClientsWaitForATunnelThenGoThrough) {

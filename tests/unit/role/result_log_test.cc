@@ -37,12 +37,12 @@ TEST(ResultLog, TheOutputEndpointServesGetOnly) {
     log.record(0, R"({"ok":true})");
     OutputEndpoint out(log);
     CapturingReply get;
-    out.serve("GET", "", get);
+    out.serve("GET", "", "", get);
     EXPECT_EQ(get.status, 200);
     EXPECT_EQ(get.content_type, "application/json");
     EXPECT_EQ(get.body, "{\"results\":[{\"ok\":true}]}\n");
     CapturingReply post;
-    out.serve("POST", "{}", post);
+    out.serve("POST", "", "{}", post);
     EXPECT_EQ(post.status, 405);
 }
 

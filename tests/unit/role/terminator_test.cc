@@ -1,12 +1,16 @@
 #include "ferry/role/terminator.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "ferry/route/rendezvous_set.h"
 #include "role_loop.h"
 
 namespace ferry::role {
@@ -52,6 +56,19 @@ class TerminatorTest : public testing::RoleLoop {
         up.address = *io::parse_address("127.0.0.1:" + std::to_string(port));
         up.text = "tcp://127.0.0.1:" + std::to_string(port);
         c.upstreams.push_back(up);
+        for (size_t i = 0; i < more_upstreams_; ++i) {
+            uint16_t more_port = 0;
+            more_listeners_.push_back(listen_loopback(&more_port, backlog));
+            ASSERT_GE(more_listeners_.back(), 0);
+            ServiceUrl more;
+            more.address = *io::parse_address("127.0.0.1:" + std::to_string(more_port));
+            more.text = "tcp://127.0.0.1:" + std::to_string(more_port);
+            c.upstreams.push_back(more);
+        }
+        upstream_ids_.clear();
+        for (const ServiceUrl& u : c.upstreams) {
+            upstream_ids_.push_back(u.address.to_string());
+        }
         c.max_pending = max_pending_;
         c.handshake_timeout_ns = handshake_timeout_ns_;
         c.max_upstream_connects_per_tunnel = per_tunnel_connects_;
@@ -89,6 +106,9 @@ class TerminatorTest : public testing::RoleLoop {
     std::unique_ptr<Terminator> terminator_;
     std::unique_ptr<RawPeer> peer_;
     int upstream_listener_ = -1;
+    size_t more_upstreams_ = 0;        // TCP upstreams beyond the first, set before start()
+    std::vector<int> more_listeners_;  // their listeners
+    std::vector<std::string> upstream_ids_;
 };
 
 TEST_F(TerminatorTest, ATunnelWhoseHelloNamesNoNodeCountsUpAndThenDown) {
@@ -215,6 +235,55 @@ TEST_F(TerminatorTest, ATcpStreamIsAcceptedOnceItsUpstreamConnected) {
     ASSERT_EQ(send(upstream, "pong", 4, MSG_NOSIGNAL), 4);
     ASSERT_TRUE(run_until([&] { return peer_->capture.data[1] == "pong"; }));
     close(upstream);
+}
+
+TEST_F(TerminatorTest, SeveralTcpUpstreamsShareStreamsByTheOpensRoutingKey) {
+    more_upstreams_ = 2;
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (IsSkipped()) {
+        return;
+    }
+    ASSERT_NO_FATAL_FAILURE(hello());
+    std::vector<int> listeners = {upstream_listener_};
+    listeners.insert(listeners.end(), more_listeners_.begin(), more_listeners_.end());
+    // The choice a RendezvousSet with the same ids makes, in any order: the initiator's too.
+    route::RendezvousSet expected;
+    for (auto it = upstream_ids_.rbegin(); it != upstream_ids_.rend(); ++it) {
+        ASSERT_TRUE(expected.add(*it).ok());
+    }
+    std::vector<int> accepted;
+    std::vector<size_t> hits(listeners.size());
+    for (uint32_t k = 0; k < 12; ++k) {
+        const std::string key = "tenant-" + std::to_string(k);
+        const uint32_t id = 1 + 2 * k;
+        peer_->send(open_frame(id, pt::StreamProtocol::Tcp, key));
+        size_t which = listeners.size();
+        ASSERT_TRUE(run_until([&] {
+            if (which < listeners.size()) {
+                return true;  // run_until asks once more after the last step
+            }
+            for (size_t i = 0; i < listeners.size(); ++i) {
+                pollfd p{listeners[i], POLLIN, 0};
+                if (poll(&p, 1, 0) == 1) {
+                    accepted.push_back(accept4(listeners[i], nullptr, nullptr, SOCK_CLOEXEC));
+                    which = i;
+                    return true;
+                }
+            }
+            return false;
+        })) << key;
+        const std::string want(expected.id(expected.choose(key).endpoint));
+        EXPECT_EQ(upstream_ids_[which], want) << key;
+        ++hits[which];
+    }
+    EXPECT_GE(std::count_if(hits.begin(), hits.end(), [](size_t n) { return n > 0; }), 2)
+        << "the keys spread over the upstreams";
+    for (int fd : accepted) {
+        close(fd);
+    }
+    for (int fd : more_listeners_) {
+        close(fd);
+    }
 }
 
 TEST_F(TerminatorTest, AnUpstreamThatRefusesResetsTheStreamAsConnectRefused) {
