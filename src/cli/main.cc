@@ -43,6 +43,7 @@ ABSL_FLAG(ferry::base::ByteSize, max_frame_size, {64 << 10}, "Largest tunnel fra
 ABSL_FLAG(absl::Duration, ws_ping_interval, absl::ZeroDuration(), "initiator: send each open WebSocket client a Ping this often (keepalive through middleboxes); 0 = off");
 ABSL_FLAG(absl::Duration, ws_idle_timeout, absl::ZeroDuration(), "initiator: close (1001) a WebSocket client that sends nothing, not even a Pong, this long; 0 = off");
 ABSL_FLAG(std::string, ws_allowed_origins, "", "initiator: comma-separated Origins a WebSocket upgrade may carry (others get 403); empty = any; a request without Origin (not a browser) is allowed");
+ABSL_FLAG(ferry::base::ByteSize, grpc_max_message, {4 << 20}, "Largest gRPC message taken from a client or the far side (initiator), or collected by the built-in sink (terminator); a larger one ends its call with RESOURCE_EXHAUSTED (1 .. 1 GiB)");
 ABSL_FLAG(ferry::base::ByteSize, ws_max_message, {16 << 20}, "Largest WebSocket message taken from a client (initiator), or collected by the built-in sink or taken from a ws upstream (terminator), over all its frames; larger ones close the connection with 1009 (1 .. 1 GiB)");
 ABSL_FLAG(ferry::base::ByteSize, stream_window, {256 << 10}, "Per-stream flow-control window in bytes");
 ABSL_FLAG(ferry::base::ByteSize, connection_window, {16 << 20}, "Per-tunnel-connection flow-control window in bytes");
@@ -224,6 +225,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.zerocopy_threshold = absl::GetFlag(FLAGS_zerocopy_threshold).bytes;
     r.max_frame_size = absl::GetFlag(FLAGS_max_frame_size).bytes;
     r.ws_max_message = absl::GetFlag(FLAGS_ws_max_message).bytes;
+    r.grpc_max_message = absl::GetFlag(FLAGS_grpc_max_message).bytes;
     r.ws_ping_interval = absl::GetFlag(FLAGS_ws_ping_interval);
     r.ws_idle_timeout = absl::GetFlag(FLAGS_ws_idle_timeout);
     r.ws_allowed_origins = absl::GetFlag(FLAGS_ws_allowed_origins);
@@ -340,6 +342,7 @@ int main(int argc, char** argv) {
             c.ws_idle_timeout_ns = o.ws_idle_timeout_ns;
             c.ws_allowed_origins = o.ws_allowed_origins;
             c.ws_max_message = o.ws_max_message;
+            c.grpc_max_message = o.grpc_max_message;
             c.listener_tls = o.listener_tls;
             c.seed = static_cast<uint64_t>(getpid()) * 7919 + static_cast<uint64_t>(index);
             c.tunnels_per_peer = o.tunnels_per_peer;
@@ -367,6 +370,7 @@ int main(int argc, char** argv) {
             c.security = o.security;
             c.node_name = o.node_name;
             c.ws_max_message = o.ws_max_message;
+            c.grpc_max_message = o.grpc_max_message;
             c.tuning = o.tuning;
             c.placement = &placement;
             c.results = &results;

@@ -79,6 +79,11 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     if (url.scheme == role::Scheme::Wss && side == Role::Initiator) {
         return absl::OkStatus();
     }
+    // grpc:// at the initiator: h2c with prior knowledge. Without a grpc upstream the
+    // terminator answers gRPC streams with its built-in lane7 sink.
+    if (url.scheme == role::Scheme::Grpc && side == Role::Initiator) {
+        return absl::OkStatus();
+    }
     if (url.scheme == role::Scheme::Wss && side == Role::Terminator) {
         return bad(flag, absl::StrFormat("'%s': a wss:// upstream is not served by this build yet "
                                          "(use ws://, or no ws upstream for the built-in sink)",
@@ -390,6 +395,11 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         !st.ok()) {
         return st;
     }
+    // A gRPC message length is 32 bits; up to 1 GiB, as for WebSocket.
+    if (absl::Status st = in_range("grpc-max-message", raw.grpc_max_message, 1, uint64_t{1} << 30);
+        !st.ok()) {
+        return st;
+    }
     // The protocol's floor (docs/tunnel-protocol.md): every peer must take 16 KiB frames.
     if (absl::Status st = in_range("max-frame-size", raw.max_frame_size, 16384, 16 << 20);
         !st.ok()) {
@@ -469,6 +479,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     // In range (checked above), so they fit 32 bits.
     o.tuning.max_frame_size = static_cast<uint32_t>(raw.max_frame_size);
     o.ws_max_message = raw.ws_max_message;
+    o.grpc_max_message = static_cast<uint32_t>(raw.grpc_max_message);
     for (auto [flag, d, out] :
          {std::tuple{"ws-ping-interval", raw.ws_ping_interval, &o.ws_ping_interval_ns},
           std::tuple{"ws-idle-timeout", raw.ws_idle_timeout, &o.ws_idle_timeout_ns}}) {

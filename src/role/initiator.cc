@@ -5,6 +5,7 @@
 
 #include "ferry/base/check.h"
 #include "ferry/base/log.h"
+#include "ferry/role/grpc_server.h"
 
 namespace ferry::role {
 
@@ -60,6 +61,15 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
         }
     }
     FERRY_CHECK(metrics.peers.size() == config_.peers.size());
+    GrpcClientOptions grpc_options;
+    grpc_options.process = &limits_;
+    grpc_options.max_message_size = config_.grpc_max_message;
+    grpc_options.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
+    grpc_options.node_name = config_.node_name;
+    grpc_options.route_key = config_.route_key;
+    clients_.add(pt::StreamProtocol::Grpc,
+                 std::make_unique<GrpcClients>(ctx, metrics.role, metrics.client_transport, *this,
+                                               std::move(grpc_options)));
     const uint32_t per_peer = std::max<uint32_t>(config_.tunnels_per_peer, 1);
     for (size_t p = 0; p < config_.peers.size(); ++p) {
         for (uint32_t i = 0; i < per_peer; ++i) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "ferry/base/log.h"
+#include "ferry/role/grpc_sink.h"
 #include "ferry/role/tcp_protocol.h"
 #include "ferry/role/ws_sink.h"
 #include "ferry/role/ws_upstream.h"
@@ -66,6 +67,17 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
         ws.hooks = config_.hooks;
         upstreams_.add(pt::StreamProtocol::WebSocket,
                        std::make_unique<WsSink>(ctx, metrics.role, std::move(ws)));
+    }
+    if (upstreams_.find(pt::StreamProtocol::Grpc) == nullptr) {
+        // No grpc upstream: gRPC streams get the built-in lane7 sink.
+        GrpcSinkOptions g;
+        g.max_message_size = config_.grpc_max_message;
+        g.node_name = config_.node_name;
+        g.shard_index = config_.shard_index;
+        g.results = config_.results;
+        g.hooks = config_.hooks;
+        upstreams_.add(pt::StreamProtocol::Grpc,
+                       std::make_unique<GrpcSink>(ctx, metrics.role, std::move(g)));
     }
 }
 

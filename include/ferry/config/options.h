@@ -35,7 +35,8 @@ struct RawOptions {
     uint32_t tunnel_buffer_count = 1024;
     uint64_t zerocopy_threshold = 65536;
     uint64_t max_frame_size = 65536;
-    uint64_t ws_max_message = uint64_t{16} << 20;  // largest WebSocket message, either role
+    uint64_t ws_max_message = uint64_t{16} << 20;   // largest WebSocket message, either role
+    uint64_t grpc_max_message = uint64_t{4} << 20;  // largest gRPC message, either role
     absl::Duration ws_ping_interval = absl::ZeroDuration();  // initiator keepalive; 0 = off
     absl::Duration ws_idle_timeout = absl::ZeroDuration();   // initiator; 0 = off
     std::string ws_allowed_origins;                          // comma-separated; empty = any
@@ -95,6 +96,7 @@ struct Options {
     io::SocketAddress admin;
     uint32_t max_connections = 0;  // per process
     uint64_t ws_max_message = uint64_t{16} << 20;
+    uint32_t grpc_max_message = uint32_t{4} << 20;
     uint64_t ws_ping_interval_ns = 0;
     uint64_t ws_idle_timeout_ns = 0;
     std::vector<std::string> ws_allowed_origins;

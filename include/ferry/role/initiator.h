@@ -43,10 +43,11 @@ struct InitiatorConfig {
     // Shard 0 only: the auto-trigger and POST /trigger (its options; results may be null).
     bool serves_triggers = false;
     TriggerOptions trigger;
-    uint64_t ws_max_message = uint64_t{16} << 20;  // largest WebSocket message from a client
-    uint64_t ws_ping_interval_ns = 0;              // keepalive Ping to open clients; 0 = off
-    uint64_t ws_idle_timeout_ns = 0;               // close clients silent this long; 0 = off
-    std::vector<std::string> ws_allowed_origins;   // empty = any
+    uint64_t ws_max_message = uint64_t{16} << 20;   // largest WebSocket message from a client
+    uint32_t grpc_max_message = uint32_t{4} << 20;  // largest gRPC message, either way
+    uint64_t ws_ping_interval_ns = 0;               // keepalive Ping to open clients; 0 = off
+    uint64_t ws_idle_timeout_ns = 0;                // close clients silent this long; 0 = off
+    std::vector<std::string> ws_allowed_origins;    // empty = any
     // wss:// listeners' certificate (--listen-tls-cert/--listen-tls-key); unset without one.
     std::optional<tls::TlsConfig> listener_tls;
     uint64_t seed = 1;  // backoff jitter

@@ -33,7 +33,8 @@ struct TerminatorConfig {
     uint64_t handshake_timeout_ns = 10'000'000'000;
     uint32_t max_upstream_connects_per_tunnel = 256;  // upstream connects in flight per tunnel
     std::string node_name;
-    uint64_t ws_max_message = uint64_t{16} << 20;  // largest WebSocket message the sink takes
+    uint64_t ws_max_message = uint64_t{16} << 20;   // largest WebSocket message the sink takes
+    uint32_t grpc_max_message = uint32_t{4} << 20;  // largest gRPC message the sink takes
     TunnelSecurity security;
     tunnel::Tuning tuning;
     // Shared by every shard's terminator; nullptr serves each connection where it was accepted.
