@@ -481,7 +481,7 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
         // Listener and upstream URLs: protocols this build does not serve yet, bad schemes,
         // two ws upstreams or one tcp upstream address twice, one peer or listener address twice,
         // a malformed route key.
-        {{"initiator", "--tunnel-transport=plain", "--listen", "grpc://127.0.0.1:1", "--peer",
+        {{"initiator", "--tunnel-transport=plain", "--listen", "grpcs://127.0.0.1:1", "--peer",
           "127.0.0.1:2"},
          "not served by this build"},
         {{"initiator", "--tunnel-transport=plain", "--listen", "wss://127.0.0.1:1/chat", "--peer",

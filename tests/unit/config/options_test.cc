@@ -439,7 +439,12 @@ TEST(ConfigValidate, AcceptsWebSocketListenersAtTheInitiator) {
 }
 
 TEST(ConfigValidate, RejectsGrpcEndpointsAndWssUpstreamsUntilTheyAreServed) {
-    for (const char* url : {"grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50052"}) {
+    {
+        RawOptions raw = initiator();
+        raw.listen = {"grpc://127.0.0.1:50051"};  // h2c listeners are served
+        EXPECT_TRUE(validate(raw, kAllowed).ok());
+    }
+    for (const char* url : {"grpcs://127.0.0.1:50052"}) {
         RawOptions raw = initiator();
         raw.listen = {url};
         absl::StatusOr<Options> o = validate(raw, kAllowed);

@@ -144,7 +144,7 @@ TEST_F(TerminatorTest, AnUnknownProtocolIsResetAsUnsupportedWithAReason) {
     }
     ASSERT_NO_FATAL_FAILURE(hello());
     peer_->send(open_frame(1, static_cast<pt::StreamProtocol>(7)));
-    peer_->send(open_frame(3, pt::StreamProtocol::Grpc));
+    peer_->send(open_frame(3, static_cast<pt::StreamProtocol>(3)));
     ASSERT_TRUE(run_until([&] { return peer_->capture.resets.size() == 2; }));
     for (const auto& r : peer_->capture.resets) {
         EXPECT_EQ(r.code, pt::ErrorCode::UnsupportedProtocol);
