@@ -32,6 +32,16 @@ nghttp2_nv make_nv(std::string_view name, std::string_view value) {
                       value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
+// nghttp2's view of a header list (it copies the fields when the frame is submitted).
+std::vector<nghttp2_nv> to_nv(const GrpcHeaderList& list) {
+    std::vector<nghttp2_nv> nv;
+    nv.reserve(list.size());
+    for (const auto& [name, value] : list.fields()) {
+        nv.push_back(make_nv(name, value));
+    }
+    return nv;
+}
+
 int cb_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         return 0;
@@ -204,7 +214,6 @@ void GrpcCall::on_request_headers() noexcept {
              pt::ErrorCode::Cancel);
         return;
     }
-    ++conn_.open_calls_;
     std::vector<Field>().swap(request_);  // the head is in the OPEN now
 }
 
@@ -324,11 +333,7 @@ void GrpcCall::start_response(const pt::MetadataView* metadata) noexcept {
     if (!typed) {
         headers.add("content-type", "application/grpc");
     }
-    std::vector<nghttp2_nv> nv;
-    nv.reserve(headers.size());
-    for (const auto& [name, value] : headers.fields()) {
-        nv.push_back(make_nv(name, value));
-    }
+    const std::vector<nghttp2_nv> nv = to_nv(headers);
     nghttp2_data_provider provider{};
     provider.source.ptr = this;
     provider.read_callback = cb_read_response;
@@ -485,10 +490,7 @@ void GrpcCall::fail(grpc::StatusCode status, std::string_view message,
         for (const Field& f : trailers) {
             headers.add_raw(f.name, f.value);
         }
-        std::vector<nghttp2_nv> nv;
-        for (const auto& [name, value] : headers.fields()) {
-            nv.push_back(make_nv(name, value));
-        }
+        const std::vector<nghttp2_nv> nv = to_nv(headers);
         headers_sent_ = true;
         response_done_ = true;
         (void)nghttp2_submit_response(conn_.session_, id_, nv.data(), nv.size(), nullptr);
@@ -530,10 +532,7 @@ ssize_t GrpcCall::read_response(size_t max, uint32_t* flags) noexcept {
     for (const Field& f : trailers_) {
         list.add_raw(f.name, f.value);
     }
-    std::vector<nghttp2_nv> nv;
-    for (const auto& [name, value] : list.fields()) {
-        nv.push_back(make_nv(name, value));
-    }
+    const std::vector<nghttp2_nv> nv = to_nv(list);
     (void)nghttp2_submit_trailer(conn_.session_, id_, nv.data(), nv.size());
     response_done_ = true;
     trailers_.clear();
@@ -576,10 +575,6 @@ void GrpcCall::on_closed(uint32_t h2_error) noexcept {
         }
         // The client cancelled (RST_STREAM) or went away: the far side hears it.
         drop_stream(pt::ErrorCode::Cancel);
-    }
-    if (paused_ || window_owed_ > 0) {
-        paused_ = false;
-        window_owed_ = 0;
     }
 }
 
@@ -847,7 +842,6 @@ void GrpcConnection::write_out() noexcept {
     }
     sending_ = true;
     sending_nodes_ = n;
-    sending_bytes_ = bytes;
     conn_->write(iov_, n, bytes);
 }
 

@@ -207,9 +207,7 @@ class GrpcConnection final : public transport::TransportSink,
     uint32_t staging_end_ = 0;
     iovec iov_[kMaxIov];
     uint32_t sending_nodes_ = 0;
-    uint64_t sending_bytes_ = 0;
     uint64_t deadline_ns_ = 0;  // the preface must come by then (0: it came)
-    uint32_t open_calls_ = 0;
     bool sending_ = false;
     bool closing_ = false;
     bool draining_ = false;
