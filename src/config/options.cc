@@ -79,9 +79,9 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     if (url.scheme == role::Scheme::Wss && side == Role::Initiator) {
         return absl::OkStatus();
     }
-    // grpc:// at the initiator: h2c with prior knowledge. Without a grpc upstream the
-    // terminator answers gRPC streams with its built-in lane7 sink.
-    if (url.scheme == role::Scheme::Grpc && side == Role::Initiator) {
+    // grpc:// both ways: h2c with prior knowledge. Without a grpc upstream the terminator
+    // answers gRPC streams with its built-in lane7 sink.
+    if (url.scheme == role::Scheme::Grpc) {
         return absl::OkStatus();
     }
     if (url.scheme == role::Scheme::Wss && side == Role::Terminator) {
@@ -92,7 +92,7 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     const char* what = url.tls() ? (url.scheme == role::Scheme::Wss ? "wss" : "grpcs")
                                  : role::protocol_name(url.protocol());
     return bad(flag, absl::StrFormat("'%s': %s is not served by this build yet (only tcp://, "
-                                     "HOST:PORT, ws:// and wss:// listeners)",
+                                     "HOST:PORT, ws://, grpc:// and wss:// listeners)",
                                      url.text, what));
 }
 

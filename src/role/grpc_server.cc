@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "ferry/proto/grpc/wire.h"
 #include "ferry/role/grpc_metadata.h"
+#include "ferry/role/h2_output.h"
 #include "ferry/role/route_key.h"
 
 namespace ferry::role {
@@ -17,10 +18,6 @@ namespace pt = proto::tunnel;
 namespace grpc = proto::grpc;
 
 namespace {
-
-// ready_ / partial_ node tags: bytes that return no tunnel credit when they leave (a rebuilt
-// prefix, or a piece credited when it arrived).
-constexpr uint8_t kTagNoCredit = 1;
 
 GrpcConnection* connection_of(void* user_data) { return static_cast<GrpcConnection*>(user_data); }
 
@@ -117,10 +114,7 @@ bool hop_by_hop(std::string_view name) {
 GrpcCall::GrpcCall(GrpcConnection& conn, int32_t id) noexcept
     : conn_(conn), id_(id), reader_(conn.owner_.options().max_message_size) {}
 
-GrpcCall::~GrpcCall() {
-    partial_.clear(conn_.ctx_.nodes);
-    ready_.clear(conn_.ctx_.nodes);
-}
+GrpcCall::~GrpcCall() { outbox_.clear(conn_.ctx_); }
 
 bool GrpcCall::add_header(std::string_view name, std::string_view value) noexcept {
     // HPACK's own accounting: 32 bytes per field beside its name and value (RFC 9113 §6.5.2).
@@ -253,24 +247,13 @@ bool GrpcCall::on_message_data(std::span<const std::byte> piece, bool end) noexc
     if (stream_ == nullptr) {
         return false;
     }
-    buf::Chunk slice;
-    buf::Chunk* in = conn_.reading_;
-    if (!piece.empty() && in != nullptr && piece.data() >= in->data() &&
-        piece.data() + piece.size() <= in->data() + in->size()) {
-        // A view of the receive buffer nghttp2 is reading: shared, not copied.
-        const auto offset = static_cast<uint32_t>(piece.data() - in->data());
-        slice = in->share(offset, static_cast<uint32_t>(piece.size()));
-    } else if (!piece.empty()) {
-        // nghttp2 hands DATA as views of its input; should a build ever buffer it, copy.
-        slice = conn_.ctx_.local_pool.try_alloc();
-        if (slice.empty() || slice.size() < piece.size()) {
-            fail(grpc::StatusCode::ResourceExhausted, "no free buffer for a message",
-                 pt::ErrorCode::Cancel);
-            return false;
-        }
-        std::memcpy(slice.data(), piece.data(), piece.size());
-        slice = slice.share(0, static_cast<uint32_t>(piece.size()));
-    } else if (!end) {
+    buf::Chunk slice = slice_of_input(conn_.ctx_, conn_.reading_, piece);
+    if (slice.empty() && !piece.empty()) {
+        fail(grpc::StatusCode::ResourceExhausted, "no free buffer for a message",
+             pt::ErrorCode::Cancel);
+        return false;
+    }
+    if (piece.empty() && !end) {
         return true;
     }
     conn_.metrics_.bytes_from_local.add(piece.size());
@@ -348,44 +331,18 @@ void GrpcCall::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcept {
     if (stream_ == nullptr || response_done_) {
         return;
     }
-    if (flags.kind() != pt::MessageKind::Binary && flags.kind() != pt::MessageKind::Compressed) {
-        fail(grpc::StatusCode::Internal, "the far side sent a message of a kind gRPC has not",
-             pt::ErrorCode::ProtocolError);
+    const bool end = flags.end_message();
+    const GrpcOutbox::Refusal r = outbox_.push(conn_.ctx_, conn_.out_, *stream_, std::move(data),
+                                               flags, conn_.owner_.options().max_message_size);
+    if (!r.ok()) {
+        fail(r.status, r.message,
+             r.status == grpc::StatusCode::Internal ? pt::ErrorCode::ProtocolError
+                                                    : pt::ErrorCode::Cancel);
         return;
     }
-    const uint32_t size = data.size();
-    if (partial_.bytes() + size > conn_.owner_.options().max_message_size) {
-        fail(grpc::StatusCode::ResourceExhausted,
-             "response message larger than the maximum message size", pt::ErrorCode::Cancel);
-        return;
+    if (end) {
+        resume();
     }
-    if (!flags.end_message()) {
-        // The prefix needs the whole length, so pieces wait for the message's end. Their credit
-        // returns now: a message larger than the window would otherwise never complete.
-        stream_->consumed(size);
-        if (size > 0) {
-            partial_.push(conn_.ctx_.nodes, std::move(data), kTagNoCredit);
-        }
-        return;
-    }
-    const auto length = static_cast<uint32_t>(partial_.bytes() + size);
-    buf::Chunk prefix = conn_.carve(grpc::kPrefixSize);
-    if (prefix.empty()) {
-        fail(grpc::StatusCode::ResourceExhausted, "no free buffer for a message",
-             pt::ErrorCode::Cancel);
-        return;
-    }
-    grpc::write_prefix(std::span<std::byte, grpc::kPrefixSize>(prefix.data(), grpc::kPrefixSize),
-                       flags.kind() == pt::MessageKind::Compressed, length);
-    ready_.push(conn_.ctx_.nodes, std::move(prefix), kTagNoCredit);
-    while (!partial_.empty()) {
-        const uint8_t tag = partial_.head()->tag;
-        ready_.push(conn_.ctx_.nodes, partial_.pop(conn_.ctx_.nodes), tag);
-    }
-    if (size > 0) {
-        ready_.push(conn_.ctx_.nodes, std::move(data), 0);
-    }
-    resume();
 }
 
 void GrpcCall::on_stream_trailers(const pt::MetadataView& trailers) noexcept {
@@ -413,9 +370,7 @@ void GrpcCall::on_stream_trailers(const pt::MetadataView& trailers) noexcept {
     tunnel::Stream* s = stream_;
     stream_ = nullptr;
     s->detach();
-    if (!partial_.empty()) {
-        partial_.clear(conn_.ctx_.nodes);  // a message cut off by the trailers never ends
-    }
+    outbox_.drop_partial(conn_.ctx_);  // a message cut off by the trailers never ends
     set_trailers(std::move(out));
 }
 
@@ -477,8 +432,7 @@ void GrpcCall::fail(grpc::StatusCode status, std::string_view message,
     if (response_done_) {
         return;
     }
-    partial_.clear(conn_.ctx_.nodes);
-    ready_.clear(conn_.ctx_.nodes);
+    outbox_.clear(conn_.ctx_);
     std::vector<Field> trailers;
     trailers.push_back({"grpc-status", std::string(grpc::status_text(status))});
     trailers.push_back({"grpc-message", std::string(message)});
@@ -519,9 +473,9 @@ void GrpcCall::resume() noexcept {
 }
 
 ssize_t GrpcCall::read_response(size_t max, uint32_t* flags) noexcept {
-    if (!ready_.empty()) {
+    if (outbox_.ready_bytes() > 0) {
         *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-        return static_cast<ssize_t>(std::min<uint64_t>(max, ready_.bytes()));
+        return static_cast<ssize_t>(std::min<uint64_t>(max, outbox_.ready_bytes()));
     }
     if (!trailers_ready_) {
         deferred_ = true;
@@ -540,30 +494,13 @@ ssize_t GrpcCall::read_response(size_t max, uint32_t* flags) noexcept {
 }
 
 bool GrpcCall::take_response(size_t len) noexcept {
-    buf::NodePool& nodes = conn_.ctx_.nodes;
     uint64_t credit = 0;
-    while (len > 0 && !ready_.empty()) {
-        buf::ChunkNode* head = ready_.head();
-        const uint32_t size = head->chunk.size();
-        const bool credits = head->tag == 0;
-        buf::Chunk piece;
-        if (size <= len) {
-            piece = ready_.pop(nodes);
-        } else {
-            piece = head->chunk.share(0, static_cast<uint32_t>(len));
-            ready_.consume(nodes, len);
-        }
-        len -= piece.size();
-        if (credits) {
-            credit += piece.size();
-        }
-        conn_.metrics_.bytes_to_local.add(piece.size());
-        conn_.out_.push(nodes, std::move(piece));
-    }
+    const bool whole = outbox_.take(conn_.ctx_, conn_.out_, len, &credit);
+    conn_.metrics_.bytes_to_local.add(len);
     if (credit > 0 && stream_ != nullptr) {
         stream_->consumed(static_cast<uint32_t>(credit));
     }
-    return len == 0;
+    return whole;
 }
 
 void GrpcCall::on_closed(uint32_t h2_error) noexcept {
@@ -582,7 +519,11 @@ void GrpcCall::on_closed(uint32_t h2_error) noexcept {
 
 GrpcConnection::GrpcConnection(loop::Context& ctx, Metrics& metrics,
                                transport::Metrics& transport_metrics, GrpcClients& owner) noexcept
-    : ctx_(ctx), metrics_(metrics), owner_(owner), tcp_(ctx, transport_metrics, ctx.local_bufs) {
+    : ctx_(ctx),
+      metrics_(metrics),
+      owner_(owner),
+      tcp_(ctx, transport_metrics, ctx.local_bufs),
+      out_(ctx) {
     metrics_.connections_active.add(1);
 }
 
@@ -729,58 +670,14 @@ int GrpcConnection::on_stream_close(int32_t id, uint32_t error_code) noexcept {
     return 0;
 }
 
-buf::Chunk GrpcConnection::carve(size_t n) noexcept {
-    seal();
-    if (!reserve(n)) {
-        return {};
-    }
-    buf::Chunk c = staging_.share(staging_end_, static_cast<uint32_t>(n));
-    staging_end_ += static_cast<uint32_t>(n);
-    staging_start_ = staging_end_;
-    return c;
-}
-
-bool GrpcConnection::reserve(size_t need) noexcept {
-    if (!staging_.empty() && staging_.size() - staging_end_ >= need) {
-        return true;
-    }
-    seal();
-    staging_ = ctx_.local_pool.try_alloc();
-    staging_start_ = staging_end_ = 0;
-    return !staging_.empty();
-}
-
-void GrpcConnection::seal() noexcept {
-    if (!staging_.empty() && staging_end_ > staging_start_) {
-        out_.push(ctx_.nodes, staging_.share(staging_start_, staging_end_ - staging_start_));
-        staging_start_ = staging_end_;
-    }
-}
-
 ssize_t GrpcConnection::on_send(const uint8_t* data, size_t len) noexcept {
-    if (out_.bytes() > kMaxPending) {
-        return NGHTTP2_ERR_WOULDBLOCK;
-    }
-    size_t done = 0;
-    while (done < len) {
-        if (!reserve(1)) {
-            return done > 0 ? static_cast<ssize_t>(done) : ssize_t{NGHTTP2_ERR_WOULDBLOCK};
-        }
-        const size_t n = std::min<size_t>(len - done, staging_.size() - staging_end_);
-        std::memcpy(staging_.data() + staging_end_, data + done, n);
-        staging_end_ += static_cast<uint32_t>(n);
-        done += n;
-    }
-    return static_cast<ssize_t>(done);
+    return out_.copy_frame(data, len);
 }
 
 int GrpcConnection::on_send_data(const uint8_t* framehd, size_t length, GrpcCall* call) noexcept {
-    if (out_.bytes() > kMaxPending || !reserve(9)) {
+    if (!out_.data_header(framehd)) {
         return NGHTTP2_ERR_WOULDBLOCK;
     }
-    std::memcpy(staging_.data() + staging_end_, framehd, 9);
-    staging_end_ += 9;
-    seal();
     // The payload: the call's own buffers, in order, after the header (NO_COPY).
     if (!call->take_response(length)) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -810,7 +707,7 @@ void GrpcConnection::on_transport_read(buf::Chunk&& bytes) noexcept {
 }
 
 void GrpcConnection::flush() noexcept {
-    if (closing_ || session_ == nullptr || sending_) {
+    if (closing_ || session_ == nullptr || out_.writing()) {
         return;
     }
     const int rv = nghttp2_session_send(session_);
@@ -819,43 +716,22 @@ void GrpcConnection::flush() noexcept {
         close();
         return;
     }
-    seal();
-    if (!out_.empty()) {
-        write_out();
+    if (out_.write_to(*conn_)) {
         return;
     }
-    staging_.reset();  // an idle connection holds no buffer
-    staging_start_ = staging_end_ = 0;
+    out_.release_idle();  // an idle connection holds no buffer
     if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
         close();  // GOAWAY both ways (or ours after a drain) and no call left
     }
 }
 
-void GrpcConnection::write_out() noexcept {
-    uint32_t n = 0;
-    uint64_t bytes = 0;
-    for (buf::ChunkNode* node = out_.head(); node != nullptr && n < kMaxIov; node = node->next) {
-        iov_[n].iov_base = node->chunk.data();
-        iov_[n].iov_len = node->chunk.size();
-        bytes += node->chunk.size();
-        ++n;
-    }
-    sending_ = true;
-    sending_nodes_ = n;
-    conn_->write(iov_, n, bytes);
-}
-
 void GrpcConnection::on_transport_written() noexcept {
-    sending_ = false;
+    const bool more = out_.written();
     if (closing_) {
         return;
     }
-    for (uint32_t i = 0; i < sending_nodes_; ++i) {
-        (void)out_.pop(ctx_.nodes);
-    }
-    sending_nodes_ = 0;
-    if (!out_.empty()) {
-        write_out();
+    if (more) {
+        (void)out_.write_to(*conn_);
         return;
     }
     flush();
@@ -878,8 +754,7 @@ void GrpcConnection::close() noexcept {
         call->on_closed(NGHTTP2_CANCEL);
         owner_.calls_pool_.destroy(call);
     }
-    out_.clear(ctx_.nodes);
-    staging_.reset();
+    out_.clear();
     conn_->close();
 }
 
@@ -914,13 +789,11 @@ GrpcClients::~GrpcClients() {
     // At shard exit: the sessions' memory goes; the pools abandon the objects themselves.
     for (GrpcConnection* c = connections_; c != nullptr; c = c->next) {
         for (GrpcCall* call = c->calls_; call != nullptr; call = call->next) {
-            call->partial_.clear(ctx_.nodes);
-            call->ready_.clear(ctx_.nodes);
+            call->outbox_.clear(ctx_);
             std::vector<GrpcCall::Field>().swap(call->request_);
             std::vector<GrpcCall::Field>().swap(call->trailers_);
         }
-        c->out_.clear(ctx_.nodes);
-        c->staging_.reset();
+        c->out_.clear();
         if (c->session_ != nullptr) {
             nghttp2_session_del(c->session_);
             c->session_ = nullptr;

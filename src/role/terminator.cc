@@ -7,6 +7,7 @@
 
 #include "ferry/base/log.h"
 #include "ferry/role/grpc_sink.h"
+#include "ferry/role/grpc_upstream.h"
 #include "ferry/role/tcp_protocol.h"
 #include "ferry/role/ws_sink.h"
 #include "ferry/role/ws_upstream.h"
@@ -47,6 +48,15 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
             o.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
             upstreams_.add(pt::StreamProtocol::WebSocket,
                            std::make_unique<WsUpstreams>(ctx, metrics.role, url, std::move(o)));
+        } else if (url.protocol() == pt::StreamProtocol::Grpc) {
+            GrpcUpstreamOptions o;
+            o.process = &limits;
+            o.max_message_size = config_.grpc_max_message;
+            o.node_name = config_.node_name;
+            o.connect_ns = ctx.socket_tuning.connect_timeout_ns;
+            upstreams_.add(pt::StreamProtocol::Grpc,
+                           std::make_unique<GrpcUpstreams>(
+                               ctx, metrics.role, metrics.client_transport, url, std::move(o)));
         }
     }
     if (!tcp.empty()) {

@@ -1,5 +1,7 @@
 #include "ferry/transport/tcp_transport.h"
 
+#include <cerrno>
+
 namespace ferry::transport {
 
 TcpTransport::TcpTransport(loop::Context& ctx, Metrics& metrics, int fd) noexcept
@@ -13,6 +15,23 @@ TcpTransport::TcpTransport(loop::Context& ctx, Metrics& metrics, io::BufRing& bu
 void TcpTransport::start(TransportSink* sink) noexcept {
     sink_ = sink;
     io_.start_reading();
+}
+
+void TcpTransport::connect(const io::SocketAddress& to, TransportSink* sink) noexcept {
+    sink_ = sink;
+    connecting_ = true;
+    io_.connect(to.get(), to.length);
+}
+
+void TcpTransport::on_socket_connected(int res) noexcept {
+    connecting_ = false;
+    if (res < 0) {
+        down(res == -ETIMEDOUT ? "connect timed out" : "connect failed", -res);
+        io_.close();
+        return;
+    }
+    io_.start_reading();
+    sink_->on_transport_established();
 }
 
 void TcpTransport::write(iovec* iov, uint32_t count, uint64_t bytes) noexcept {

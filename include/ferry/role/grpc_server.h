@@ -28,6 +28,7 @@
 #include "ferry/loop/context.h"
 #include "ferry/proto/grpc/message_reader.h"
 #include "ferry/proto/grpc/status.h"
+#include "ferry/role/h2_output.h"
 #include "ferry/role/limits.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
@@ -119,10 +120,8 @@ class GrpcCall final : public tunnel::StreamHandler {
     size_t request_bytes_ = 0;
     proto::grpc::MessageReader reader_;
     proto::tunnel::MessageKind in_kind_ = proto::tunnel::MessageKind::Binary;
-    // Response: pieces of the message being received (credited as they come, bounded by the
-    // maximum message size), then whole messages behind their prefixes, ready for DATA frames.
-    buf::ChunkQueue partial_;
-    buf::ChunkQueue ready_;
+    // Response messages on their way to DATA frames.
+    GrpcOutbox outbox_;
     std::vector<Field> trailers_;
     uint64_t deadline_ns_ = 0;
     uint32_t window_owed_ = 0;  // HTTP/2 stream window held back while the stream is paused
@@ -180,17 +179,7 @@ class GrpcConnection final : public transport::TransportSink,
     void on_transport_down(const char* reason, int err) noexcept override;
     void on_transport_quiescent() noexcept override;
 
-    // `n` bytes of the staging buffer as a Chunk of their own (a rebuilt message prefix).
-    [[nodiscard]] buf::Chunk carve(size_t n) noexcept;
-    // Makes `need` bytes of room in the staging buffer; false when no buffer was free.
-    bool reserve(size_t need) noexcept;
-    void seal() noexcept;
-    void write_out() noexcept;
     void close() noexcept;
-
-    static constexpr uint32_t kMaxIov = 64;
-    // nghttp2 is asked for frames until this much output waits (bounded memory per connection).
-    static constexpr uint64_t kMaxPending = 256 * 1024;
 
     loop::Context& ctx_;
     Metrics& metrics_;
@@ -200,15 +189,8 @@ class GrpcConnection final : public transport::TransportSink,
     nghttp2_session* session_ = nullptr;
     GrpcCall* calls_ = nullptr;
     buf::Chunk* reading_ = nullptr;  // the receive buffer nghttp2 is reading (to slice DATA)
-    // Output: frames in order; a node's tag is 1 for bytes that carry no tunnel credit.
-    buf::ChunkQueue out_;
-    buf::Chunk staging_;
-    uint32_t staging_start_ = 0;
-    uint32_t staging_end_ = 0;
-    iovec iov_[kMaxIov];
-    uint32_t sending_nodes_ = 0;
+    H2Output out_;
     uint64_t deadline_ns_ = 0;  // the preface must come by then (0: it came)
-    bool sending_ = false;
     bool closing_ = false;
     bool draining_ = false;
     base::SharedLimit* slot_ = nullptr;

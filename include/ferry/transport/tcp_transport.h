@@ -3,6 +3,7 @@
 // TlsTransport the ciphertext, or, once kTLS took the keys, the kernel's plaintext.
 #pragma once
 
+#include "ferry/io/socket.h"
 #include "ferry/io/socket_io.h"
 #include "ferry/loop/context.h"
 #include "ferry/transport/metrics.h"
@@ -21,6 +22,11 @@ class TcpTransport final : public Transport, private io::SocketEvents {
     // Takes ownership of the connected socket `fd` (the second constructor's).
     void attach(int fd) noexcept { io_.attach(fd); }
 
+    // Connects the attached socket to `to` (within --connect-timeout) and reports to `sink`:
+    // on_transport_established() once connected (reading starts then), on_transport_down()
+    // naming the failure otherwise. Instead of start().
+    void connect(const io::SocketAddress& to, TransportSink* sink) noexcept;
+
     void start(TransportSink* sink) noexcept override;
     void write(iovec* iov, uint32_t count, uint64_t bytes) noexcept override;
     void pause_reading() noexcept override { io_.pause_reading(); }
@@ -28,6 +34,7 @@ class TcpTransport final : public Transport, private io::SocketEvents {
     void close() noexcept override;
     void shutdown_write() noexcept override { io_.shutdown_write(); }
     [[nodiscard]] const char* kind() const noexcept override { return "plain"; }
+    [[nodiscard]] bool established() const noexcept override { return !connecting_; }
     [[nodiscard]] io::SocketIo* raw_socket() noexcept override { return &io_; }
 
   private:
@@ -36,7 +43,7 @@ class TcpTransport final : public Transport, private io::SocketEvents {
     void on_socket_error(const char* what, int err) noexcept override;
     bool on_socket_recv_error(int err) noexcept override;
     void on_socket_sent() noexcept override;
-    void on_socket_connected(int) noexcept override {}
+    void on_socket_connected(int res) noexcept override;
     void on_socket_closed() noexcept override;
     void on_socket_recv_stopped() noexcept override;
     void down(const char* reason, int err) noexcept;
@@ -46,6 +53,7 @@ class TcpTransport final : public Transport, private io::SocketEvents {
     TransportSink* sink_ = nullptr;
     bool writing_ = false;
     bool down_ = false;
+    bool connecting_ = false;
 };
 
 }  // namespace ferry::transport

@@ -438,11 +438,20 @@ TEST(ConfigValidate, AcceptsWebSocketListenersAtTheInitiator) {
     EXPECT_EQ(o->ws_max_message, uint64_t{16} << 20);
 }
 
-TEST(ConfigValidate, RejectsGrpcEndpointsAndWssUpstreamsUntilTheyAreServed) {
+TEST(ConfigValidate, RejectsGrpcsEndpointsAndWssUpstreamsUntilTheyAreServed) {
     {
         RawOptions raw = initiator();
         raw.listen = {"grpc://127.0.0.1:50051"};  // h2c listeners are served
         EXPECT_TRUE(validate(raw, kAllowed).ok());
+    }
+    {
+        RawOptions raw = terminator();
+        raw.upstream = {"127.0.0.1:8080", "grpc://127.0.0.1:50051"};  // and h2c upstreams
+        absl::StatusOr<Options> o = validate(raw, kAllowed);
+        ASSERT_TRUE(o.ok()) << o.status().message();
+        EXPECT_EQ(o->upstreams[1].protocol(), proto::tunnel::StreamProtocol::Grpc);
+        raw.upstream.push_back("grpc://127.0.0.1:50052");
+        expect_flag_error(validate(raw, kAllowed), "upstream");  // one per protocol
     }
     for (const char* url : {"grpcs://127.0.0.1:50052"}) {
         RawOptions raw = initiator();
@@ -452,8 +461,7 @@ TEST(ConfigValidate, RejectsGrpcEndpointsAndWssUpstreamsUntilTheyAreServed) {
         EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
             << o.status().message();
     }
-    for (const char* url :
-         {"wss://127.0.0.1:8443/", "grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50052"}) {
+    for (const char* url : {"wss://127.0.0.1:8443/", "grpcs://127.0.0.1:50052"}) {
         RawOptions raw = terminator();
         raw.upstream = {"127.0.0.1:8080", url};
         absl::StatusOr<Options> o = validate(raw, kAllowed);
