@@ -13,7 +13,7 @@ build_deps=(
     # the kTLS tests boot Debian kernels in QEMU (shared/vm/run-in-vm.sh, tools/vm-kernel.sh)
     qemu-system-x86 xz-utils zstd debian-archive-keyring
 )
-bench_deps=(haproxy stunnel4 nginx-light libnginx-mod-stream linux-perf)
+bench_deps=(haproxy stunnel4 nginx-light libnginx-mod-stream linux-perf nghttp2-client)
 
 want=("${build_deps[@]}")
 if [[ "${1:-}" == "--bench" ]]; then

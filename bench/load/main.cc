@@ -29,7 +29,7 @@ using ferry::base::ByteSize;
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "serve: address to listen on (port 0: any free)");
 ABSL_FLAG(std::string, target, "", "run/idle: address to connect to");
 ABSL_FLAG(std::string, mode, "",
-          "serve: echo|sink|source|ws-echo (default echo); "
+          "serve: echo|sink|source|ws-echo|grpc-echo (default echo); "
           "run: rr|bulk|verify|ws-rr|ws-verify (default rr)");
 ABSL_FLAG(int, threads, 1, "worker threads, each with its own io_uring");
 ABSL_FLAG(uint32_t, connections, 64, "run/idle: number of concurrent connections");
@@ -61,7 +61,7 @@ namespace {
 
 constexpr char kUsage[] = R"(load generator and test peer for ferry benchmarks
 
-  ferry-load serve --listen 127.0.0.1:PORT --mode echo|sink|source|ws-echo [--threads N]
+  ferry-load serve --listen 127.0.0.1:PORT --mode echo|sink|source|ws-echo|grpc-echo [--threads N]
   ferry-load run --target 127.0.0.1:PORT --mode rr|bulk|verify|ws-rr|ws-verify [--connections 64]
                  [--size 1024] [--duration 10s | --count N] [--warmup 1s] [--threads 1] [--json]
                  [--label NAME] [--proxy-pids PID,PID] [--connect-rate N]
@@ -103,6 +103,8 @@ int serve_main() {
         options.mode = ServeMode::Source;
     } else if (mode == "ws-echo") {
         options.mode = ServeMode::WsEcho;
+    } else if (mode == "grpc-echo") {
+        options.mode = ServeMode::GrpcEcho;
     } else {
         return fail_usage(absl::StrFormat("serve: unknown --mode %s", mode));
     }

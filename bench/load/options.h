@@ -12,7 +12,7 @@
 
 namespace ferry::bench {
 
-enum class ServeMode { Echo, Sink, Source, WsEcho };
+enum class ServeMode { Echo, Sink, Source, WsEcho, GrpcEcho };
 // WsRr / WsVerify: rr over WebSocket (one masked message per request, echoed whole); WsVerify
 // also compares the echoed bytes.
 enum class RunMode { Rr, Bulk, Verify, WsRr, WsVerify };

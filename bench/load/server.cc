@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "byte_stream.h"
 #include "ferry/base/check.h"
+#include "grpc_echo.h"
 #include "net.h"
 #include "ring.h"
 #include "ws_echo.h"
@@ -64,10 +65,10 @@ class ServerConn final {
     int inflight_ = 0;
     bool closing_ = false;
     std::unique_ptr<std::byte[]> buf_;
-    std::unique_ptr<WsEchoSession> ws_;  // ws-echo only
-    bool close_after_send_ = false;      // ws-echo: the session ended
-    size_t len_ = 0;                     // echo: bytes held in buf_
-    size_t sent_ = 0;                    // echo: bytes of buf_ already sent back
+    std::unique_ptr<EchoSession> ws_;  // ws-echo and grpc-echo only
+    bool close_after_send_ = false;    // ws-echo, grpc-echo: the session ended
+    size_t len_ = 0;                   // echo: bytes held in buf_
+    size_t sent_ = 0;                  // echo: bytes of buf_ already sent back
     uint64_t source_pos_ = 0;
     MemberOp<ServerConn, &ServerConn::on_recv> recv_op_{this};
     MemberOp<ServerConn, &ServerConn::on_send> send_op_{this};
@@ -152,6 +153,8 @@ ServerConn::ServerConn(ServerWorker& worker, int fd, size_t slot) noexcept
     }
     if (worker_.mode() == ServeMode::WsEcho) {
         ws_ = std::make_unique<WsEchoSession>();
+    } else if (worker_.mode() == ServeMode::GrpcEcho) {
+        ws_ = std::make_unique<GrpcEchoSession>();
     }
 }
 
@@ -220,8 +223,9 @@ void ServerConn::on_recv(int res, uint32_t /*flags*/) noexcept {
             post_send();
             break;
         case ServeMode::WsEcho:
+        case ServeMode::GrpcEcho:
             close_after_send_ =
-                ws_->feed({buf_.get(), static_cast<size_t>(res)}) == WsEchoSession::Next::Close;
+                ws_->feed({buf_.get(), static_cast<size_t>(res)}) == EchoSession::Next::Close;
             sent_ = 0;
             if (!ws_->output().empty()) {
                 post_send();

@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "echo_session.h"
 #include "ferry/proto/http1/request_parser.h"
 #include "ferry/proto/ws/frame_parser.h"
 
@@ -24,23 +25,16 @@ inline constexpr uint64_t kWsMaxMessageSize = uint64_t{64} << 20;
 // answered with Pong (same payload), Close with Close (same code), and a protocol error with
 // Close carrying the parser's code; after either Close the connection is closed once `output`
 // has been sent.
-class WsEchoSession final {
+class WsEchoSession final : public EchoSession {
   public:
     WsEchoSession() noexcept;
 
-    enum class Next : uint8_t {
-        Continue,  // send output() (if any), clear it, read more
-        Close,     // send output() (if any), then close the connection
-    };
-
     // Takes every byte of `input` (frames are unmasked in place in it) and appends what to
     // answer to output(). Bytes after a Close or an error are ignored.
-    [[nodiscard]] Next feed(std::span<std::byte> input) noexcept;
+    [[nodiscard]] Next feed(std::span<std::byte> input) noexcept override;
 
-    // What to send, in order. The caller sends it all and then calls clear_output() before the
-    // next feed(); feed() appends, so the storage may move during feed() only.
-    [[nodiscard]] std::span<const std::byte> output() const noexcept { return out_; }
-    void clear_output() noexcept { out_.clear(); }
+    [[nodiscard]] std::span<const std::byte> output() const noexcept override { return out_; }
+    void clear_output() noexcept override { out_.clear(); }
 
     [[nodiscard]] bool open() const noexcept { return state_ == State::Open; }
 
