@@ -77,7 +77,7 @@ ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual T
 ABSL_FLAG(std::string, tunnel_ws_path, "/ferry/tunnel", "--tunnel-transport=ws: the path of the tunnel's WebSocket Upgrade (initiator asks for it, terminator accepts only it)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of this side (tools/gen-certs.sh makes a demo set)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
-ABSL_FLAG(std::string, listen_tls_cert, "", "initiator: PEM certificate chain that wss:// listeners show to clients (TLS 1.3, ALPN http/1.1; no client certificate asked)");
+ABSL_FLAG(std::string, listen_tls_cert, "", "initiator: PEM certificate chain that wss:// and grpcs:// listeners show to clients (TLS 1.3, ALPN http/1.1 and h2; no client certificate asked)");
 ABSL_FLAG(std::string, listen_tls_key, "", "initiator: PEM private key of --listen-tls-cert");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle the peer's certificate must chain to");
 ABSL_FLAG(std::string, peer_name, "ferry-terminator", "initiator: name (DNS SAN) the terminator's certificate must carry");

@@ -84,6 +84,10 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     if (url.scheme == role::Scheme::Grpc) {
         return absl::OkStatus();
     }
+    // grpcs:// at the initiator: HTTP/2 over TLS with ALPN h2 (--listen-tls-cert).
+    if (url.scheme == role::Scheme::Grpcs && side == Role::Initiator) {
+        return absl::OkStatus();
+    }
     if (url.scheme == role::Scheme::Wss && side == Role::Terminator) {
         return bad(flag, absl::StrFormat("'%s': a wss:// upstream is not served by this build yet "
                                          "(use ws://, or no ws upstream for the built-in sink)",
@@ -91,9 +95,10 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     }
     const char* what = url.tls() ? (url.scheme == role::Scheme::Wss ? "wss" : "grpcs")
                                  : role::protocol_name(url.protocol());
-    return bad(flag, absl::StrFormat("'%s': %s is not served by this build yet (only tcp://, "
-                                     "HOST:PORT, ws://, grpc:// and wss:// listeners)",
-                                     url.text, what));
+    return bad(flag,
+               absl::StrFormat("'%s': %s is not served by this build yet (only tcp://, "
+                               "HOST:PORT, ws://, grpc://, and wss:// and grpcs:// listeners)",
+                               url.text, what));
 }
 
 }  // namespace
@@ -311,20 +316,23 @@ absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available
 
 namespace {
 
-// wss:// listeners show clients their own certificate, apart from the tunnel's (a public name).
+// wss:// and grpcs:// listeners show clients their own certificate, apart from the tunnel's (a
+// public name).
 absl::Status listener_tls(const RawOptions& raw, Options& o) {
     const bool wanted = std::any_of(o.listen.begin(), o.listen.end(),
                                     [](const role::ServiceUrl& u) { return u.tls(); });
     if (!wanted) {
         if (!raw.listen_tls_cert.empty() || !raw.listen_tls_key.empty()) {
-            return bad("listen-tls-cert", "is set but no --listen is a wss:// URL");
+            return bad("listen-tls-cert", "is set but no --listen is a wss:// or grpcs:// URL");
         }
         return absl::OkStatus();
     }
     for (auto [flag, file] : {std::pair{"listen-tls-cert", &raw.listen_tls_cert},
                               std::pair{"listen-tls-key", &raw.listen_tls_key}}) {
         if (file->empty()) {
-            return bad(flag, "is required for a wss:// listener (the certificate clients see)");
+            return bad(flag,
+                       "is required for a wss:// or grpcs:// listener (the certificate "
+                       "clients see)");
         }
         if (access(file->c_str(), R_OK) != 0) {
             return bad(flag, absl::StrFormat("cannot read '%s'", *file));

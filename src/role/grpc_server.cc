@@ -533,8 +533,14 @@ GrpcConnection::~GrpcConnection() {
     }
 }
 
-void GrpcConnection::start(int fd) noexcept {
+void GrpcConnection::start(int fd, const tls::TlsContext* tls) noexcept {
     tcp_.attach(fd);
+    if (tls != nullptr) {
+        // A client's TLS keeps its keys for its life (rotation is the tunnel's business).
+        tls_ = std::make_unique<transport::TlsTransport>(ctx_, owner_.transport_metrics_, tcp_,
+                                                         *tls, transport::TlsOptions{});
+        conn_ = tls_.get();
+    }
     nghttp2_option* option = nullptr;
     nghttp2_option_new(&option);
     // Stream windows return as the tunnel takes the bytes (back-pressure per call).
@@ -707,8 +713,8 @@ void GrpcConnection::on_transport_read(buf::Chunk&& bytes) noexcept {
 }
 
 void GrpcConnection::flush() noexcept {
-    if (closing_ || session_ == nullptr || out_.writing()) {
-        return;
+    if (closing_ || session_ == nullptr || out_.writing() || !conn_->established()) {
+        return;  // (a grpcs:// connection speaks once its TLS handshake is done)
     }
     const int rv = nghttp2_session_send(session_);
     if (rv != 0) {
@@ -823,10 +829,34 @@ void GrpcClients::on_client(int fd, const ServiceUrl& listener) noexcept {
     }
     metrics_.connections_accepted.add();
     c->hold_slot(&options_.process->connections);
-    c->start(fd);
+    c->start(fd, listener.tls() && tls_ != nullptr ? &tls_->context() : nullptr);
+}
+
+absl::Status GrpcClients::prepare() noexcept {
+    if (!options_.serves_tls || tls_ != nullptr) {
+        return absl::OkStatus();
+    }
+    TunnelSecurity sec;
+    sec.tls = true;
+    sec.tls_config = options_.listener_tls;
+    absl::StatusOr<std::unique_ptr<ShardTls>> tls = ShardTls::create(sec);
+    if (!tls.ok()) {
+        return tls.status();
+    }
+    tls_ = *std::move(tls);
+    return absl::OkStatus();
+}
+
+void GrpcClients::reload() noexcept {
+    if (tls_ != nullptr) {
+        tls_->reload_now();
+    }
 }
 
 void GrpcClients::tick(uint64_t now_ns) noexcept {
+    if (tls_ != nullptr) {
+        tls_->maybe_reload(now_ns);
+    }
     for (GrpcConnection* c = connections_; c != nullptr;) {
         GrpcConnection* next = c->next;
         c->tick(now_ns);

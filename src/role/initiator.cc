@@ -67,6 +67,12 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     grpc_options.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
     grpc_options.node_name = config_.node_name;
     grpc_options.route_key = config_.route_key;
+    grpc_options.serves_tls = config_.listener_tls.has_value();
+    if (grpc_options.serves_tls) {
+        // The same certificate as wss:// listeners; gRPC clients insist on ALPN h2.
+        grpc_options.listener_tls = *config_.listener_tls;
+        grpc_options.listener_tls.alpn = "h2";
+    }
     clients_.add(pt::StreamProtocol::Grpc,
                  std::make_unique<GrpcClients>(ctx, metrics.role, metrics.client_transport, *this,
                                                std::move(grpc_options)));

@@ -14,6 +14,7 @@ when it passes, 1 with the reason otherwise. Every call has a deadline.
   --case cancel         the client cancels: the server sees the cancellation
   --case concurrent     1,000 calls in flight at once on one connection, all answered
   --case unavailable    (upstream down) UNAVAILABLE
+With --tls-ca the channel is grpcs:// (TLS, ALPN h2) to localhost.
 """
 import argparse
 import sys
@@ -168,10 +169,17 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--case", choices=sorted(CASES), action="append", required=True)
     ap.add_argument("--expect-trail", default="")
+    ap.add_argument("--tls-ca", help="grpcs://: the CA of the listener's certificate")
     args = ap.parse_args()
     opts = [("grpc.max_receive_message_length", 8 << 20),
             ("grpc.max_send_message_length", 8 << 20)]
-    with grpc.insecure_channel("127.0.0.1:%d" % args.port, options=opts) as ch:
+    target = "localhost:%d" % args.port if args.tls_ca else "127.0.0.1:%d" % args.port
+    if args.tls_ca:
+        creds = grpc.ssl_channel_credentials(root_certificates=open(args.tls_ca, "rb").read())
+        channel = grpc.secure_channel(target, creds, options=opts)
+    else:
+        channel = grpc.insecure_channel(target, options=opts)
+    with channel as ch:
         for case in args.case:
             CASES[case](ch, args)
     return 0

@@ -48,22 +48,49 @@ class GrpcUpstreamE2e : public E2e {
     }
 
     // A terminator whose gRPC upstream is 127.0.0.1:`upstream_port`, and an initiator with a
-    // grpc:// listener in front of it.
-    void start_pair(uint16_t upstream_port) {
+    // grpc:// listener in front of it. With `pki`, the tunnel is armored (mutual TLS) and the
+    // listener is grpcs:// (the terminator's certificate, ALPN h2).
+    void start_pair(uint16_t upstream_port, const std::string& pki = {}) {
         const uint16_t tunnel_port = testlib::free_port();
-        terminator_ = std::make_unique<Process>(
-            std::vector<std::string>{
-                ferry_bin(), "terminator", "--listen-tunnel", addr(tunnel_port), "--upstream",
-                "grpc://" + addr(upstream_port), "--admin", addr(admin_t_), "--shards", "1",
-                "--cpus", "none", "--node-name", "cluster-b-0", "--connect-timeout", "2s",
-                "--tunnel-transport", "plain"},
-            dir_ + "/terminator.log");
-        initiator_ = std::make_unique<Process>(
-            std::vector<std::string>{
-                ferry_bin(), "initiator", "--listen", "grpc://" + addr(listen_port_), "--peer",
-                addr(tunnel_port), "--admin", addr(admin_i_), "--shards", "1", "--cpus", "none",
-                "--node-name", "cluster-a-0", "--auto-trigger", "0", "--tunnel-transport", "plain"},
-            dir_ + "/initiator.log");
+        std::vector<std::string> t = {ferry_bin(),
+                                      "terminator",
+                                      "--listen-tunnel",
+                                      addr(tunnel_port),
+                                      "--upstream",
+                                      "grpc://" + addr(upstream_port),
+                                      "--admin",
+                                      addr(admin_t_),
+                                      "--shards",
+                                      "1",
+                                      "--cpus",
+                                      "none",
+                                      "--node-name",
+                                      "cluster-b-0",
+                                      "--connect-timeout",
+                                      "2s"};
+        std::vector<std::string> i = {
+            ferry_bin(),      "initiator",
+            "--listen",       (pki.empty() ? "grpc://" : "grpcs://") + addr(listen_port_),
+            "--peer",         addr(tunnel_port),
+            "--admin",        addr(admin_i_),
+            "--shards",       "1",
+            "--cpus",         "none",
+            "--node-name",    "cluster-a-0",
+            "--auto-trigger", "0"};
+        if (pki.empty()) {
+            t.insert(t.end(), {"--tunnel-transport", "plain"});
+            i.insert(i.end(), {"--tunnel-transport", "plain"});
+        } else {
+            const std::vector<std::string> tt = tls_flags(pki, "terminator");
+            const std::vector<std::string> it = tls_flags(pki, "initiator");
+            t.insert(t.end(), tt.begin(), tt.end());
+            i.insert(i.end(), it.begin(), it.end());
+            i.insert(i.end(), {"--listen-tls-cert", pki + "/terminator.crt", "--listen-tls-key",
+                               pki + "/terminator.key"});
+            tls_ca_ = pki + "/ca.crt";
+        }
+        terminator_ = std::make_unique<Process>(t, dir_ + "/terminator.log");
+        initiator_ = std::make_unique<Process>(i, dir_ + "/initiator.log");
         ASSERT_TRUE(testlib::wait_until(
             [&] { return testlib::http_get(admin_i_, "/ready").status == 200; }, 20000));
     }
@@ -76,6 +103,9 @@ class GrpcUpstreamE2e : public E2e {
             "--expect-trail", "cluster-a-0, cluster-b-0"};
         for (const std::string& c : cases) {
             args.insert(args.end(), {"--case", c});
+        }
+        if (!tls_ca_.empty()) {
+            args.insert(args.end(), {"--tls-ca", tls_ca_});
         }
         Process client(args, dir_ + "/grpc_client.log");
         const int rc = client.wait(300000).value_or(-1);
@@ -90,6 +120,7 @@ class GrpcUpstreamE2e : public E2e {
     uint16_t listen_port_ = testlib::free_port();
     uint16_t admin_i_ = testlib::free_port();
     uint16_t admin_t_ = testlib::free_port();
+    std::string tls_ca_;
     std::unique_ptr<Process> terminator_;
     std::unique_ptr<Process> initiator_;
 };
@@ -115,6 +146,19 @@ TEST_F(GrpcUpstreamE2e, EveryKindOfCallCrossesToARealServerAndBack) {
     const int64_t upstream_connections = metric(admin_t_, "ferry_connections_active");
     EXPECT_GE(upstream_connections, 1);
     EXPECT_LE(upstream_connections, 4);
+}
+
+TEST_F(GrpcUpstreamE2e, AGrpcsListenerAndAnArmoredTunnelCarryTheSameCalls) {
+    const uint16_t port = testlib::free_port();
+    auto server = start_server(port);
+    start_pair(port, make_pki(dir_));
+    EXPECT_EQ(run_client({"unary", "bidi", "cancel", "concurrent"}), 0);
+    EXPECT_TRUE(testlib::wait_until(
+        [&] {
+            return metric(admin_i_, "ferry_streams_active") == 0 &&
+                   metric(admin_t_, "ferry_streams_active") == 0;
+        },
+        10000));
 }
 
 TEST_F(GrpcUpstreamE2e, AnUnreachableServerGivesUnavailableAndALaterOneIsUsed) {

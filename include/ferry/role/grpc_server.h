@@ -33,7 +33,10 @@
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/route_key.h"
+#include "ferry/role/tunnel_security.h"
+#include "ferry/tls/tls_context.h"
 #include "ferry/transport/tcp_transport.h"
+#include "ferry/transport/tls_transport.h"
 #include "ferry/tunnel/stream.h"
 
 struct nghttp2_session;
@@ -48,6 +51,9 @@ struct GrpcClientOptions {
     uint64_t handshake_ns = 5'000'000'000;  // the client's preface within this
     std::string node_name;                  // this node's entry in the OPEN's "trail"
     RouteKeyRule route_key;                 // --route-key (header: a metadata key)
+    // grpcs:// listeners: TLS with ALPN h2 (the certificate of --listen-tls-cert).
+    bool serves_tls = false;
+    tls::TlsConfig listener_tls;
 };
 
 class GrpcClients;
@@ -144,7 +150,8 @@ class GrpcConnection final : public transport::TransportSink,
                    GrpcClients& owner) noexcept;
     ~GrpcConnection() override;
 
-    void start(int fd) noexcept;
+    // `tls`: a grpcs:// listener's context (TLS over the socket), or nullptr for h2c.
+    void start(int fd, const tls::TlsContext* tls) noexcept;
     void reject(int fd) noexcept;
     void hold_slot(base::SharedLimit* limit) noexcept { slot_ = limit; }
     // Stop taking calls (GOAWAY); open ones finish.
@@ -178,6 +185,7 @@ class GrpcConnection final : public transport::TransportSink,
     void on_transport_written() noexcept override;
     void on_transport_down(const char* reason, int err) noexcept override;
     void on_transport_quiescent() noexcept override;
+    void on_transport_established() noexcept override { want_flush(); }
 
     void close() noexcept;
 
@@ -185,6 +193,7 @@ class GrpcConnection final : public transport::TransportSink,
     Metrics& metrics_;
     GrpcClients& owner_;
     transport::TcpTransport tcp_;
+    std::unique_ptr<transport::TlsTransport> tls_;  // grpcs:// only
     transport::Transport* conn_ = &tcp_;
     nghttp2_session* session_ = nullptr;
     GrpcCall* calls_ = nullptr;
@@ -203,6 +212,8 @@ class GrpcClients final : public ClientProtocol {
     ~GrpcClients() override;
 
     void on_client(int fd, const ServiceUrl& listener) noexcept override;
+    [[nodiscard]] absl::Status prepare() noexcept override;
+    void reload() noexcept override;
     void tick(uint64_t now_ns) noexcept override;
     void drain() noexcept override;
     [[nodiscard]] bool idle() const noexcept override { return connections_ == nullptr; }
@@ -230,6 +241,8 @@ class GrpcClients final : public ClientProtocol {
     GrpcClientOptions options_;
     base::LogLimiter refusal_log_;
     GrpcConnection* connections_ = nullptr;
+    // grpcs:// listeners: this shard's TLS context, re-read when its files change.
+    std::unique_ptr<ShardTls> tls_;
     bool draining_ = false;
 };
 

@@ -438,7 +438,7 @@ TEST(ConfigValidate, AcceptsWebSocketListenersAtTheInitiator) {
     EXPECT_EQ(o->ws_max_message, uint64_t{16} << 20);
 }
 
-TEST(ConfigValidate, RejectsGrpcsEndpointsAndWssUpstreamsUntilTheyAreServed) {
+TEST(ConfigValidate, RejectsTlsUpstreamsUntilTheyAreServed) {
     {
         RawOptions raw = initiator();
         raw.listen = {"grpc://127.0.0.1:50051"};  // h2c listeners are served
@@ -452,14 +452,6 @@ TEST(ConfigValidate, RejectsGrpcsEndpointsAndWssUpstreamsUntilTheyAreServed) {
         EXPECT_EQ(o->upstreams[1].protocol(), proto::tunnel::StreamProtocol::Grpc);
         raw.upstream.push_back("grpc://127.0.0.1:50052");
         expect_flag_error(validate(raw, kAllowed), "upstream");  // one per protocol
-    }
-    for (const char* url : {"grpcs://127.0.0.1:50052"}) {
-        RawOptions raw = initiator();
-        raw.listen = {url};
-        absl::StatusOr<Options> o = validate(raw, kAllowed);
-        expect_flag_error(o, "listen");
-        EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
-            << o.status().message();
     }
     for (const char* url : {"wss://127.0.0.1:8443/", "grpcs://127.0.0.1:50052"}) {
         RawOptions raw = terminator();
@@ -705,6 +697,16 @@ TEST(ConfigValidate, WssListenersNeedTheirOwnCertificate) {
     o = validate(raw, kAllowed);
     ASSERT_TRUE(o.ok()) << o.status();
     EXPECT_FALSE(o->listener_tls.has_value());
+    // grpcs:// listeners take the same certificate.
+    raw.listen = {"grpcs://127.0.0.1:8443"};
+    expect_flag_error(validate(raw, kAllowed), "listen-tls-cert");
+    raw.listen_tls_cert = files.cert;
+    raw.listen_tls_key = files.key;
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->listen[0].protocol(), proto::tunnel::StreamProtocol::Grpc);
+    EXPECT_TRUE(o->listen[0].tls());
+    EXPECT_TRUE(o->listener_tls.has_value());
 }
 
 bool no_ktls() { return false; }
