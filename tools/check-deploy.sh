@@ -64,7 +64,7 @@ node tools/check-deploy.js "$render" || fail=1
 # ---- Dockerfile = README's build commands -----------------------------------------------------
 # The README's block between the "build-commands" markers, and the Dockerfile's RUN commands,
 # each split into single commands at "&&".
-commands() { sed -e 's/\\$//' | tr '\n' ' ' | sed -e 's/&&/\n/g' | sed -e 's/^ *//' -e 's/ *$//' -e 's/  */ /g'; }
+commands() { sed -e ':a' -e '/\\$/{N;s/\\\n/ /;ba' -e '}' | sed -e 's/&&/\n/g' | sed -e 's/^ *//' -e 's/ *$//' -e 's/  */ /g'; }
 readme=$(sed -n '/<!-- build-commands -->/,/<!-- \/build-commands -->/p' README.md | { grep -v '^<!--\|^```' || true; } | commands)
 docker=$(awk '/^RUN /{r=1} r{print} r && !/\\$/{r=0}' deploy/Dockerfile | sed 's/^RUN //' | commands)
 if [[ -z $readme ]]; then
