@@ -112,19 +112,21 @@ if ((k3d)); then
     echo "From the host: localhost:30100, ws://localhost:30101/, localhost:30102."
 fi
 
-# The verify pod meets Pod Security "restricted" like ferry's, with the same seccomp profile.
-verify_overrides='{"apiVersion":"v1","spec":{"automountServiceAccountToken":false,
- "securityContext":{"runAsNonRoot":true,"runAsUser":10001,"runAsGroup":10001,
-  "seccompProfile":{"type":"Localhost","localhostProfile":"profiles/ferry-io-uring.json"}},
- "containers":[{"name":"ferry-verify","securityContext":{"allowPrivilegeEscalation":false,
-  "readOnlyRootFilesystem":true,"capabilities":{"drop":["ALL"]}}}]}}'
 if ((verify)); then
     echo "== verify: 8 connections x 1 MiB through the tunnel to cluster B's echo upstream"
+    # The whole pod spec is in the override (kubectl run's default merge replaces the container
+    # list): Pod Security "restricted" like ferry's pods, with the same seccomp profile.
+    target=ferry-initiator.$ferry_namespace.svc.cluster.local:9000
+    overrides='{"apiVersion":"v1","spec":{"automountServiceAccountToken":false,"restartPolicy":"Never",
+ "securityContext":{"runAsNonRoot":true,"runAsUser":10001,"runAsGroup":10001,
+  "seccompProfile":{"type":"Localhost","localhostProfile":"profiles/ferry-io-uring.json"}},
+ "containers":[{"name":"ferry-verify","image":"'"$image"'","imagePullPolicy":"IfNotPresent",
+  "stdin":true,"stdinOnce":true,
+  "command":["/usr/local/bin/ferry-load","run","--target","'"$target"'","--mode","verify",
+   "--connections","8","--bytes-per-connection","1MiB","--timeout","60s"],
+  "securityContext":{"allowPrivilegeEscalation":false,"readOnlyRootFilesystem":true,
+   "capabilities":{"drop":["ALL"]}}}]}}'
     kc "$context" -n "$ferry_namespace" delete pod ferry-verify --ignore-not-found >/dev/null
     kc "$context" -n "$ferry_namespace" run ferry-verify --rm -i --restart=Never --quiet \
-        --image="$image" --image-pull-policy=IfNotPresent \
-        --overrides="$verify_overrides" \
-        --command -- /usr/local/bin/ferry-load run \
-        --target "ferry-initiator.$ferry_namespace.svc.cluster.local:9000" \
-        --mode verify --connections 8 --bytes-per-connection 1MiB --timeout 60s
+        --image="$image" --overrides="$overrides"
 fi
