@@ -95,7 +95,7 @@ if [[ $nofile != unlimited ]] && ((idle_conns * 2 + 2000 > nofile)); then
     log "warning: RLIMIT_NOFILE is $nofile; idle test reduced to $idle_conns connections"
 fi
 
-# shellcheck source=common.sh
+# shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh" ferry-bench
 
 have_certs=0

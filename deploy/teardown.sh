@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Removes ferry from both clusters: cluster A (initiators) first, then cluster B (terminators,
-# their LoadBalancer, the demo upstream). Deleting namespace "ferry" deletes everything the deploy
-# scripts created; the pods drain on the way out (SIGTERM, --drain-timeout). Static addresses you
-# reserved in the cloud are kept.
+# their LoadBalancer, the demo upstream). Deleting namespaces "ferry" and "ferry-seccomp" deletes
+# everything the deploy scripts created (Secret ferry-tunnel-tls included); the pods drain on the
+# way out (preStop, --drain-timeout). Static addresses you reserved in the cloud are kept.
 #
 #   deploy/teardown.sh [--context-a CTX] [--context-b CTX] [--k3d-clusters]
 #
@@ -35,8 +35,10 @@ for side in A B; do
         echo "== cluster $side: skipped"
         continue
     fi
-    echo "== cluster $side ($ctx): deleting namespace $ferry_namespace"
+    echo "== cluster $side ($ctx): deleting namespaces $ferry_namespace and ferry-seccomp"
     kc "$ctx" delete namespace "$ferry_namespace" --ignore-not-found --wait=true --timeout=180s
+    # The profile file stays on the nodes (harmless; the next deploy rewrites it).
+    kc "$ctx" delete namespace ferry-seccomp --ignore-not-found --wait=true --timeout=180s
 done
 
 if ((k3d_clusters)); then

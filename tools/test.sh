@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 
 tools/setup.sh
 
-echo "== static checks: layering and formatting"
+echo "== static checks: layering, formatting, shell scripts and the deploy bundle"
 tools/check_layering.py
+tools/check-deploy.sh
 # shellcheck disable=SC2046
 if ! clang-format --dry-run --Werror $(git ls-files '*.cc' '*.h') 2>/tmp/ferry-format.log; then
     head -n 20 /tmp/ferry-format.log
