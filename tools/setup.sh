@@ -9,6 +9,7 @@ build_deps=(
     liburing-dev libssl-dev openssl libxxhash-dev libabsl-dev
     libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev nlohmann-json3-dev
     python3-websockets nodejs node-ws
+    python3-grpcio python3-protobuf protobuf-compiler python3-h2
     iproute2 procps curl python3 ca-certificates
     # the kTLS tests boot Debian kernels in QEMU (shared/vm/run-in-vm.sh, tools/vm-kernel.sh)
     qemu-system-x86 xz-utils zstd debian-archive-keyring
