@@ -153,6 +153,7 @@ class GrpcConnection final : public transport::TransportSink,
     void tick(uint64_t now_ns) noexcept;
 
     // nghttp2 callbacks
+    int on_begin_frame(uint8_t type, int32_t id) noexcept;
     int on_begin_headers(int32_t id) noexcept;
     int on_header(int32_t id, std::string_view name, std::string_view value) noexcept;
     int on_frame_recv(uint8_t type, uint8_t flags, int32_t id) noexcept;
@@ -187,8 +188,14 @@ class GrpcConnection final : public transport::TransportSink,
     void seal() noexcept;
     void write_out() noexcept;
     void close() noexcept;
+    // One RST_STREAM from the client against the rapid-reset budget; false once it is spent.
+    [[nodiscard]] bool take_reset_token() noexcept;
 
     static constexpr uint32_t kMaxIov = 64;
+    // RST_STREAMs a client may send: this many at once, then this many a second (a client
+    // cancelling every call of a full connection, 1024 by default, stays inside).
+    static constexpr uint32_t kResetBurst = 2000;
+    static constexpr uint32_t kResetsPerSecond = 100;
     // nghttp2 is asked for frames until this much output waits (bounded memory per connection).
     static constexpr uint64_t kMaxPending = 256 * 1024;
 
@@ -208,6 +215,8 @@ class GrpcConnection final : public transport::TransportSink,
     iovec iov_[kMaxIov];
     uint32_t sending_nodes_ = 0;
     uint64_t deadline_ns_ = 0;  // the preface must come by then (0: it came)
+    uint64_t reset_refill_ns_ = 0;
+    uint32_t reset_tokens_ = kResetBurst;
     bool sending_ = false;
     bool closing_ = false;
     bool draining_ = false;
