@@ -701,6 +701,17 @@ int GrpcConnection::on_begin_frame(uint8_t type, int32_t id) noexcept {
                            "HEADERS for a stream id below one used before");
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
+    if (type == NGHTTP2_SETTINGS) {
+        // What a new SETTINGS_INITIAL_WINDOW_SIZE is checked against in on_frame_recv.
+        initial_window_before_ =
+            nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+        largest_window_before_ = 0;
+        for (const GrpcCall* c = calls_; c != nullptr; c = c->next) {
+            largest_window_before_ =
+                std::max(largest_window_before_,
+                         nghttp2_session_get_stream_remote_window_size(session_, c->id()));
+        }
+    }
     return 0;
 }
 
@@ -732,6 +743,20 @@ int GrpcConnection::on_frame_recv(uint8_t type, uint8_t flags, int32_t id) noexc
         owner_.log_refusal("gRPC client connection closed", "RST_STREAM flood (rapid reset)");
         (void)nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (type == NGHTTP2_SETTINGS && (flags & NGHTTP2_FLAG_ACK) == 0) {
+        // RFC 9113 §6.9.2: a new SETTINGS_INITIAL_WINDOW_SIZE that takes a stream window past
+        // 2^31-1 is a connection error FLOW_CONTROL_ERROR (nghttp2 resets the stream only).
+        const uint32_t now_initial =
+            nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+        if (now_initial > initial_window_before_ &&
+            int64_t{largest_window_before_} + (now_initial - initial_window_before_) >
+                int64_t{NGHTTP2_MAX_WINDOW_SIZE}) {
+            owner_.log_refusal("gRPC client connection failed",
+                               "SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window");
+            (void)nghttp2_session_terminate_session(session_, NGHTTP2_FLOW_CONTROL_ERROR);
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
     }
     if (id == 0) {
         return 0;

@@ -829,6 +829,85 @@ def case_uppercase_header(host, port, timeout):
         c.close()
 
 
+def expect_stream_error(c, stream, code):
+    """RST_STREAM `code` on `stream`, or the connection error RFC 9113 §5.4 allows instead."""
+    while True:
+        try:
+            f = c.recv_frame()
+        except Eof:
+            raise Fail("closed without RST_STREAM or GOAWAY %s" % error_name(code))
+        if f.type == GOAWAY or (f.type == RST_STREAM and f.stream == stream):
+            break
+    if f.error_code() != code:
+        raise Fail("%r, expected %s" % (f, error_name(code)))
+    if f.type == GOAWAY:
+        c.expect_close()
+
+
+def case_priority_self_dependency(host, port, timeout):
+    # RFC 9113 §5.3.1: a stream cannot depend on itself: PROTOCOL_ERROR.
+    c = Conn(host, port, timeout)
+    try:
+        c.send(c.headers(1, request_headers()) +
+               frame(PRIORITY, 0, 1, struct.pack("!IB", 1, 15)))
+        expect_stream_error(c, 1, PROTOCOL_ERROR)
+    finally:
+        c.close()
+
+
+def case_data_after_end_stream(host, port, timeout):
+    # RFC 9113 §5.1: DATA on a half-closed (remote) stream is a STREAM_CLOSED error.
+    c = Conn(host, port, timeout)
+    try:
+        c.send(c.headers(1, request_headers(), end_stream=True) + frame(DATA, 0, 1, b"x"))
+        expect_stream_error(c, 1, STREAM_CLOSED)
+    finally:
+        c.close()
+
+
+def case_initial_window_overflow(host, port, timeout):
+    # RFC 9113 §6.9.2: a SETTINGS_INITIAL_WINDOW_SIZE change that takes a stream window past
+    # 2^31-1 is a connection error FLOW_CONTROL_ERROR.
+    c = Conn(host, port, timeout)
+    try:
+        c.send(c.headers(1, request_headers()) + window_update(1, 0x7FFFFFFF - 65535 - 10))
+        c.send(settings((SETTINGS_INITIAL_WINDOW_SIZE, 65535 + 100)))
+        c.expect_goaway([FLOW_CONTROL_ERROR])
+    finally:
+        c.close()
+
+
+def case_malformed_requests(host, port, timeout):
+    # RFC 9113 §8.1 / §8.2.2 / §8.3: malformed requests are stream errors PROTOCOL_ERROR; the
+    # connection goes on.
+    c = Conn(host, port, timeout)
+    try:
+        cases = [
+            ("trailers without END_STREAM",
+             lambda sid: c.headers(sid, request_headers()) +
+             frame(DATA, 0, sid, grpc_message(b"x")) + c.headers(sid, [("x-t", "1")])),
+            ("TE other than trailers",
+             lambda sid: c.headers(sid, [f for f in request_headers() if f[0] != "te"] +
+                                   [("te", "gzip")], end_stream=True)),
+            ("a pseudo-header after a regular field",
+             lambda sid: c.headers(sid, request_headers([(":status", "200")]), end_stream=True)),
+            ("content-length not matching the DATA",
+             lambda sid: c.headers(sid, request_headers([("content-length", "3")])) +
+             frame(DATA, END_STREAM, sid, b"12345")),
+        ]
+        sid = 1
+        for title, make in cases:
+            c.send(make(sid))
+            try:
+                c.expect_rst(sid, [PROTOCOL_ERROR])
+            except Fail as e:
+                raise Fail("%s: %s" % (title, e))
+            sid += 2
+        raw_send(c, sid, b"after malformed requests")
+    finally:
+        c.close()
+
+
 def case_goaway_from_client(host, port, timeout):
     # RFC 9113 §6.8: after the client's GOAWAY the server finishes and closes.
     c = Conn(host, port, timeout)
@@ -857,6 +936,8 @@ CASES = [
     ("5.1.3", "an even stream id from the client", case_stream_id_even, 10),
     ("5.1.4", "DATA on an idle stream", case_data_on_idle_stream, 10),
     ("5.1.5", "more streams than SETTINGS_MAX_CONCURRENT_STREAMS", case_too_many_streams, 20),
+    ("5.1.6", "DATA after END_STREAM", case_data_after_end_stream, 10),
+    ("5.3.1", "a stream depending on itself", case_priority_self_dependency, 10),
     ("6.2", "HEADERS on stream 0", case_headers_on_stream_zero, 10),
     ("6.5.1", "SETTINGS is acknowledged", case_settings_ack, 10),
     ("6.5.2", "a SETTINGS ACK with a payload", case_settings_ack_with_payload, 10),
@@ -869,9 +950,13 @@ CASES = [
      case_window_overflow_connection, 10),
     ("6.9.2", "a WINDOW_UPDATE overflowing a stream window", case_window_overflow_stream, 10),
     ("6.9.3", "a WINDOW_UPDATE of 0", case_window_update_zero, 10),
+    ("6.9.4", "SETTINGS_INITIAL_WINDOW_SIZE overflowing a stream window",
+     case_initial_window_overflow, 10),
     ("6.10.1", "CONTINUATION without HEADERS", case_continuation_orphan, 10),
     ("6.10.2", "another frame inside a header block", case_continuation_interrupted, 10),
     ("6.10.3", "a CONTINUATION flood", case_continuation_flood, 20),
+    ("8.1.1", "malformed requests: trailers, TE, pseudo-header order, content-length",
+     case_malformed_requests, 10),
     ("8.2.1", "an uppercase field name", case_uppercase_header, 10),
     ("8.2.2", "a connection-specific field", case_connection_header, 10),
     ("8.3.1", "a request without :path", case_request_without_path, 10),

@@ -217,6 +217,10 @@ class GrpcConnection final : public transport::TransportSink,
     uint64_t deadline_ns_ = 0;  // the preface must come by then (0: it came)
     uint64_t reset_refill_ns_ = 0;
     uint32_t reset_tokens_ = kResetBurst;
+    // At the start of a SETTINGS frame: the client's initial window and the largest window of
+    // a stream it has open towards us (to catch an overflowing change, RFC 9113 §6.9.2).
+    uint32_t initial_window_before_ = 0;
+    int32_t largest_window_before_ = 0;
     bool sending_ = false;
     bool closing_ = false;
     bool draining_ = false;
