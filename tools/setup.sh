@@ -9,6 +9,7 @@ build_deps=(
     liburing-dev libssl-dev openssl libxxhash-dev libabsl-dev
     libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev nlohmann-json3-dev
     python3-websockets nodejs node-ws
+    python3-grpcio python3-protobuf protobuf-compiler python3-h2
     iproute2 procps curl python3 ca-certificates
     # tools/check-deploy.sh: shell scripts, and the deploy bundle rendered by Debian's kubectl
     # and checked against the Kubernetes API schemas (npm packages under tools/node_modules)

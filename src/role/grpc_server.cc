@@ -55,6 +55,10 @@ int cb_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                                           view(value, valuelen));
 }
 
+int cb_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+    return connection_of(user)->on_begin_frame(hd->type, hd->stream_id);
+}
+
 int cb_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     return connection_of(user)->on_frame_recv(frame->hd.type, frame->hd.flags, frame->hd.stream_id);
 }
@@ -87,6 +91,7 @@ nghttp2_session_callbacks* server_callbacks() {
     static nghttp2_session_callbacks* callbacks = [] {
         nghttp2_session_callbacks* cbs = nullptr;
         nghttp2_session_callbacks_new(&cbs);
+        nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, cb_begin_frame);
         nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_begin_headers);
         nghttp2_session_callbacks_set_on_header_callback(cbs, cb_header);
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb_frame_recv);
@@ -545,6 +550,9 @@ void GrpcConnection::start(int fd, const tls::TlsContext* tls) noexcept {
     nghttp2_option_new(&option);
     // Stream windows return as the tunnel takes the bytes (back-pressure per call).
     nghttp2_option_set_no_auto_window_update(option, 1);
+    // Rapid reset is answered by on_frame_recv with ENHANCE_YOUR_CALM; the library's own limit
+    // (its GOAWAY says INTERNAL_ERROR) stays behind it as a backstop.
+    nghttp2_option_set_stream_reset_rate_limit(option, 2 * kResetBurst, 2 * kResetsPerSecond);
     const int rv = nghttp2_session_server_new2(&session_, server_callbacks(), this, option);
     nghttp2_option_del(option);
     if (rv != 0) {
@@ -628,8 +636,75 @@ int GrpcConnection::on_header(int32_t id, std::string_view name, std::string_vie
     return 0;
 }
 
+int GrpcConnection::on_begin_frame(uint8_t type, int32_t id) noexcept {
+    // RFC 9113 §5.1.1: a new stream's id must exceed every id the client used before; HEADERS
+    // for a lower one that is not open is a connection error PROTOCOL_ERROR. nghttp2 ignores
+    // such a block (it cannot tell it from a trailer racing our RST_STREAM); gRPC requests have
+    // no trailers, so here it is the error the RFC names (on_transport_read sends the GOAWAY).
+    if (type == NGHTTP2_HEADERS && id > 0 &&
+        id < nghttp2_session_get_last_proc_stream_id(session_) &&
+        nghttp2_session_find_stream(session_, id) == nullptr) {
+        owner_.log_refusal("gRPC client connection failed",
+                           "HEADERS for a stream id below one used before");
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (type == NGHTTP2_SETTINGS) {
+        // What a new SETTINGS_INITIAL_WINDOW_SIZE is checked against in on_frame_recv.
+        initial_window_before_ =
+            nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+        largest_window_before_ = 0;
+        for (const GrpcCall* c = calls_; c != nullptr; c = c->next) {
+            largest_window_before_ =
+                std::max(largest_window_before_,
+                         nghttp2_session_get_stream_remote_window_size(session_, c->id()));
+        }
+    }
+    return 0;
+}
+
+bool GrpcConnection::take_reset_token() noexcept {
+    // Token bucket: kResetBurst at most, kResetsPerSecond back each second.
+    constexpr uint64_t kRefillNs = 1'000'000'000 / kResetsPerSecond;
+    if (reset_refill_ns_ == 0 || ctx_.now_ns < reset_refill_ns_) {
+        reset_refill_ns_ = ctx_.now_ns;
+    }
+    const uint64_t earned = (ctx_.now_ns - reset_refill_ns_) / kRefillNs;
+    if (earned > 0) {
+        reset_tokens_ =
+            static_cast<uint32_t>(std::min<uint64_t>(kResetBurst, reset_tokens_ + earned));
+        reset_refill_ns_ += earned * kRefillNs;
+    }
+    if (reset_tokens_ == 0) {
+        return false;
+    }
+    --reset_tokens_;
+    return true;
+}
+
 int GrpcConnection::on_frame_recv(uint8_t type, uint8_t flags, int32_t id) noexcept {
     deadline_ns_ = 0;  // the preface came: nghttp2 delivers no frame before it
+    if (type == NGHTTP2_RST_STREAM && !take_reset_token()) {
+        // Rapid reset (CVE-2023-44487): each HEADERS opens a tunnel stream that the RST_STREAM
+        // right behind it tears down again, so a flood of both costs the far side as much as
+        // us. Past the budget the connection ends with ENHANCE_YOUR_CALM (RFC 9113 §7).
+        owner_.log_refusal("gRPC client connection closed", "RST_STREAM flood (rapid reset)");
+        (void)nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (type == NGHTTP2_SETTINGS && (flags & NGHTTP2_FLAG_ACK) == 0) {
+        // RFC 9113 §6.9.2: a new SETTINGS_INITIAL_WINDOW_SIZE that takes a stream window past
+        // 2^31-1 is a connection error FLOW_CONTROL_ERROR (nghttp2 resets the stream only).
+        const uint32_t now_initial =
+            nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+        if (now_initial > initial_window_before_ &&
+            int64_t{largest_window_before_} + (now_initial - initial_window_before_) >
+                int64_t{NGHTTP2_MAX_WINDOW_SIZE}) {
+            owner_.log_refusal("gRPC client connection failed",
+                               "SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window");
+            (void)nghttp2_session_terminate_session(session_, NGHTTP2_FLOW_CONTROL_ERROR);
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+    }
     if (id == 0) {
         return 0;
     }
@@ -702,7 +777,10 @@ void GrpcConnection::on_transport_read(buf::Chunk&& bytes) noexcept {
     if (rv < 0) {
         // A connection error (bad preface, flood, broken framing): nghttp2 queued a GOAWAY with
         // its code where HTTP/2 has one; it goes out, then the connection ends.
-        owner_.log_refusal("gRPC client connection failed", nghttp2_strerror(static_cast<int>(rv)));
+        if (rv != NGHTTP2_ERR_CALLBACK_FAILURE) {  // our callbacks said why themselves
+            owner_.log_refusal("gRPC client connection failed",
+                               nghttp2_strerror(static_cast<int>(rv)));
+        }
         if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
             close();
             return;

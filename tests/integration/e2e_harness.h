@@ -114,8 +114,9 @@ class Tunnel {
     // Starts a terminator forwarding to `upstream_port` and an initiator in front of it. The
     // tunnel is plain TCP unless `pki` is given (then mutual TLS with the demo certificates).
     // With `ws_path` the initiator listens for WebSocket clients (ws://127.0.0.1:PORT<ws_path>)
-    // instead of TCP ones ("wss:/PATH": wss://). With `upstream_ws_path` the terminator's upstream
-    // is the WebSocket server ws://127.0.0.1:upstream_port<upstream_ws_path> instead of a TCP one.
+    // instead of TCP ones ("wss:/PATH": wss://; "grpc:": gRPC clients on grpc://). With
+    // `upstream_ws_path` the terminator's upstream is the WebSocket server
+    // ws://127.0.0.1:upstream_port<upstream_ws_path> instead of a TCP one.
     Tunnel(const std::string& dir, uint16_t upstream_port, int shards = 2,
            std::vector<std::string> extra = {}, std::string pki = {}, int terminator_shards = 0,
            std::vector<std::string> terminator_extra = {}, std::string ws_path = {},
@@ -162,9 +163,11 @@ class Tunnel {
         terminator = std::make_unique<Process>(args, dir_ + "/terminator.log");
     }
     void start_initiator() {
-        // "wss:/PATH" asks for a wss:// listener (its certificate comes in `extra`).
+        // "wss:/PATH" asks for a wss:// listener (its certificate comes in `extra`), "grpc:" for
+        // a grpc:// one.
         const bool wss = ws_path_.rfind("wss:", 0) == 0;
-        const std::string listen = ws_path_.empty() ? addr(listen_port_)
+        const std::string listen = ws_path_.empty()      ? addr(listen_port_)
+                                   : ws_path_ == "grpc:" ? "grpc://" + addr(listen_port_)
                                    : wss ? "wss://" + addr(listen_port_) + ws_path_.substr(4)
                                          : "ws://" + addr(listen_port_) + ws_path_;
         std::vector<std::string> args = {ferry_bin(),       "initiator",

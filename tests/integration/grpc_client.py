@@ -5,7 +5,8 @@ Calls the lane7 service (proto/lane7.proto, compiled with protoc into a temporar
 through a ferry initiator's grpc:// listener and checks every answer: payloads, trails, status
 codes. Exits 0 when every check passed, 1 with the reason on stderr otherwise.
 
-  grpc_client.py --port P --proto-dir DIR --case send|stream|unknown-method|oversize|deadline
+  grpc_client.py --port P --proto-dir DIR
+      --case send|stream|unknown-method|oversize|deadline|concurrent
 """
 import argparse
 import importlib
@@ -13,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 import grpc
 
@@ -82,6 +84,24 @@ def main():
         if got != args.count:
             fail("stream: %d results for %d messages" % (got, args.count))
         print("stream: %d messages each way, in order" % got)
+    elif args.case == "concurrent":
+        # --count unary calls in flight at once on one channel (one HTTP/2 connection): each
+        # answer must be its own call's payload.
+        futures = []
+        for i in range(args.count):
+            payload = ("c%d-" % i).encode() + bytes((i + j) & 0xff for j in range(i % 97))
+            futures.append((payload, send.future(lane7.Message(payload=payload),
+                                                 timeout=args.timeout)))
+        for i, (payload, f) in enumerate(futures):
+            try:
+                r = f.result()
+            except grpc.RpcError as e:
+                fail("concurrent call %d: %s %s" % (i, e.code(), e.details()))
+            if r.payload != payload:
+                fail("concurrent call %d: payload %r, expected %r" % (i, r.payload, payload))
+            check_trail(r, expect)
+        print("concurrent: %d unary calls at once, each answered with its own payload"
+              % len(futures))
     elif args.case == "unknown-method":
         other = channel.unary_unary("/no.such.Service/Method")
         try:
@@ -106,10 +126,13 @@ def main():
     elif args.case == "deadline":
         # A stream that sends nothing keeps the sink waiting: the gateway ends it at the
         # deadline with DEADLINE_EXCEEDED.
+        stop = threading.Event()
+
         def never():
-            import time
-            time.sleep(args.timeout)
-            yield lane7.Message()
+            stop.wait(args.timeout)
+            return
+            yield  # pylint: disable=unreachable
+
         try:
             for _ in stream(never(), timeout=0.5):
                 pass
@@ -117,6 +140,8 @@ def main():
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                 fail("deadline: %s %s" % (e.code(), e.details()))
+        finally:
+            stop.set()  # the request thread ends now, not after --timeout
         print("deadline: DEADLINE_EXCEEDED")
     else:
         fail("unknown case " + args.case)

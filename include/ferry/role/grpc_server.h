@@ -159,6 +159,7 @@ class GrpcConnection final : public transport::TransportSink,
     void tick(uint64_t now_ns) noexcept;
 
     // nghttp2 callbacks
+    int on_begin_frame(uint8_t type, int32_t id) noexcept;
     int on_begin_headers(int32_t id) noexcept;
     int on_header(int32_t id, std::string_view name, std::string_view value) noexcept;
     int on_frame_recv(uint8_t type, uint8_t flags, int32_t id) noexcept;
@@ -188,6 +189,13 @@ class GrpcConnection final : public transport::TransportSink,
     void on_transport_established() noexcept override { want_flush(); }
 
     void close() noexcept;
+    // One RST_STREAM from the client against the rapid-reset budget; false once it is spent.
+    [[nodiscard]] bool take_reset_token() noexcept;
+
+    // RST_STREAMs a client may send: this many at once, then this many a second (a client
+    // cancelling every call of a full connection, 1024 by default, stays inside).
+    static constexpr uint32_t kResetBurst = 2000;
+    static constexpr uint32_t kResetsPerSecond = 100;
 
     loop::Context& ctx_;
     Metrics& metrics_;
@@ -200,6 +208,12 @@ class GrpcConnection final : public transport::TransportSink,
     buf::Chunk* reading_ = nullptr;  // the receive buffer nghttp2 is reading (to slice DATA)
     H2Output out_;
     uint64_t deadline_ns_ = 0;  // the preface must come by then (0: it came)
+    uint64_t reset_refill_ns_ = 0;
+    uint32_t reset_tokens_ = kResetBurst;
+    // At the start of a SETTINGS frame: the client's initial window and the largest window of
+    // a stream it has open towards us (to catch an overflowing change, RFC 9113 §6.9.2).
+    uint32_t initial_window_before_ = 0;
+    int32_t largest_window_before_ = 0;
     bool closing_ = false;
     bool draining_ = false;
     base::SharedLimit* slot_ = nullptr;
