@@ -80,7 +80,7 @@ if [[ $(nproc) -lt 2 ]]; then
 fi
 ulimit -n 65536 2>/dev/null || true
 
-# shellcheck source=common.sh
+# shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh" ferry-grpc-bench
 
 have_certs=0
