@@ -274,6 +274,7 @@ std::string AdminServer::respond(std::string_view method, std::string_view path)
     if (path == "/metrics") {
         std::string body = render_metrics(config_.loop_metrics, config_.shard_metrics, config_.role,
                                           config_.node_name);
+        render_node_metrics(config_.node, config_.ktls_usable, &body);
         absl::StrAppendFormat(&body,
                               "# HELP ferry_admin_connections_timed_out_total Admin connections "
                               "closed for not sending a request in time\n"

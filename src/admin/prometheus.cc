@@ -226,4 +226,27 @@ std::string render_metrics(std::span<const loop::Metrics* const> loop_metrics,
     return out;
 }
 
+void render_node_metrics(const io::NodeCheck& node, bool ktls_usable, std::string* out) {
+    absl::StrAppendFormat(
+        out,
+        "# HELP ferry_node_io_uring_disabled The node's kernel.io_uring_disabled (0 allowed, 1 "
+        "root and io_uring_group only, 2 off; -1 the kernel has no such switch)\n"
+        "# TYPE ferry_node_io_uring_disabled gauge\n"
+        "ferry_node_io_uring_disabled %d\n"
+        "# HELP ferry_node_tls_module The kernel's tls module: loaded (or built in), available "
+        "(installed, loaded on first use) or absent\n"
+        "# TYPE ferry_node_tls_module gauge\n",
+        node.io_uring_disabled);
+    for (io::TlsModule m :
+         {io::TlsModule::Loaded, io::TlsModule::Available, io::TlsModule::Absent}) {
+        absl::StrAppendFormat(out, "ferry_node_tls_module{state=\"%s\"} %d\n",
+                              io::tls_module_name(m), node.tls_module == m ? 1 : 0);
+    }
+    absl::StrAppendFormat(out,
+                          "# HELP ferry_node_ktls_usable Whether kernel TLS offload works here\n"
+                          "# TYPE ferry_node_ktls_usable gauge\n"
+                          "ferry_node_ktls_usable %d\n",
+                          ktls_usable ? 1 : 0);
+}
+
 }  // namespace ferry::admin

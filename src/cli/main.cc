@@ -22,6 +22,7 @@
 #include "ferry/base/byte_size.h"
 #include "ferry/base/log.h"
 #include "ferry/config/options.h"
+#include "ferry/io/node_check.h"
 #include "ferry/role/initiator.h"
 #include "ferry/role/limits.h"
 #include "ferry/role/metrics.h"
@@ -66,6 +67,7 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10), "On SIGTERM/SIGINT, 
 ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(10), "Tunnel PING interval (RTT and liveness)");
 ABSL_FLAG(absl::Duration, ping_timeout, absl::Seconds(30), "Close a tunnel connection whose PING is unanswered this long");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
+ABSL_FLAG(std::string, log_format, "text", "text, or json: one object per line with ts, level, shard and msg");
 ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where clients connect, HOST:PORT or tcp://HOST:PORT (ws://, wss://, grpc://, grpcs:// listeners come with their protocols)");
 ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); each new stream goes to the one its routing key picks (rendezvous hashing) among those with a usable tunnel");
 ABSL_FLAG(std::string, route_key, "header:X-Routing-Key", "initiator: a client's routing key, which picks its terminator and travels in OPEN: header:NAME or query:NAME of a WebSocket Upgrade request, or client-address; a client without that header or parameter, and every TCP client, is keyed by its address");
@@ -251,6 +253,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.ping_interval = absl::GetFlag(FLAGS_ping_interval);
     r.ping_timeout = absl::GetFlag(FLAGS_ping_timeout);
     r.log_level = absl::GetFlag(FLAGS_log_level);
+    r.log_format = absl::GetFlag(FLAGS_log_format);
     r.listen = absl::GetFlag(FLAGS_listen);
     r.peer = absl::GetFlag(FLAGS_peer);
     r.listen_tunnel = absl::GetFlag(FLAGS_listen_tunnel);
@@ -293,9 +296,20 @@ int main(int argc, char** argv) {
         level = *ferry::config::read_log_level_file(options->log_level_file);  // validated
     }
     ferry::base::g_log_level.store(static_cast<int>(level));
+    ferry::base::g_log_format.store(static_cast<int>(options->log_format));
 
     const ferry::config::Options& o = *options;
     bool initiator = o.role == ferry::config::Role::Initiator;
+    const ferry::io::NodeCheck node = ferry::io::check_node();
+    const bool ktls_usable = ferry::tls::ktls_supported();
+    {
+        // io_uring switched off makes the start fail below: say why first, as a warning.
+        const auto node_level =
+            node.io_uring_disabled > 0 ? ferry::base::LogLevel::Warn : ferry::base::LogLevel::Info;
+        if (ferry::base::log_enabled(node_level)) {
+            ferry::base::log_line(node_level, ferry::io::describe(node, ktls_usable));
+        }
+    }
     int shards = o.runtime.shards;
     // Process-wide limits, shared by every shard: --max-connections holds whatever the shards'
     // share of the traffic.
@@ -384,6 +398,8 @@ int main(int argc, char** argv) {
             ac.listen = o.admin;
             ac.role = initiator ? "initiator" : "terminator";
             ac.node_name = o.node_name;
+            ac.node = node;
+            ac.ktls_usable = ktls_usable;
             ac.timeout_ns = o.admin_timeout_ns;
             ac.shard_metrics = service_metrics_view;
             for (size_t i = 0; i < runtime_ptr->shard_count(); ++i) {

@@ -368,6 +368,10 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     if (!base::parse_log_level(raw.log_level, &level)) {
         return bad("log-level", "expected debug, info, warn, error or off");
     }
+    base::LogFormat log_format;
+    if (!base::parse_log_format(raw.log_format, &log_format)) {
+        return bad("log-format", "expected text or json");
+    }
     if (raw.shards < 0 || raw.shards > 1024) {
         return bad("shards", "must be 0 (one per CPU) to 1024");
     }
@@ -532,6 +536,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     o.handshake_timeout_ns = to_ns(raw.handshake_timeout);
     o.admin_timeout_ns = to_ns(raw.admin_timeout);
     o.log_level_file = raw.log_level_file;
+    o.log_format = log_format;
     o.node_name = raw.node_name.empty() ? default_node_name() : raw.node_name;
     if (o.node_name.size() > 255) {
         return bad("node-name", "at most 255 bytes");

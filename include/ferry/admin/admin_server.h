@@ -16,6 +16,7 @@
 
 #include "ferry/base/object_pool.h"
 #include "ferry/io/acceptor.h"
+#include "ferry/io/node_check.h"
 #include "ferry/io/socket.h"
 #include "ferry/loop/context.h"
 #include "ferry/role/admin_endpoint.h"
@@ -45,6 +46,8 @@ struct AdminConfig {
     std::vector<const loop::Metrics*> loop_metrics;
     std::vector<const role::ShardMetrics*> shard_metrics;
     std::vector<AdminRoute> routes;  // paths served by roles, beside the probes
+    io::NodeCheck node;              // read at start (io/node_check.h)
+    bool ktls_usable = false;
 };
 
 class AdminServer final : public shard::Service, private io::AcceptHandler {
@@ -89,5 +92,7 @@ class AdminServer final : public shard::Service, private io::AcceptHandler {
 [[nodiscard]] std::string render_metrics(std::span<const loop::Metrics* const> loop_metrics,
                                          std::span<const role::ShardMetrics* const> shard_metrics,
                                          std::string_view role, std::string_view node_name);
+// The node check's facts as gauges, appended to `out`.
+void render_node_metrics(const io::NodeCheck& node, bool ktls_usable, std::string* out);
 
 }  // namespace ferry::admin

@@ -21,6 +21,14 @@ inline std::atomic<int> g_log_level{static_cast<int>(LogLevel::Info)};
     return static_cast<int>(level) >= g_log_level.load(std::memory_order_relaxed);
 }
 
+// Line layout: text ("<time> <LEVEL> [shard N] message") or JSON, one object per line
+// ({"ts":..,"level":..,"shard":N|"main","msg":..}) for log collectors. Set before shards start.
+enum class LogFormat : int { Text = 0, Json = 1 };
+inline std::atomic<int> g_log_format{static_cast<int>(LogFormat::Text)};
+
+// Parses "text|json"; false when unknown.
+[[nodiscard]] bool parse_log_format(std::string_view text, LogFormat* out) noexcept;
+
 // Parses "debug|info|warn|error|off"; false when unknown.
 [[nodiscard]] bool parse_log_level(std::string_view text, LogLevel* out) noexcept;
 // "DEBUG", "INFO", ...

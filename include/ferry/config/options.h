@@ -62,6 +62,7 @@ struct RawOptions {
     absl::Duration ping_interval = absl::Seconds(10);
     absl::Duration ping_timeout = absl::Seconds(30);
     std::string log_level = "info";
+    std::string log_format = "text";
     std::vector<std::string> listen;  // repeatable: HOST:PORT or a tcp:// ws:// ... URL
     std::vector<std::string> peer;    // repeatable: HOST:PORT
     std::string listen_tunnel;
@@ -112,6 +113,7 @@ struct Options {
     uint64_t handshake_timeout_ns = 10'000'000'000;
     uint64_t admin_timeout_ns = 5'000'000'000;
     std::string log_level_file;  // re-read on SIGHUP (empty: the level stays --log-level)
+    base::LogFormat log_format = base::LogFormat::Text;
     std::string node_name;
     role::TunnelSecurity security;
     std::optional<tls::TlsConfig> listener_tls;  // initiator with a wss:// listener

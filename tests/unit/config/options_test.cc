@@ -542,6 +542,13 @@ TEST(ConfigValidate, RejectsAnUnknownLogLevelOrTransport) {
     raw = initiator();
     raw.tunnel_transport = "quic";
     expect_flag_error(validate(raw, kAllowed), "tunnel-transport");
+    raw = initiator();
+    raw.log_format = "logfmt";
+    expect_flag_error(validate(raw, kAllowed), "log-format");
+    raw.log_format = "json";
+    absl::StatusOr<Options> json = validate(raw, kAllowed);
+    ASSERT_TRUE(json.ok()) << json.status();
+    EXPECT_EQ(json->log_format, base::LogFormat::Json);
 }
 
 TEST(ConfigValidate, RejectsAnOverlongNodeName) {
