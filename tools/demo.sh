@@ -2,18 +2,20 @@
 # The two-cluster demo on one machine (Debian 12, as root): installs the build dependencies, builds
 # ferry, then runs
 #
-#   cluster A (netns ferry-demo-a)                       cluster B (netns ferry-demo-b)
+#   cluster A (netns cluster-a)                           cluster B (netns cluster-b)
 #   ferry-load --> ferry initiator ==== WAN link ====> ferry terminator --> echo upstream
 #                  127.0.0.1:9000     20 ms each way   198.18.0.2:7443      127.0.0.1:8080
 #   WebSocket  --> ws://127.0.0.1:9001/                                 --> built-in sink
-#                  admin :9900        198.18.0.1/30    ("LoadBalancer IP")  (ferry-load serve)
-#                                                       admin :9901
+#   gRPC       --> grpc://127.0.0.1:9002                                --> built-in sink (lane7)
+#                  admin :9900        198.18.0.1/30    ("LoadBalancer IP")  admin :9901
+#                  pod ferry-a-x7k2p                                        pod ferry-b-q4m8z
 #
 # pushes verified and request/response traffic through the tunnel, shows the WebSocket path (the
-# auto-trigger's log lines, a WebSocket client's message and the sink's answer with its trail,
-# POST /trigger and GET /output), prints what crossed (results, latency, both sides' /metrics),
-# then stops both ferry processes with SIGTERM so their drain shows in the logs, and removes
-# everything it created. Exit status 0 when the traffic verified and the WebSocket path worked.
+# auto-trigger's log lines, POST /trigger and GET /output), runs a WebSocket client and a gRPC
+# client in cluster A whose every message comes back intact with a trail naming both clusters,
+# prints their p50/p99 latency above the WAN's round-trip floor and what crossed (both sides'
+# /metrics), then stops both ferry processes with SIGTERM so their drain shows in the logs, and
+# removes everything it created (Ctrl-C included). Exit status 0 when every check passed.
 #
 #   tools/demo.sh                 setup, build, run, clean up
 #   tools/demo.sh --keep          leave the two clusters running until Ctrl-C
@@ -23,7 +25,10 @@
 # By default the tunnel is armored, as ferry ships: mutual TLS 1.3 with a demo PKI
 # (tools/gen-certs.sh), kTLS where the kernel has it, and a key rotation every 2 s.
 #
-# Other options: --build-dir DIR (default build), --delay-ms MS (one-way WAN delay, default 20).
+# Other options: --build-dir DIR (default build), --delay-ms MS (one-way WAN delay, default 20),
+# --loss-pct P (packets lost on the WAN each way, default 0), --messages N (per client, default
+# 200), --verify-bytes SIZE (per verify connection, default 1MiB), --ns-prefix P (namespaces
+# Pcluster-a and Pcluster-b), --no-setup (skip tools/setup.sh).
 # Without root (no network namespaces) it runs both sides on loopback, without the WAN delay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +38,11 @@ keep=0
 do_build=1
 build_dir=build
 delay_ms=20
+loss_pct=0
+messages=200
+verify_bytes=1MiB
+ns_prefix=""
+do_setup=1
 tls=1
 while (($#)); do
     case $1 in
@@ -42,18 +52,27 @@ while (($#)); do
         --no-build) do_build=0; shift ;;
         --build-dir) build_dir=${2:?--build-dir needs a directory}; shift 2 ;;
         --delay-ms) delay_ms=${2:?--delay-ms needs a number}; shift 2 ;;
-        -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --loss-pct) loss_pct=${2:?--loss-pct needs a number}; shift 2 ;;
+        --messages) messages=${2:?--messages needs a number}; shift 2 ;;
+        --verify-bytes) verify_bytes=${2:?--verify-bytes needs a size}; shift 2 ;;
+        --ns-prefix) ns_prefix=${2:?--ns-prefix needs a name prefix}; shift 2 ;;
+        --no-setup) do_setup=0; shift ;;
+        -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "demo.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ "$delay_ms" =~ ^[0-9]+$ ]] || { echo "demo.sh: --delay-ms needs a whole number" >&2; exit 2; }
+[[ "$loss_pct" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "demo.sh: --loss-pct needs a number" >&2; exit 2; }
+[[ "$messages" =~ ^[1-9][0-9]*$ ]] || { echo "demo.sh: --messages needs a positive number" >&2; exit 2; }
+[[ "$ns_prefix" =~ ^[a-z0-9-]*$ ]] || { echo "demo.sh: --ns-prefix takes a-z, 0-9 and -" >&2; exit 2; }
 
-ns_a="ferry-demo-a"
-ns_b="ferry-demo-b"
+ns_a="${ns_prefix}cluster-a"
+ns_b="${ns_prefix}cluster-b"
 addr_a=198.18.0.1
 addr_b=198.18.0.2
-node_a="ferry-initiator-a-0"
-node_b="ferry-terminator-b-0"
+# What a DaemonSet's pods in the two clusters would be called (--node-name is $POD_NAME there).
+node_a="ferry-a-x7k2p"
+node_b="ferry-b-q4m8z"
 drain_timeout=5s
 
 step=0
@@ -197,8 +216,12 @@ printf 'logs: %s\n' "$logs"
 
 # ---------------------------------------------------------------------------------------------
 section "Setup: build dependencies (tools/setup.sh)"
-"$root/tools/setup.sh"
-note "dependencies present"
+if ((do_setup)); then
+    "$root/tools/setup.sh"
+    note "dependencies present"
+else
+    note "--no-setup: skipped"
+fi
 
 section "Build ($build_dir/)"
 ferry=$root/$build_dir/src/cli/ferry
@@ -220,8 +243,15 @@ note "$("$ferry" --help | head -1)"
 
 # ---------------------------------------------------------------------------------------------
 section "Two clusters on one machine: network namespaces and a WAN link"
+for ns in "$ns_a" "$ns_b"; do
+    if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$ns"; then
+        echo "demo.sh: network namespace $ns already exists (another demo runs, or one was cut off;" \
+            "remove it with: tools/netns.sh down --ns-a $ns_a --ns-b $ns_b)" >&2
+        exit 1
+    fi
+done
 if "$root/tools/netns.sh" up --ns-a "$ns_a" --ns-b "$ns_b" --addr-a "$addr_a" --addr-b "$addr_b" \
-    --delay-ms "$delay_ms" --state-dir "$state" >"$logs/netns.log" 2>&1; then
+    --delay-ms "$delay_ms" --loss-pct "$loss_pct" --state-dir "$state" >"$logs/netns.log" 2>&1; then
     use_netns=1
     link_up=1
     run_a=(ip netns exec "$ns_a")
@@ -231,6 +261,7 @@ if "$root/tools/netns.sh" up --ns-a "$ns_a" --ns-b "$ns_b" --addr-a "$addr_a" --
     tunnel_addr=$addr_b:7443
     listen_a=127.0.0.1:9000
     ws_a=127.0.0.1:9001
+    grpc_a=127.0.0.1:9002
     admin_a=127.0.0.1:9900
     admin_b=127.0.0.1:9901
     upstream_b=127.0.0.1:8080
@@ -245,6 +276,7 @@ else
     p=$(free_port 27443); tunnel_addr=127.0.0.2:$p
     p=$(free_port 29000); listen_a=127.0.0.1:$p
     p=$(free_port $((p + 1))); ws_a=127.0.0.1:$p
+    p=$(free_port $((p + 1))); grpc_a=127.0.0.1:$p
     p=$(free_port 29900); admin_a=127.0.0.1:$p
     p=$(free_port $((p + 1))); admin_b=127.0.0.2:$p
     p=$(free_port 28080); upstream_b=127.0.0.2:$p
@@ -285,12 +317,13 @@ note "terminator /ready: $(http_get in_b "http://$admin_b/ready")"
 
 section "Cluster A: ferry initiator, peer = cluster B's address"
 "${run_a[@]}" setsid "$ferry" initiator \
-    --listen "$listen_a" --listen "ws://$ws_a/" --peer "$tunnel_addr" --admin "$admin_a" \
+    --listen "$listen_a" --listen "ws://$ws_a/" --listen "grpc://$grpc_a" --peer "$tunnel_addr" \
+    --admin "$admin_a" \
     --node-name "$node_a" "${transport_a[@]}" \
     --ping-interval 1s --drain-timeout "$drain_timeout" >"$logs/initiator.log" 2>&1 &
 pid_init=$!
 pids+=("$pid_init")
-note "ferry initiator    --listen $listen_a --listen ws://$ws_a/ --peer $tunnel_addr --admin $admin_a --node-name $node_a ${transport_a[*]//$logs\//}   (pid $pid_init)"
+note "ferry initiator    --listen $listen_a --listen ws://$ws_a/ --listen grpc://$grpc_a --peer $tunnel_addr --admin $admin_a --node-name $node_a ${transport_a[*]//$logs\//}   (pid $pid_init)"
 t0=$SECONDS
 wait_ready in_a "http://$admin_a/ready" "$pid_init" initiator 20
 note "initiator /ready after $((SECONDS - t0)) s: $(http_get in_a "http://$admin_a/ready")"
@@ -301,9 +334,9 @@ section "Traffic from cluster A through the tunnel to cluster B's echo service"
 if ((use_netns)); then
     note "client runs inside $ns_a: ip netns exec $ns_a ferry-load run --target $listen_a ..."
 fi
-note "verify: 16 connections, each sends 1 MiB of seeded pseudo-random bytes and checks the echo"
+note "verify: 16 connections, each sends $verify_bytes of seeded pseudo-random bytes and checks the echo"
 verify_rc=0
-in_a "$load" run --target "$listen_a" --mode verify --connections 16 --bytes-per-connection 1MiB \
+in_a "$load" run --target "$listen_a" --mode verify --connections 16 --bytes-per-connection "$verify_bytes" \
     --timeout 30s >"$logs/verify.txt" 2>&1 || verify_rc=$?
 sed 's/^/  /' "$logs/verify.txt"
 if ((verify_rc == 0)); then
@@ -324,7 +357,7 @@ in_a "$load" run --target "$listen_a" --mode rr --connections 8 --size 1024 --du
 sed 's/^/  /' "$logs/rr.txt"
 
 # ---------------------------------------------------------------------------------------------
-section "WebSocket across the tunnel: the auto-trigger, a client, /trigger and /output"
+section "WebSocket across the tunnel: the auto-trigger, /trigger and /output"
 ws_rc=0
 for _ in $(seq 100); do
     grep -q 'Auto-trigger complete' "$logs/initiator.log" && break
@@ -332,31 +365,37 @@ for _ in $(seq 100); do
 done
 grep -h 'Auto-trigger' "$logs/initiator.log" | sed 's/^/  log: /' || true
 grep -q 'Auto-trigger complete — 5/5 messages sent.' "$logs/initiator.log" || ws_rc=1
-if /usr/bin/python3 -c 'import websockets' 2>/dev/null; then
-    note "a WebSocket client in cluster A (python3-websockets) sends one text message to ws://$ws_a/:"
-    in_a /usr/bin/python3 - "ws://$ws_a/" >"$logs/ws-client.txt" 2>&1 <<'PY' || ws_rc=1
-import asyncio, sys
-import websockets.client as wsc
-async def main():
-    async with wsc.connect(sys.argv[1], open_timeout=10, close_timeout=5) as ws:
-        await ws.send("hello from cluster A")
-        print(await asyncio.wait_for(ws.recv(), 10))
-asyncio.run(main())
-PY
-    sed 's/^/  reply: /' "$logs/ws-client.txt"
-    grep -q '"trail":\["'"$node_a"'","'"$node_b"'"\]' "$logs/ws-client.txt" || ws_rc=1
-else
-    note "python3-websockets is not installed: skipping the WebSocket client (tools/setup.sh installs it)"
-fi
 note "POST /trigger on cluster A's admin port:"
 in_a curl -s --max-time 15 -X POST -d '{"order":42,"note":"triggered by hand"}' \
     "http://$admin_a/trigger" >"$logs/trigger.txt" 2>&1 || ws_rc=1
 sed 's/^/  /' "$logs/trigger.txt"
 grep -q '"ok":true' "$logs/trigger.txt" || ws_rc=1
+grep -q "\"$node_a\",\"$node_b\"" "$logs/trigger.txt" || ws_rc=1
 note "GET /output on cluster B's admin port (the sink's latest answer):"
 http_get in_b "http://$admin_b/output" | /usr/bin/python3 -c \
     'import json,sys; r=json.load(sys.stdin)["results"]; print("  %d result(s); newest: %s" % (len(r), json.dumps(r[0]) if r else "-"))' ||
     ws_rc=1
+
+# ---------------------------------------------------------------------------------------------
+section "A WebSocket client and a gRPC client in cluster A, answered by cluster B's sink"
+floor_ms=0
+link_probe=""
+if ((use_netns)); then
+    floor_ms=$((2 * delay_ms))
+    link_probe=$addr_b:9  # nothing listens there: a connect is refused after one WAN round trip
+fi
+clients_rc=0
+if /usr/bin/python3 -c 'import websockets, grpc' 2>/dev/null; then
+    note "each sends $messages messages one at a time through ws://$ws_a/ and grpc://$grpc_a (lane7 Send),"
+    note "then the gRPC client runs one lane7 Stream with all $messages in flight; every answer is checked"
+    in_a /usr/bin/python3 "$root/tools/demo_clients.py" --ws "ws://$ws_a/" --grpc "$grpc_a" \
+        --count "$messages" --expect-trail "$node_a,$node_b" --floor-ms "$floor_ms" \
+        ${link_probe:+--link "$link_probe"} >"$logs/clients.txt" 2>&1 || clients_rc=$?
+    sed 's/^/  /' "$logs/clients.txt"
+else
+    note "python3-websockets or python3-grpcio is missing (tools/setup.sh installs them)"
+    clients_rc=1
+fi
 
 # ---------------------------------------------------------------------------------------------
 section "What crossed: /metrics of both sides (per shard)"
@@ -423,9 +462,14 @@ section "Result"
 p50=$(awk '/latency us/ { getline; printf "%.1f", $1 / 1000; exit }' "$logs/rr.txt" 2>/dev/null || true)
 note "verify: $( ((verify_rc == 0)) && echo PASSED || echo "FAILED (status $verify_rc)")$(grep -m1 '^verify:' "$logs/verify.txt" | sed 's/^verify:/ -/')"
 note "rr: $( ((rr_rc == 0)) && echo ok || echo "failed (status $rr_rc)")${p50:+, p50 latency ${p50} ms}"
-note "websocket: $( ((ws_rc == 0)) && echo "ok (auto-trigger 5/5, client reply and /trigger carry the trail $node_a -> $node_b)" || echo FAILED)"
+note "websocket: $( ((ws_rc == 0)) && echo "ok (auto-trigger 5/5, /trigger carries the trail $node_a -> $node_b)" || echo FAILED)"
+note "clients: $( ((clients_rc == 0)) && echo "ok ($(grep -m1 '^all ' "$logs/clients.txt"))" || echo "FAILED (status $clients_rc)")"
+grep -E '^(link +TCP|(websocket|grpc) +[0-9]+ messages)' "$logs/clients.txt" 2>/dev/null | sed 's/^/  latency: /' || true
+if ((use_netns)); then
+    note "WAN: ${delay_ms} ms each way$(awk -v p="$loss_pct" 'BEGIN { if (p > 0) printf ", %s%% loss each way", p }') (round-trip floor ${floor_ms} ms)"
+fi
 note "elapsed: $((SECONDS - started)) s"
-if ((verify_rc != 0 || ws_rc != 0)); then
+if ((verify_rc != 0 || ws_rc != 0 || clients_rc != 0)); then
     exit 1
 fi
 exit 0

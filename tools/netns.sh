@@ -10,6 +10,8 @@
 #   --addr-a IP        cluster A's address on the link (default 198.18.0.1)
 #   --addr-b IP        cluster B's address on the link (default 198.18.0.2)
 #   --delay-ms MS      one-way delay added in each direction (default 20; 0 = none)
+#   --loss-pct P       share of packets dropped in each direction, in percent (default 0; e.g. 1
+#                      or 0.5)
 #   --state-dir DIR    where the delay line's pid and log are kept (default /run/ferry-netns)
 #
 # The link is a veth pair named wan0 on both sides, with `tc netem` adding the delay. Kernels built
@@ -24,10 +26,11 @@ ns_b="ferry-demo-b"
 addr_a=198.18.0.1
 addr_b=198.18.0.2
 delay_ms=20
+loss_pct=0
 state_dir=/run/ferry-netns
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 cmd=${1:-}
@@ -39,6 +42,7 @@ while (($#)); do
         --addr-a) addr_a=$2; shift 2 ;;
         --addr-b) addr_b=$2; shift 2 ;;
         --delay-ms) delay_ms=$2; shift 2 ;;
+        --loss-pct) loss_pct=$2; shift 2 ;;
         --state-dir) state_dir=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "netns.sh: unknown option $1" >&2; exit 2 ;;
@@ -48,17 +52,23 @@ if ! [[ "$delay_ms" =~ ^[0-9]+$ ]]; then
     echo "netns.sh: --delay-ms needs a whole number of milliseconds" >&2
     exit 2
 fi
+if ! [[ "$loss_pct" =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v p="$loss_pct" 'BEGIN { exit !(p < 100) }'; then
+    echo "netns.sh: --loss-pct needs a number of percent below 100" >&2
+    exit 2
+fi
+lossy=$(awk -v p="$loss_pct" 'BEGIN { print (p > 0) ? 1 : 0 }')
 
 python=/usr/bin/python3
 [[ -x $python ]] || python=python3
 
-# The user-space delay line (stdlib only). argv: marker ns_a ns_b ifname delay_ms ready_file
+# The user-space delay line (stdlib only). argv: marker ns_a ns_b ifname delay_ms loss_pct ready_file
 # shellcheck disable=SC2016
 delay_line_py='
-import collections, ctypes, fcntl, os, selectors, struct, sys, time
+import collections, ctypes, fcntl, os, random, selectors, struct, sys, time
 
-_, _marker, ns_a, ns_b, ifname, delay_ms, ready_file = sys.argv
+_, _marker, ns_a, ns_b, ifname, delay_ms, loss_pct, ready_file = sys.argv
 delay = int(delay_ms) / 1000.0
+loss = float(loss_pct) / 100.0
 CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
@@ -114,6 +124,8 @@ while True:
                 packet = os.read(key.fd, 65536)
             except BlockingIOError:
                 break
+            if loss and random.random() < loss:
+                continue  # lost on the wire
             q.append((time.monotonic() + delay, packet))
 '
 
@@ -174,7 +186,7 @@ start_delay_line() {
     rm -f "$ready"
     # setsid: the delay line outlives this script, and a Ctrl-C meant for the caller does not cut
     # the link before the caller has drained its traffic; `down` stops it by pid.
-    setsid "$python" -c "$delay_line_py" "ferry-delay-line" "$ns_a" "$ns_b" wan0 "$delay_ms" "$ready" \
+    setsid "$python" -c "$delay_line_py" "ferry-delay-line" "$ns_a" "$ns_b" wan0 "$delay_ms" "$loss_pct" "$ready" \
         </dev/null >"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$state_dir/$ns_a-$ns_b.delay-line.pid"
@@ -206,20 +218,24 @@ up() {
     ip -n "$ns_b" addr add "$addr_b/30" dev wan0
     ip -n "$ns_a" link set wan0 up
     ip -n "$ns_b" link set wan0 up
-    if ((delay_ms == 0)); then
+    if ((delay_ms == 0 && !lossy)); then
         echo "link: veth $ns_a/wan0 $addr_a <-> $ns_b/wan0 $addr_b, no added delay"
         return 0
     fi
-    local err
-    if err=$(ip netns exec "$ns_a" tc qdisc add dev wan0 root netem delay "${delay_ms}ms" 2>&1) &&
-        err=$(ip netns exec "$ns_b" tc qdisc add dev wan0 root netem delay "${delay_ms}ms" 2>&1); then
-        echo "link: veth $ns_a/wan0 $addr_a <-> $ns_b/wan0 $addr_b, tc netem ${delay_ms} ms each way"
+    local err netem=(delay "${delay_ms}ms") what="${delay_ms} ms each way"
+    if ((lossy)); then
+        netem+=(loss "${loss_pct}%")
+        what+=", ${loss_pct}% loss each way"
+    fi
+    if err=$(ip netns exec "$ns_a" tc qdisc add dev wan0 root netem "${netem[@]}" 2>&1) &&
+        err=$(ip netns exec "$ns_b" tc qdisc add dev wan0 root netem "${netem[@]}" 2>&1); then
+        echo "link: veth $ns_a/wan0 $addr_a <-> $ns_b/wan0 $addr_b, tc netem $what"
         return 0
     fi
     echo "link: tc netem is not available here (${err//$'\n'/ }); using a user-space delay line"
     ip -n "$ns_a" link delete wan0
     start_delay_line
-    echo "link: tun $ns_a/wan0 $addr_a <-> $ns_b/wan0 $addr_b, user-space delay line ${delay_ms} ms each way (pid $(<"$state_dir/$ns_a-$ns_b.delay-line.pid"))"
+    echo "link: tun $ns_a/wan0 $addr_a <-> $ns_b/wan0 $addr_b, user-space delay line $what (pid $(<"$state_dir/$ns_a-$ns_b.delay-line.pid"))"
 }
 
 case $cmd in
