@@ -351,6 +351,154 @@ TEST_F(Hardening, SighupReloadsCertificatesAndTheLogLevelWithoutDroppingAStream)
     EXPECT_EQ(t.initiator_metric("ferry_resets_received_total"), 0);
 }
 
+// Runs a shell command line; its output (stdout and stderr), trimmed.
+std::string shell(const std::string& dir, const std::string& command) {
+    Process p({"/bin/sh", "-c", command}, dir + "/shell.log");
+    (void)p.wait(30000);
+    std::string out = p.log();
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
+        out.pop_back();
+    }
+    return out;
+}
+
+// The SHA-256 fingerprint of the certificate the TLS server on `port` presents in a new
+// handshake (the initiator's client certificate offered), or of a certificate file.
+std::string served_fingerprint(const std::string& dir, const std::string& pki, uint16_t port) {
+    return shell(dir, "openssl s_client -connect 127.0.0.1:" + std::to_string(port) +
+                          " -tls1_3 -cert " + pki + "/initiator.crt -key " + pki +
+                          "/initiator.key -CAfile " + pki +
+                          "/ca.crt </dev/null 2>/dev/null | openssl x509 -noout -fingerprint "
+                          "-sha256 2>&1");
+}
+std::string file_fingerprint(const std::string& dir, const std::string& cert) {
+    return shell(dir, "openssl x509 -noout -fingerprint -sha256 -in " + cert + " 2>&1");
+}
+
+TEST_F(Hardening, SighupWithNewCertificateFilesUnderTrafficResetsNothingAndNewHandshakesUseThem) {
+    const std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 1, {}, pki);
+    ASSERT_TRUE(t.ready());
+    const std::string old_print = file_fingerprint(dir_, pki + "/terminator.crt");
+    ASSERT_EQ(old_print.rfind("sha256 Fingerprint=", 0), 0U) << old_print;
+    ASSERT_EQ(served_fingerprint(dir_, pki, t.tunnel_port_), old_print);
+
+    // Four clients echo numbered blocks through the tunnel for as long as the test runs; each
+    // checks every byte that comes back.
+    std::atomic<bool> stop{false};
+    std::atomic<int> failures{0};
+    std::atomic<uint64_t> echoed{0};
+    std::vector<std::thread> clients;
+    for (int k = 0; k < 4; ++k) {
+        clients.emplace_back([&, k] {
+            int c = testlib::connect_to(t.listen_port_);
+            if (c < 0) {
+                ++failures;
+                return;
+            }
+            std::string block(16384, '\0');
+            std::string back(block.size(), '\0');
+            for (uint32_t n = 0; !stop; ++n) {
+                for (size_t i = 0; i < block.size(); ++i) {
+                    block[i] = static_cast<char>((n * 131 + i * 7 + static_cast<size_t>(k)) & 0xff);
+                }
+                if (!testlib::write_all(c, block.data(), block.size()) ||
+                    recv(c, back.data(), back.size(), MSG_WAITALL) !=
+                        static_cast<ssize_t>(back.size()) ||
+                    back != block) {
+                    ++failures;
+                    break;
+                }
+                echoed += block.size();
+            }
+            close(c);
+        });
+    }
+    ASSERT_TRUE(testlib::wait_until([&] { return echoed.load() > (1U << 20); }, 10000));
+
+    // The renewed certificate: same CA and names, a new key. Both files are replaced by rename,
+    // as a Secret update lands, then SIGHUP.
+    const std::string renew =
+        "cd " + pki +
+        " && printf '[req]\\ndistinguished_name = dn\\nprompt = no\\n[dn]\\nCN = "
+        "ferry-terminator\\n[server]\\nbasicConstraints = critical, CA:FALSE\\nkeyUsage = "
+        "critical, digitalSignature\\nextendedKeyUsage = serverAuth\\nsubjectAltName = "
+        "DNS:ferry-terminator, DNS:localhost, IP:127.0.0.1\\n' >renew.cnf"
+        " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out renewed.key"
+        " && openssl req -config renew.cnf -new -key renewed.key -out renewed.csr"
+        " && openssl x509 -req -sha256 -days 2 -in renewed.csr -CA ca.crt -CAkey ca.key"
+        " -set_serial 0x4242 -extfile renew.cnf -extensions server -out renewed.crt"
+        " && mv renewed.key terminator.key && mv renewed.crt terminator.crt && echo renewed";
+    ASSERT_NE(shell(dir_, renew).find("renewed"), std::string::npos) << shell(dir_, "true");
+    const std::string new_print = file_fingerprint(dir_, pki + "/terminator.crt");
+    ASSERT_NE(new_print, old_print);
+    const uint64_t before = echoed.load();
+    t.terminator->signal(SIGHUP);
+    ASSERT_TRUE(testlib::wait_until(
+        [&] {
+            return t.terminator->log().find("certificates reloaded (SIGHUP") != std::string::npos;
+        },
+        10000))
+        << t.terminator->log();
+    // New handshakes present the new certificate...
+    EXPECT_EQ(served_fingerprint(dir_, pki, t.tunnel_port_), new_print);
+    // ...while the open streams carry on, untouched.
+    EXPECT_TRUE(testlib::wait_until([&] { return echoed.load() > before + (4U << 20); }, 20000));
+    stop = true;
+    for (std::thread& c : clients) {
+        c.join();
+    }
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_resets_received_total"), 0);
+    EXPECT_EQ(t.terminator_metric("ferry_resets_received_total"), 0);
+    EXPECT_TRUE(t.initiator->running());
+    EXPECT_TRUE(t.terminator->running());
+    // And new streams work as before.
+    EXPECT_EQ(verify(t.listen_port_, 4, "256KiB"), 0);
+}
+
+TEST_F(Hardening, SigtermUnderWebSocketLoadTearsNoMessageAndExitsWithinTheDeadline) {
+    uint16_t ws_port = testlib::free_port();
+    Process upstream({load_bin(), "serve", "--listen", addr(ws_port), "--mode", "ws-echo"},
+                     dir_ + "/echo.log");
+    ASSERT_TRUE(wait_listening(ws_port, 10000));
+    Tunnel t(dir_, ws_port, 1, {}, {}, 0, {}, "/", "/");
+    ASSERT_TRUE(t.ready());
+    // 16 WebSocket clients, each message different and every second and third one fragmented,
+    // every echo checked byte for byte; they run 4 s and then close normally.
+    Process load({load_bin(), "run", "--target", addr(t.listen_port_), "--mode", "ws-verify",
+                  "--connections", "16", "--size", "4096", "--duration", "4s", "--warmup", "0s"},
+                 dir_ + "/load.log");
+    ASSERT_TRUE(testlib::wait_until(
+        [&] { return t.initiator_metric("ferry_streams_active") == 16; }, 10000));
+    t.initiator->signal(SIGTERM);
+    // Draining: not ready, new clients refused, the 16 open ones still served.
+    EXPECT_TRUE(testlib::wait_until(
+        [&] { return testlib::http_get(t.admin_i_, "/ready").status == 503; }, 5000));
+    EXPECT_TRUE(testlib::wait_until(
+        [&] {
+            int fd = testlib::connect_to(t.listen_port_);
+            if (fd >= 0) {
+                close(fd);
+            }
+            return fd < 0;
+        },
+        5000));
+    EXPECT_EQ(t.initiator_metric("ferry_streams_active"), 16);
+    // Every message the clients got is whole and right, none went missing...
+    std::optional<int> load_rc = load.wait(30000);
+    EXPECT_EQ(load_rc.value_or(-1), 0) << load.log();
+    EXPECT_NE(load.log().find("s measured, 0 errors"), std::string::npos) << load.log();
+    // ...and once they closed, the initiator exits 0, well within --drain-timeout (10 s).
+    std::optional<int> rc = t.initiator->wait(15000);
+    ASSERT_TRUE(rc.has_value());
+    EXPECT_EQ(*rc, 0);
+    EXPECT_NE(t.initiator->log().find("drained"), std::string::npos);
+    EXPECT_EQ(t.initiator->log().find("resetting"), std::string::npos) << t.initiator->log();
+}
+
 TEST_F(Hardening, MaxConnectionsHoldsForTheWholeProcessWhateverTheShards) {
     uint16_t up_port = 0;
     int lfd = listen_on(&up_port);
