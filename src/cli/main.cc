@@ -66,6 +66,7 @@ ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5), "Timeout of tunnel 
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10), "On SIGTERM/SIGINT, how long streams may take to finish");
 ABSL_FLAG(absl::Duration, ping_interval, absl::Seconds(10), "Tunnel PING interval (RTT and liveness)");
 ABSL_FLAG(absl::Duration, ping_timeout, absl::Seconds(30), "Close a tunnel connection whose PING is unanswered this long");
+ABSL_FLAG(int64_t, peer_failure_threshold, 3, "A peer that misses this many ping intervals in a row is gone: its tunnel closes (streams reset as retryable: WebSocket 1012, gRPC UNAVAILABLE), its routing keys move to their next choice, and it is redialed with backoff; 0 = only --ping-timeout");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 ABSL_FLAG(std::string, log_format, "text", "text, or json: one object per line with ts, level, shard and msg");
 ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where clients connect, HOST:PORT or tcp://HOST:PORT (ws://, wss://, grpc://, grpcs:// listeners come with their protocols)");
@@ -252,6 +253,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
     r.ping_interval = absl::GetFlag(FLAGS_ping_interval);
     r.ping_timeout = absl::GetFlag(FLAGS_ping_timeout);
+    r.peer_failure_threshold = absl::GetFlag(FLAGS_peer_failure_threshold);
     r.log_level = absl::GetFlag(FLAGS_log_level);
     r.log_format = absl::GetFlag(FLAGS_log_format);
     r.listen = absl::GetFlag(FLAGS_listen);
@@ -300,16 +302,6 @@ int main(int argc, char** argv) {
 
     const ferry::config::Options& o = *options;
     bool initiator = o.role == ferry::config::Role::Initiator;
-    const ferry::io::NodeCheck node = ferry::io::check_node();
-    const bool ktls_usable = ferry::tls::ktls_supported();
-    {
-        // io_uring switched off makes the start fail below: say why first, as a warning.
-        const auto node_level =
-            node.io_uring_disabled > 0 ? ferry::base::LogLevel::Warn : ferry::base::LogLevel::Info;
-        if (ferry::base::log_enabled(node_level)) {
-            ferry::base::log_line(node_level, ferry::io::describe(node, ktls_usable));
-        }
-    }
     int shards = o.runtime.shards;
     // Process-wide limits, shared by every shard: --max-connections holds whatever the shards'
     // share of the traffic.
@@ -339,6 +331,16 @@ int main(int argc, char** argv) {
             usage_error(absl::StrFormat("--hooks: %s", loaded.status().message()));
         }
         hooks = *std::move(loaded);
+    }
+    const ferry::io::NodeCheck node = ferry::io::check_node();
+    const bool ktls_usable = ferry::tls::ktls_supported();
+    {
+        // io_uring switched off makes the start fail below: say why first, as a warning.
+        const auto node_level =
+            node.io_uring_disabled > 0 ? ferry::base::LogLevel::Warn : ferry::base::LogLevel::Info;
+        if (ferry::base::log_enabled(node_level)) {
+            ferry::base::log_line(node_level, ferry::io::describe(node, ktls_usable));
+        }
     }
     ferry::shard::Runtime* runtime_ptr = nullptr;
     auto factory = [&](ferry::loop::Context& ctx, int index) {

@@ -444,6 +444,9 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
             return bad("log-level-file", from_file.status().message());
         }
     }
+    if (raw.peer_failure_threshold < 0 || raw.peer_failure_threshold > 1000) {
+        return bad("peer-failure-threshold", "must be 0 (off) to 1000 missed ping intervals");
+    }
     for (auto [flag, d] : {std::pair{"connect-timeout", raw.connect_timeout},
                            std::pair{"drain-timeout", raw.drain_timeout},
                            std::pair{"handshake-timeout", raw.handshake_timeout},
@@ -509,6 +512,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
     o.tuning.max_streams = raw.max_streams;
     o.tuning.ping_interval_ns = to_ns(raw.ping_interval);
     o.tuning.ping_timeout_ns = to_ns(raw.ping_timeout);
+    o.tuning.peer_failure_threshold = static_cast<uint32_t>(raw.peer_failure_threshold);
     o.max_connections = raw.max_connections;
     o.max_tunnels = raw.max_tunnels;
     o.max_pending_tunnels = raw.max_pending_tunnels;

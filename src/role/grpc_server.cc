@@ -396,6 +396,7 @@ void GrpcCall::on_stream_reset(pt::ErrorCode code) noexcept {
         case pt::ErrorCode::ConnectRefused:
         case pt::ErrorCode::UnsupportedProtocol:
         case pt::ErrorCode::UpstreamReset:
+        case pt::ErrorCode::Shutdown:  // the tunnel under the call went away: retry elsewhere
             status = grpc::StatusCode::Unavailable;
             break;
         case pt::ErrorCode::Timeout:

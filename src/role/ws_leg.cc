@@ -507,12 +507,23 @@ void WsLeg::on_stream_reset(pt::ErrorCode code) noexcept {
         std::snprintf(reason, sizeof(reason), "the tunnel stream was reset: %s",
                       pt::error_code_name(code));
         // The far side's upstream did not answer in time: a gateway timeout, not a bad gateway.
-        refuse(code == pt::ErrorCode::Timeout ? 504 : 502, reason);
+        // The tunnel went away or the terminator refused (draining, full): 503, try again.
+        refuse(code == pt::ErrorCode::Timeout                                            ? 504
+               : code == pt::ErrorCode::Shutdown || code == pt::ErrorCode::RefusedStream ? 503
+                                                                                         : 502,
+               reason);
         return;
     }
     if (phase_ == Phase::Open) {
         FERRY_LOG(Debug, "websocket stream reset: %s", pt::error_code_name(code));
-        close_with(ws::CloseCode::InternalError, "the tunnel stream was reset");
+        if (code == pt::ErrorCode::Shutdown) {
+            // The terminator (or the tunnel to it) went away: reconnecting reaches another one.
+            close_with(ws::CloseCode::ServiceRestart, "the tunnel to the terminator went away");
+        } else if (code == pt::ErrorCode::RefusedStream) {
+            close_with(ws::CloseCode::TryAgainLater, "the terminator refused the stream");
+        } else {
+            close_with(ws::CloseCode::InternalError, "the tunnel stream was reset");
+        }
     }
 }
 

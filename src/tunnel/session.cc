@@ -255,7 +255,9 @@ void Session::abort(const char* reason) noexcept {
     }
     close_reason_ = reason;
     state_ = State::Closed;
-    reset_all_streams(pt::ErrorCode::Cancel);
+    // Shutdown: the streams did nothing wrong, the connection under them went; their clients may
+    // retry (WebSocket 1012, gRPC UNAVAILABLE).
+    reset_all_streams(pt::ErrorCode::Shutdown);
     if (!transport_closed_) {
         transport_closed_ = true;
         transport_->close();
@@ -270,9 +272,19 @@ void Session::tick(uint64_t now_ns) noexcept {
     if (drain_step_ == 1 && now_ns - drain_started_ns_ > env_.tuning.ping_timeout_ns) {
         finish_drain_announcement();  // the drain's PING went unanswered: name the last stream
     }
-    if (ping_outstanding_ns_ != 0 && now_ns - ping_outstanding_ns_ > env_.tuning.ping_timeout_ns) {
-        fail(pt::ErrorCode::Timeout, "no PING acknowledgement within the ping timeout");
-        return;
+    if (ping_outstanding_ns_ != 0) {
+        const uint64_t waited = now_ns - ping_outstanding_ns_;
+        const uint32_t threshold = env_.tuning.peer_failure_threshold;
+        if (threshold != 0 && waited > threshold * env_.tuning.ping_interval_ns &&
+            threshold * env_.tuning.ping_interval_ns < env_.tuning.ping_timeout_ns) {
+            fail(pt::ErrorCode::Timeout,
+                 "the peer missed --peer-failure-threshold ping intervals in a row");
+            return;
+        }
+        if (waited > env_.tuning.ping_timeout_ns) {
+            fail(pt::ErrorCode::Timeout, "no PING acknowledgement within the ping timeout");
+            return;
+        }
     }
     if (ping_outstanding_ns_ == 0 && now_ns - last_ping_ns_ >= env_.tuning.ping_interval_ns) {
         // With no buffer free the PING waits for a later tick; its timeout starts once it is out.
@@ -731,7 +743,7 @@ void Session::transport_down(const char* reason, int err) noexcept {
                   reason);
     }
     state_ = State::Closed;
-    reset_all_streams(pt::ErrorCode::Cancel);
+    reset_all_streams(pt::ErrorCode::Shutdown);
     if (!transport_closed_) {
         transport_closed_ = true;
         transport_->close();
@@ -764,7 +776,8 @@ void Session::fail(pt::ErrorCode code, const char* detail) noexcept {
                   peer_name_.empty() ? "?" : peer_name_, close_reason_);
     }
     state_ = State::Closing;
-    reset_all_streams(code);
+    // A peer that stopped answering is gone, not slow: its streams may be retried elsewhere.
+    reset_all_streams(code == pt::ErrorCode::Timeout ? pt::ErrorCode::Shutdown : code);
     // Best effort: the connection closes either way.
     (void)write_goaway(last_peer_stream_id_, code, detail);
     close_after_flush_ = true;

@@ -279,6 +279,81 @@ TEST_F(RouteE2e, KeysStickToTheirTerminatorOnlyADeadOnesKeysMoveAndTheyComeBack)
     EXPECT_EQ(routes(), before);
 }
 
+// Reads until a WebSocket Close frame arrives on `fd` (bounded by the socket's 10 s timeout):
+// its status code, or -1 when the connection ended without one.
+int close_code_of(int fd) {
+    std::string got;
+    char buf[4096];
+    for (;;) {
+        // Server frames are unmasked; a Close is 0x88, a 7-bit length, then the code.
+        for (size_t at = 0; at + 4 <= got.size();) {
+            const auto op = static_cast<unsigned char>(got[at]);
+            const auto len = static_cast<unsigned char>(got[at + 1]) & 0x7f;
+            if (op == 0x88 && len >= 2) {
+                return (static_cast<unsigned char>(got[at + 2]) << 8) |
+                       static_cast<unsigned char>(got[at + 3]);
+            }
+            if (len > 125) {
+                break;  // only short frames are expected here
+            }
+            at += 2 + static_cast<size_t>(len);
+        }
+        const ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            return -1;
+        }
+        got.append(buf, static_cast<size_t>(n));
+    }
+}
+
+TEST_F(RouteE2e, ATerminatorThatStopsAnsweringLeavesAfterTheThresholdAndItsClientsMayRetry) {
+    // Pings every 500 ms; four unanswered intervals and the terminator is gone.
+    start_initiator({"--ping-interval", "500ms", "--peer-failure-threshold", "4"});
+    ASSERT_TRUE(wait_tunnels(kShards * kTerminators)) << tunnels_up();
+    const std::map<std::string, std::string> before = routes();
+    const std::string silent = terminator_name(2);
+    int victim = -1;
+    int survivor = -1;
+    for (const auto& [key, term] : before) {
+        if (term == silent && victim < 0) {
+            victim = open_ws("X-Routing-Key: " + key);
+            ASSERT_EQ(exchange(victim), term);
+        } else if (term != silent && survivor < 0) {
+            survivor = open_ws("X-Routing-Key: " + key);
+            ASSERT_EQ(exchange(survivor), term);
+        }
+    }
+    ASSERT_GE(victim, 0);
+    ASSERT_GE(survivor, 0);
+
+    // Terminator 2 hangs: its sockets stay open, nothing answers (unlike a crash, no RST).
+    terminator_[2]->signal(SIGSTOP);
+    // Its client is told to reconnect: Close 1012 (Service Restart), not a silent hang.
+    EXPECT_EQ(close_code_of(victim), 1012);
+    close(victim);
+    ASSERT_TRUE(wait_tunnels(kShards * (kTerminators - 1))) << tunnels_up();
+    EXPECT_EQ(peer_metric("ferry_peer_up", 2), 0);
+    EXPECT_NE(initiator_->log().find("missed --peer-failure-threshold ping intervals"),
+              std::string::npos);
+    // Its keys moved to their next choice; no other key moved, and the other client saw nothing.
+    const std::map<std::string, std::string> during = routes();
+    for (const auto& [key, term] : before) {
+        if (term == silent) {
+            EXPECT_FALSE(during.at(key).empty()) << key;
+            EXPECT_NE(during.at(key), silent) << key;
+        } else {
+            EXPECT_EQ(during.at(key), term) << key;
+        }
+    }
+    EXPECT_FALSE(exchange(survivor).empty());
+    close(survivor);
+
+    // It answers again: redialed (with backoff), its keys come back for new streams.
+    terminator_[2]->signal(SIGCONT);
+    ASSERT_TRUE(wait_tunnels(kShards * kTerminators)) << tunnels_up();
+    EXPECT_EQ(routes(), before);
+}
+
 TEST_F(RouteE2e, AQueryParameterKeyGoesWhereRoutesSays) {
     start_initiator({"--route-key", "query:room"});
     ASSERT_TRUE(wait_tunnels(kShards * kTerminators)) << tunnels_up();

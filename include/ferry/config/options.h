@@ -61,6 +61,7 @@ struct RawOptions {
     absl::Duration drain_timeout = absl::Seconds(10);
     absl::Duration ping_interval = absl::Seconds(10);
     absl::Duration ping_timeout = absl::Seconds(30);
+    int64_t peer_failure_threshold = 3;
     std::string log_level = "info";
     std::string log_format = "text";
     std::vector<std::string> listen;  // repeatable: HOST:PORT or a tcp:// ws:// ... URL

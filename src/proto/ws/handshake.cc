@@ -298,6 +298,10 @@ size_t write_error_response(std::span<char> out, int http_status,
     if (http_status == kMethodNotAllowed) {
         w.put("Allow: GET\r\n");  // RFC 9110 §15.5.6
     }
+    if (http_status == 503) {
+        // Draining, or the tunnel went: a client may come back at once (RFC 9110 §10.2.3).
+        w.put("Retry-After: 1\r\n");
+    }
     w.put("Content-Type: text/plain; charset=utf-8\r\n");
     w.put("Content-Length: ").put_number(reason.size() + 1).put("\r\n\r\n");
     w.put(reason).put("\n");
