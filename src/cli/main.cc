@@ -70,6 +70,8 @@ ABSL_FLAG(int64_t, peer_failure_threshold, 3, "A peer that misses this many ping
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 ABSL_FLAG(std::string, log_format, "text", "text, or json: one object per line with ts, level, shard and msg");
 ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where clients connect, HOST:PORT or tcp://HOST:PORT (ws://, wss://, grpc://, grpcs:// listeners come with their protocols)");
+ABSL_FLAG(std::vector<std::string>, peer_weights, {}, "initiator: ADDR=WEIGHT,... a --peer's share of the routing keys relative to the others (default 1 each), e.g. 10.0.0.5:7443=3");
+ABSL_FLAG(std::vector<std::string>, upstream_weights, {}, "terminator: ADDR=WEIGHT,... a tcp:// --upstream's share of the routing keys (default 1 each)");
 ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); each new stream goes to the one its routing key picks (rendezvous hashing) among those with a usable tunnel");
 ABSL_FLAG(std::string, route_key, "header:X-Routing-Key", "initiator: a client's routing key, which picks its terminator and travels in OPEN: header:NAME or query:NAME of a WebSocket Upgrade request, or client-address; a client without that header or parameter, and every TCP client, is keyed by its address");
 ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listens on (host:port)");
@@ -258,6 +260,8 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.log_format = absl::GetFlag(FLAGS_log_format);
     r.listen = absl::GetFlag(FLAGS_listen);
     r.peer = absl::GetFlag(FLAGS_peer);
+    r.peer_weights = absl::GetFlag(FLAGS_peer_weights);
+    r.upstream_weights = absl::GetFlag(FLAGS_upstream_weights);
     r.listen_tunnel = absl::GetFlag(FLAGS_listen_tunnel);
     r.upstream = absl::GetFlag(FLAGS_upstream);
     r.admin = absl::GetFlag(FLAGS_admin);
@@ -351,6 +355,7 @@ int main(int argc, char** argv) {
             ferry::role::InitiatorConfig c;
             c.listen = o.listen;
             c.peers = o.peers;
+            c.peer_weights = o.peer_weights;
             c.route_key = o.route_key;
             c.handshake_timeout_ns = o.handshake_timeout_ns;
             c.node_name = o.node_name;

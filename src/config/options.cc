@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <tuple>
@@ -35,6 +36,46 @@ absl::Status positive(std::string_view flag, absl::Duration d) {
         return bad(flag, "must be a positive duration like 500ms or 10s");
     }
     return absl::OkStatus();
+}
+
+absl::StatusOr<io::SocketAddress> address(std::string_view flag, const std::string& value);
+
+// --peer-weights / --upstream-weights: ADDR=WEIGHT entries; the weight of each of `targets` (1
+// where none is given). ADDR names one of them by its address; a weight is a positive number.
+absl::StatusOr<std::vector<double>> weights(std::string_view flag,
+                                            const std::vector<std::string>& entries,
+                                            const std::vector<io::SocketAddress>& targets,
+                                            std::string_view what) {
+    std::vector<double> out(targets.size(), 1.0);
+    std::vector<bool> given(targets.size(), false);
+    for (const std::string& entry : entries) {
+        const size_t eq = entry.rfind('=');
+        double w = 0;
+        if (eq == std::string::npos || !absl::SimpleAtod(entry.substr(eq + 1), &w) ||
+            !std::isfinite(w) || w <= 0 || w > 1e6) {
+            return bad(flag, absl::StrFormat("'%s': expected ADDR=WEIGHT with a weight above 0 "
+                                             "and at most 1000000",
+                                             entry));
+        }
+        absl::StatusOr<io::SocketAddress> a = address(flag, entry.substr(0, eq));
+        if (!a.ok()) {
+            return a.status();
+        }
+        size_t i = 0;
+        while (i < targets.size() && targets[i].to_string() != a->to_string()) {
+            ++i;
+        }
+        if (i == targets.size()) {
+            return bad(flag, absl::StrFormat("'%s' names no %s", entry, what));
+        }
+        if (given[i]) {
+            return bad(flag,
+                       absl::StrFormat("'%s': %s has a weight already", entry, a->to_string()));
+        }
+        given[i] = true;
+        out[i] = w;
+    }
+    return out;
 }
 
 absl::StatusOr<io::SocketAddress> address(std::string_view flag, const std::string& value) {
@@ -583,6 +624,12 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
             }
             o.peers.push_back(*peer);
         }
+        absl::StatusOr<std::vector<double>> pw =
+            weights("peer-weights", raw.peer_weights, o.peers, "--peer");
+        if (!pw.ok()) {
+            return pw.status();
+        }
+        o.peer_weights = *std::move(pw);
         absl::StatusOr<role::RouteKeyRule> route_key = role::parse_route_key(raw.route_key);
         if (!route_key.ok()) {
             return bad("route-key", route_key.status().message());
@@ -621,6 +668,28 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
             }
             o.upstreams.push_back(url);
         }
+        std::vector<io::SocketAddress> tcp;
+        for (const role::ServiceUrl& url : o.upstreams) {
+            if (url.protocol() == proto::tunnel::StreamProtocol::Tcp) {
+                tcp.push_back(url.address);
+            }
+        }
+        absl::StatusOr<std::vector<double>> uw =
+            weights("upstream-weights", raw.upstream_weights, tcp, "tcp:// --upstream");
+        if (!uw.ok()) {
+            return uw.status();
+        }
+        for (size_t i = 0, t = 0; i < o.upstreams.size(); ++i) {
+            if (o.upstreams[i].protocol() == proto::tunnel::StreamProtocol::Tcp) {
+                o.upstreams[i].weight = (*uw)[t++];
+            }
+        }
+        if (!raw.peer_weights.empty()) {
+            return bad("peer-weights", "is for the initiator (its --peer set)");
+        }
+    }
+    if (o.role == Role::Initiator && !raw.upstream_weights.empty()) {
+        return bad("upstream-weights", "is for the terminator (its tcp:// --upstream set)");
     }
     if (!raw.admin.empty()) {
         absl::StatusOr<io::SocketAddress> admin = address("admin", raw.admin);

@@ -47,10 +47,11 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     clients_.add(pt::StreamProtocol::WebSocket,
                  std::make_unique<WsClients>(ctx, metrics.role, metrics.client_transport, *this,
                                              std::move(ws_options)));
-    for (const io::SocketAddress& peer : config_.peers) {
+    for (size_t i = 0; i < config_.peers.size(); ++i) {
         // Ids are the addresses as IP:port, so every process with the same --peer set (in any
         // order) ranks the peers alike.
-        const absl::Status st = peer_set_.add(peer.to_string());
+        const double weight = i < config_.peer_weights.size() ? config_.peer_weights[i] : 1.0;
+        const absl::Status st = peer_set_.add(config_.peers[i].to_string(), weight);
         FERRY_CHECK(st.ok());
     }
     usable_.assign(config_.peers.size(), nullptr);

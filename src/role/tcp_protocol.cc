@@ -113,7 +113,7 @@ TcpUpstreams::TcpUpstreams(loop::Context& ctx, Metrics& metrics, base::ObjectPoo
     for (const ServiceUrl& u : upstreams_) {
         // Ids are the addresses as IP:port: every terminator with the same --upstream set ranks
         // them alike.
-        const absl::Status st = upstream_set_.add(u.address.to_string());
+        const absl::Status st = upstream_set_.add(u.address.to_string(), u.weight);
         FERRY_CHECK(st.ok());
     }
 }

@@ -354,6 +354,32 @@ TEST_F(RouteE2e, ATerminatorThatStopsAnsweringLeavesAfterTheThresholdAndItsClien
     EXPECT_EQ(routes(), before);
 }
 
+TEST_F(RouteE2e, PeerWeightsTiltTheSharesAndStreamsFollow) {
+    // Terminator 0 weighs 50, the others 1: it should win about 50/52 of the keys.
+    start_initiator({"--peer-weights", addr(tunnel_port_[0]) + "=50"});
+    ASSERT_TRUE(wait_tunnels(kShards * kTerminators)) << tunnels_up();
+    int heavy = 0;
+    constexpr int kProbe = 200;
+    for (int k = 0; k < kProbe; ++k) {
+        const testlib::HttpReply r =
+            testlib::http_get(admin_i_, "/routes?key=user-" + std::to_string(k));
+        ASSERT_EQ(r.status, 200) << r.body;
+        heavy += r.body.find("\"endpoint\":" + quoted(addr(tunnel_port_[0]))) != std::string::npos;
+    }
+    EXPECT_GE(heavy, kProbe * 85 / 100);
+    EXPECT_LT(heavy, kProbe) << "the light peers still get some keys";
+    // Streams go where /routes says.
+    for (int k = 0; k < 6; ++k) {
+        const std::string key = "user-" + std::to_string(k);
+        const std::string body = testlib::http_get(admin_i_, "/routes?key=" + key).body;
+        const std::string term = terminator_of(key);
+        ASSERT_FALSE(term.empty());
+        const auto i = static_cast<size_t>(term.back() - '0');
+        EXPECT_NE(body.find("\"endpoint\":" + quoted(addr(tunnel_port_[i]))), std::string::npos)
+            << key << " -> " << term << ": " << body;
+    }
+}
+
 TEST_F(RouteE2e, AQueryParameterKeyGoesWhereRoutesSays) {
     start_initiator({"--route-key", "query:room"});
     ASSERT_TRUE(wait_tunnels(kShards * kTerminators)) << tunnels_up();

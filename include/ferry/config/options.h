@@ -64,8 +64,10 @@ struct RawOptions {
     int64_t peer_failure_threshold = 3;
     std::string log_level = "info";
     std::string log_format = "text";
-    std::vector<std::string> listen;  // repeatable: HOST:PORT or a tcp:// ws:// ... URL
-    std::vector<std::string> peer;    // repeatable: HOST:PORT
+    std::vector<std::string> listen;            // repeatable: HOST:PORT or a tcp:// ws:// ... URL
+    std::vector<std::string> peer;              // repeatable: HOST:PORT
+    std::vector<std::string> peer_weights;      // ADDR=WEIGHT entries
+    std::vector<std::string> upstream_weights;  // ADDR=WEIGHT entries
     std::string listen_tunnel;
     std::vector<std::string> upstream;  // repeatable, one per protocol
     std::string admin;
@@ -90,6 +92,7 @@ struct Options {
     shard::RuntimeOptions runtime;
     std::vector<role::ServiceUrl> listen;     // initiator
     std::vector<io::SocketAddress> peers;     // initiator, distinct
+    std::vector<double> peer_weights;         // one per peer (1 unless --peer-weights says)
     role::RouteKeyRule route_key;             // initiator
     io::SocketAddress listen_tunnel;          // terminator
     std::vector<role::ServiceUrl> upstreams;  // terminator, at most one per protocol

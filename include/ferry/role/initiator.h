@@ -36,6 +36,7 @@ namespace ferry::role {
 struct InitiatorConfig {
     std::vector<ServiceUrl> listen;
     std::vector<io::SocketAddress> peers;  // distinct (config refuses duplicates)
+    std::vector<double> peer_weights;      // one per peer, or empty: all 1
     RouteKeyRule route_key;                // --route-key
     uint32_t max_pending = 4096;           // clients held while no tunnel connection is usable
     uint64_t handshake_timeout_ns = 10'000'000'000;  // TLS handshake and HELLO of a new connection

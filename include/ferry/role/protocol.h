@@ -30,7 +30,8 @@ struct ServiceUrl {
     uint16_t port = 0;
     std::string path;  // ws:// and wss://: request path and query ("/" when absent)
     io::SocketAddress address;
-    std::string text;  // the URL as written, for logs
+    std::string text;     // the URL as written, for logs
+    double weight = 1.0;  // tcp:// upstreams: its share of the routing keys (--upstream-weights)
 
     [[nodiscard]] proto::tunnel::StreamProtocol protocol() const noexcept {
         switch (scheme) {

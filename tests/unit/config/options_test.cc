@@ -933,5 +933,62 @@ TEST(AffinityCpus, ListsAtLeastTheCpuThisThreadRunsOn) {
     EXPECT_TRUE(std::is_sorted(cpus.begin(), cpus.end()));
 }
 
+TEST(ConfigValidate, PeerWeightsGoToTheirPeersAndTheRestWeighOne) {
+    RawOptions raw = initiator();
+    raw.peer = {"127.0.0.1:7443", "127.0.0.2:7443", "127.0.0.3:7443"};
+    raw.peer_weights = {"127.0.0.3:7443=2.5", "127.0.0.1:7443=4"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->peer_weights, (std::vector<double>{4, 1, 2.5}));
+    raw.peer_weights = {};
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->peer_weights, (std::vector<double>{1, 1, 1}));
+}
+
+TEST(ConfigValidate, RejectsWeightsThatAreNotPositiveOrNameNoPeer) {
+    for (const char* bad :
+         {"127.0.0.1:7443", "127.0.0.1:7443=0", "127.0.0.1:7443=-1", "127.0.0.1:7443=nan",
+          "127.0.0.1:7443=inf", "127.0.0.1:7443=2e6", "127.0.0.9:7443=2", "nohost=2"}) {
+        RawOptions raw = initiator();
+        raw.peer_weights = {bad};
+        expect_flag_error(validate(raw, kAllowed), "peer-weights");
+    }
+    RawOptions twice = initiator();
+    twice.peer_weights = {"127.0.0.1:7443=2", "127.0.0.1:7443=3"};
+    expect_flag_error(validate(twice, kAllowed), "peer-weights");
+    RawOptions wrong_role = terminator();
+    wrong_role.peer_weights = {"127.0.0.1:7443=2"};
+    expect_flag_error(validate(wrong_role, kAllowed), "peer-weights");
+    RawOptions init = initiator();
+    init.upstream_weights = {"127.0.0.1:8080=2"};
+    expect_flag_error(validate(init, kAllowed), "upstream-weights");
+}
+
+TEST(ConfigValidate, UpstreamWeightsApplyToTcpUpstreams) {
+    RawOptions raw = terminator();
+    raw.upstream = {"127.0.0.1:8080", "ws://127.0.0.1:8081/", "tcp://127.0.0.1:8082"};
+    raw.upstream_weights = {"127.0.0.1:8082=3"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    ASSERT_EQ(o->upstreams.size(), 3U);
+    EXPECT_EQ(o->upstreams[0].weight, 1.0);
+    EXPECT_EQ(o->upstreams[2].weight, 3.0);
+    raw.upstream_weights = {"127.0.0.1:8081=3"};  // the ws:// one is not routed by weight
+    expect_flag_error(validate(raw, kAllowed), "upstream-weights");
+}
+
+TEST(ConfigValidate, PeerFailureThresholdIsBounded) {
+    RawOptions raw = initiator();
+    raw.peer_failure_threshold = -1;
+    expect_flag_error(validate(raw, kAllowed), "peer-failure-threshold");
+    raw.peer_failure_threshold = 1001;
+    expect_flag_error(validate(raw, kAllowed), "peer-failure-threshold");
+    raw.peer_failure_threshold = 0;
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->tuning.peer_failure_threshold, 0U);
+}
+
 }  // namespace
 }  // namespace ferry::config
