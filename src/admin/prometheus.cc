@@ -181,6 +181,15 @@ const PeerMetricDef kPeerMetrics[] = {
     {"ferry_peer_up", "gauge",
      "Usable tunnel connections to this terminator; 0 means its keys go to their runner-up",
      [](const role::PeerMetrics& p) { return p.up.value(); }},
+    {"ferry_peer_tunnel_bytes_out_total", "counter",
+     "Tunnel bytes sent to this terminator, over all its connections (initiator)",
+     [](const role::PeerMetrics& p) { return static_cast<int64_t>(p.tunnel.bytes_out.value()); }},
+    {"ferry_peer_tunnel_bytes_in_total", "counter",
+     "Tunnel bytes received from this terminator, over all its connections (initiator)",
+     [](const role::PeerMetrics& p) { return static_cast<int64_t>(p.tunnel.bytes_in.value()); }},
+    {"ferry_peer_rtt_us", "gauge",
+     "The latest PING round trip to this terminator, in microseconds (initiator)",
+     [](const role::PeerMetrics& p) { return p.tunnel.rtt_us.value(); }},
 };
 
 // Per --peer metrics of an initiator, labelled by shard and peer (every shard has the same

@@ -74,6 +74,7 @@ void Connector::on_connect(int32_t res, uint32_t) noexcept {
     Attempt a;
     a.started_ns = endpoint_.ctx().now_ns;
     a.session = endpoint_.start_session(fd, this, tunnel::Session::Role::Initiator);
+    a.session->set_peer_counters(peer_counters_);
     sessions_.push_back(std::move(a));
 }
 

@@ -95,6 +95,9 @@ Connector& Initiator::add_connector(size_t peer) noexcept {
         config_.seed * 31 + static_cast<uint64_t>(connectors_.size()),
         config_.handshake_timeout_ns));
     peer_of_.push_back(peer);
+    if (peer < endpoint_.metrics().peers.size()) {
+        connectors_.back()->set_peer_counters(&endpoint_.metrics().peers[peer].tunnel);
+    }
     return *connectors_.back();
 }
 

@@ -696,6 +696,9 @@ void Session::flush() noexcept {
         return;
     }
     writing_ = true;
+    if (peer_counters_ != nullptr) {
+        peer_counters_->bytes_out.add(b.bytes);
+    }
     transport_->write(b.iov, b.iov_count, b.bytes);
 }
 
@@ -714,6 +717,9 @@ void Session::transport_read(buf::Chunk&& bytes) noexcept {
         return;
     }
     send_hello();
+    if (peer_counters_ != nullptr) {
+        peer_counters_->bytes_in.add(bytes.size());
+    }
     reading_ = &bytes;
     pt::DecodeResult r = decoder_->feed(std::span<const std::byte>(bytes.data(), bytes.size()));
     reading_ = nullptr;
@@ -1210,6 +1216,9 @@ bool Session::on_ping(bool ack, uint64_t opaque) noexcept {
         } else if (opaque == ping_outstanding_ns_ && ping_outstanding_ns_ != 0) {
             uint64_t rtt = base::mono_ns() - opaque;
             env_.metrics.rtt_us.set(static_cast<int64_t>(rtt / 1000));
+            if (peer_counters_ != nullptr) {
+                peer_counters_->rtt_us.set(static_cast<int64_t>(rtt / 1000));
+            }
             ping_outstanding_ns_ = 0;
         }
         return state_ != State::Closed;

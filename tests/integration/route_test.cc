@@ -230,6 +230,9 @@ TEST_F(RouteE2e, KeysStickToTheirTerminatorOnlyADeadOnesKeysMoveAndTheyComeBack)
     for (size_t i = 0; i < kTerminators; ++i) {
         EXPECT_EQ(peer_metric("ferry_peer_streams_total", i), 2 * share[terminator_name(i)]) << i;
         EXPECT_EQ(peer_metric("ferry_peer_up", i), static_cast<int64_t>(kShards)) << i;
+        // Each terminator's bytes are its own: the HELLOs and its keys' messages both ways.
+        EXPECT_GT(peer_metric("ferry_peer_tunnel_bytes_out_total", i), 0) << i;
+        EXPECT_GT(peer_metric("ferry_peer_tunnel_bytes_in_total", i), 0) << i;
     }
 
     // GET /routes names the same terminator (by its tunnel address) and a runner-up.
@@ -312,6 +315,12 @@ TEST_F(RouteE2e, ATerminatorThatStopsAnsweringLeavesAfterTheThresholdAndItsClien
     ASSERT_TRUE(wait_tunnels(kShards * kTerminators)) << tunnels_up();
     const std::map<std::string, std::string> before = routes();
     const std::string silent = terminator_name(2);
+    // Each terminator's round trip is measured by its own pings.
+    for (size_t i = 0; i < kTerminators; ++i) {
+        EXPECT_TRUE(testlib::wait_until([&] { return peer_metric("ferry_peer_rtt_us", i) > 0; },
+                                        10000))
+            << i;
+    }
     int victim = -1;
     int survivor = -1;
     for (const auto& [key, term] : before) {

@@ -40,6 +40,8 @@ class Connector final : private tunnel::SessionOwner {
     Connector(const Connector&) = delete;
     Connector& operator=(const Connector&) = delete;
 
+    // Every connection to this peer also counts into `counters` (they outlive the connector).
+    void set_peer_counters(tunnel::PeerCounters* counters) noexcept { peer_counters_ = counters; }
     // Dials the terminator (and keeps doing so until drain()).
     void start() noexcept;
     // Periodic work: the sessions' pings and rotation, the reconnect timer.
@@ -73,6 +75,7 @@ class Connector final : private tunnel::SessionOwner {
     ConnectorEvents* events_;
     io::SocketAddress peer_;
     std::string peer_text_;
+    tunnel::PeerCounters* peer_counters_ = nullptr;
     struct Attempt {
         std::unique_ptr<tunnel::Session> session;
         uint64_t started_ns = 0;

@@ -44,10 +44,11 @@ struct Metrics {
 // One terminator of an initiator's --peer set, on one shard.
 struct PeerMetrics {
     explicit PeerMetrics(std::string peer_id) : id(std::move(peer_id)) {}
-    const std::string id;      // IP:port, the peer's id in the rendezvous set
-    base::Counter streams;     // streams opened towards it
-    base::Gauge streams_open;  // streams open on its connections (updated each tick)
-    base::Gauge up;            // its usable tunnel connections
+    const std::string id;         // IP:port, the peer's id in the rendezvous set
+    base::Counter streams;        // streams opened towards it
+    base::Gauge streams_open;     // streams open on its connections (updated each tick)
+    base::Gauge up;               // its usable tunnel connections
+    tunnel::PeerCounters tunnel;  // bytes each way and the latest RTT over its connections
 };
 
 // Everything a shard's services count, by module.

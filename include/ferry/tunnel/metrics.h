@@ -18,4 +18,13 @@ struct Metrics {
     base::Counter resets_received;
 };
 
+// One peer's share of the traffic, summed over every connection to it (the initiator keeps one
+// per --peer and shard): tunnel bytes each way, as the mux hands them to and takes them from the
+// transport (TLS records and kTLS framing not counted), and the latest PING round trip.
+struct PeerCounters {
+    base::Counter bytes_out;
+    base::Counter bytes_in;
+    base::Gauge rtt_us;
+};
+
 }  // namespace ferry::tunnel

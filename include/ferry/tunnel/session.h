@@ -95,6 +95,8 @@ class Session final : public loop::Flushable, private io::BufferWaiter {
 
     // Sends the preface and HELLO and starts reading.
     void start() noexcept;
+    // Counts this connection's bytes and RTT into `counters` too (they outlive the session).
+    void set_peer_counters(PeerCounters* counters) noexcept { peer_counters_ = counters; }
     // Opens a stream (initiator side, or terminator pushing) with the opener's metadata, encoded
     // into the OPEN before this returns; nullptr when the session is not open, is draining, the
     // peer's stream limit is reached, no buffer is free for the OPEN, or the peer speaks v1 and
@@ -221,6 +223,7 @@ class Session final : public loop::Flushable, private io::BufferWaiter {
     void maybe_finish_drain() noexcept;
 
     SessionEnv env_;
+    PeerCounters* peer_counters_ = nullptr;
     loop::Context& ctx_;
     SessionOwner* owner_;
     std::unique_ptr<transport::Transport> transport_;
