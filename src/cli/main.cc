@@ -71,7 +71,7 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 ABSL_FLAG(std::string, log_format, "text", "text, or json: one object per line with ts, level, shard and msg");
 ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where clients connect, HOST:PORT or tcp://HOST:PORT (ws://, wss://, grpc://, grpcs:// listeners come with their protocols)");
 ABSL_FLAG(std::vector<std::string>, peer_weights, {}, "initiator: ADDR=WEIGHT,... a --peer's share of the routing keys relative to the others (default 1 each), e.g. 10.0.0.5:7443=3");
-ABSL_FLAG(std::vector<std::string>, upstream_weights, {}, "terminator: ADDR=WEIGHT,... a tcp:// --upstream's share of the routing keys (default 1 each)");
+ABSL_FLAG(std::vector<std::string>, upstream_weights, {}, "terminator: ADDR=WEIGHT,... an --upstream's share of its protocol's routing keys (default 1 each)");
 ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); each new stream goes to the one its routing key picks (rendezvous hashing) among those with a usable tunnel");
 ABSL_FLAG(std::string, route_key, "header:X-Routing-Key", "initiator: a client's routing key, which picks its terminator and travels in OPEN: header:NAME or query:NAME of a WebSocket Upgrade request, or client-address; a client without that header or parameter, and every TCP client, is keyed by its address");
 ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listens on (host:port)");

@@ -650,38 +650,38 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
                 return st;
             }
             for (const role::ServiceUrl& other : o.upstreams) {
-                // Several tcp:// upstreams share the streams by routing key; one of anything
-                // else.
+                // Several upstreams of one protocol share its streams by routing key, so each
+                // must be a distinct pod: two URLs on one address would hash as one.
                 if (other.protocol() == url.protocol() &&
-                    url.protocol() == proto::tunnel::StreamProtocol::Tcp) {
-                    if (other.address.to_string() == url.address.to_string()) {
-                        return bad("upstream", absl::StrFormat("'%s' and '%s' are the same address",
-                                                               other.text, url.text));
-                    }
-                } else if (other.protocol() == url.protocol()) {
-                    return bad(
-                        "upstream",
-                        absl::StrFormat("'%s' and '%s' are both %s upstreams (one per "
-                                        "protocol)",
-                                        other.text, url.text, role::protocol_name(url.protocol())));
+                    other.address.to_string() == url.address.to_string()) {
+                    return bad("upstream", absl::StrFormat("'%s' and '%s' are the same address",
+                                                           other.text, url.text));
                 }
             }
             o.upstreams.push_back(url);
         }
-        std::vector<io::SocketAddress> tcp;
+        // ADDR=WEIGHT names an upstream by its address; the same address may serve two
+        // protocols, and then both take the weight.
+        std::vector<io::SocketAddress> addresses;
         for (const role::ServiceUrl& url : o.upstreams) {
-            if (url.protocol() == proto::tunnel::StreamProtocol::Tcp) {
-                tcp.push_back(url.address);
+            bool seen = false;
+            for (const io::SocketAddress& a : addresses) {
+                seen = seen || a.to_string() == url.address.to_string();
+            }
+            if (!seen) {
+                addresses.push_back(url.address);
             }
         }
         absl::StatusOr<std::vector<double>> uw =
-            weights("upstream-weights", raw.upstream_weights, tcp, "tcp:// --upstream");
+            weights("upstream-weights", raw.upstream_weights, addresses, "--upstream");
         if (!uw.ok()) {
             return uw.status();
         }
-        for (size_t i = 0, t = 0; i < o.upstreams.size(); ++i) {
-            if (o.upstreams[i].protocol() == proto::tunnel::StreamProtocol::Tcp) {
-                o.upstreams[i].weight = (*uw)[t++];
+        for (role::ServiceUrl& url : o.upstreams) {
+            for (size_t i = 0; i < addresses.size(); ++i) {
+                if (addresses[i].to_string() == url.address.to_string()) {
+                    url.weight = (*uw)[i];
+                }
             }
         }
         if (!raw.peer_weights.empty()) {
@@ -689,7 +689,7 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         }
     }
     if (o.role == Role::Initiator && !raw.upstream_weights.empty()) {
-        return bad("upstream-weights", "is for the terminator (its tcp:// --upstream set)");
+        return bad("upstream-weights", "is for the terminator (its --upstream set)");
     }
     if (!raw.admin.empty()) {
         absl::StatusOr<io::SocketAddress> admin = address("admin", raw.admin);

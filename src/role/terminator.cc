@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "ferry/base/log.h"
 #include "ferry/role/grpc_sink.h"
 #include "ferry/role/grpc_upstream.h"
+#include "ferry/role/keyed_upstreams.h"
 #include "ferry/role/tcp_protocol.h"
 #include "ferry/role/ws_sink.h"
 #include "ferry/role/ws_upstream.h"
@@ -36,6 +38,10 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
       endpoint_(ctx, metrics, config_.tuning, config_.security, config_.node_name, "terminator"),
       acceptor_(ctx.ring, this) {
     std::vector<ServiceUrl> tcp;
+    std::vector<ServiceUrl> ws_urls;
+    std::vector<ServiceUrl> grpc_urls;
+    std::vector<std::unique_ptr<UpstreamProtocol>> ws_members;
+    std::vector<std::unique_ptr<UpstreamProtocol>> grpc_members;
     for (const ServiceUrl& url : config_.upstreams) {
         if (url.protocol() == pt::StreamProtocol::Tcp) {
             tcp.push_back(url);
@@ -46,17 +52,28 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
             o.max_message_size = config_.ws_max_message;
             o.node_name = config_.node_name;
             o.handshake_ns = ctx.socket_tuning.connect_timeout_ns;
-            upstreams_.add(pt::StreamProtocol::WebSocket,
-                           std::make_unique<WsUpstreams>(ctx, metrics.role, url, std::move(o)));
+            ws_urls.push_back(url);
+            ws_members.push_back(
+                std::make_unique<WsUpstreams>(ctx, metrics.role, url, std::move(o)));
         } else if (url.protocol() == pt::StreamProtocol::Grpc) {
             GrpcUpstreamOptions o;
             o.process = &limits;
             o.max_message_size = config_.grpc_max_message;
             o.node_name = config_.node_name;
             o.connect_ns = ctx.socket_tuning.connect_timeout_ns;
-            upstreams_.add(pt::StreamProtocol::Grpc,
-                           std::make_unique<GrpcUpstreams>(
-                               ctx, metrics.role, metrics.client_transport, url, std::move(o)));
+            grpc_urls.push_back(url);
+            grpc_members.push_back(std::make_unique<GrpcUpstreams>(
+                ctx, metrics.role, metrics.client_transport, url, std::move(o)));
+        }
+    }
+    // Several of one protocol share its streams by routing key; one serves them all.
+    for (auto [protocol, members, urls] :
+         {std::tuple{pt::StreamProtocol::WebSocket, &ws_members, &ws_urls},
+          std::tuple{pt::StreamProtocol::Grpc, &grpc_members, &grpc_urls}}) {
+        if (members->size() == 1) {
+            upstreams_.add(protocol, std::move(members->front()));
+        } else if (members->size() > 1) {
+            upstreams_.add(protocol, std::make_unique<KeyedUpstreams>(std::move(*members), *urls));
         }
     }
     if (!tcp.empty()) {

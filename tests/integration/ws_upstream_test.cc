@@ -86,6 +86,44 @@ TEST_F(WsUpstreamE2e, AnUpstreamPathTakesTheClientsQuery) {
     EXPECT_EQ(run_echo_client(*t, "/front?x=1&y=2", "/backend/ws?x=1&y=2", "0,125"), 0);
 }
 
+TEST_F(WsUpstreamE2e, SeveralUpstreamsShareTheKeysAndEachKeySticksToItsPod) {
+    const uint16_t port_a = testlib::free_port();
+    const uint16_t port_b = testlib::free_port();
+    auto pod_a = start_ws_echo(port_a);
+    auto pod_b = start_ws_echo(port_b);
+    // Two ws:// upstreams ("pods" told apart by their paths): the OPEN's routing key picks one.
+    Tunnel t(dir_, port_a, 1, {}, {}, 0,
+             {"--upstream", "ws://127.0.0.1:" + std::to_string(port_b) + "/pod-b"}, "/", "/pod-a");
+    ASSERT_TRUE(t.ready());
+    // Each key connects twice and asks "whoami": both answers name the same pod; the 40 keys
+    // spread over both pods.
+    const std::string script = R"PY(
+import asyncio, json, sys
+import websockets.client as wsc
+async def pod(url, key):
+    async with wsc.connect(url, extra_headers={"X-Routing-Key": key}, open_timeout=10) as ws:
+        await ws.send("whoami")
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))["path"]
+async def main():
+    url, seen = sys.argv[1], {}
+    for k in range(40):
+        key = "user-%d" % k
+        first, again = await pod(url, key), await pod(url, key)
+        if first != again:
+            sys.exit("%s went to %s, then to %s" % (key, first, again))
+        seen[first] = seen.get(first, 0) + 1
+    print(json.dumps(seen))
+    if sorted(seen) != ["/pod-a", "/pod-b"]:
+        sys.exit("keys did not spread over both pods: %r" % seen)
+asyncio.run(main())
+)PY";
+    Process client(
+        {kPython, "-c", script, "ws://127.0.0.1:" + std::to_string(t.listen_port_) + "/"},
+        dir_ + "/ws_client.log");
+    EXPECT_EQ(client.wait(120000).value_or(-1), 0) << client.log();
+    EXPECT_EQ(t.terminator_metric("ferry_connections_accepted_total"), 80);
+}
+
 TEST_F(WsUpstreamE2e, ARefusedUpstreamFailsTheClientHandshakeWith502) {
     const uint16_t port = testlib::free_port();  // nothing listens there
     auto t = start_tunnel(port, "/", "/");

@@ -31,7 +31,7 @@ struct ServiceUrl {
     std::string path;  // ws:// and wss://: request path and query ("/" when absent)
     io::SocketAddress address;
     std::string text;     // the URL as written, for logs
-    double weight = 1.0;  // tcp:// upstreams: its share of the routing keys (--upstream-weights)
+    double weight = 1.0;  // upstreams: its share of its protocol's keys (--upstream-weights)
 
     [[nodiscard]] proto::tunnel::StreamProtocol protocol() const noexcept {
         switch (scheme) {

@@ -421,9 +421,9 @@ TEST(ConfigValidate, TakesSeveralTcpUpstreamsOnDistinctAddresses) {
     expect_flag_error(validate(raw, kAllowed), "upstream");
 }
 
-TEST(ConfigValidate, RejectsTwoWebSocketUpstreams) {
+TEST(ConfigValidate, RejectsTwoWebSocketUpstreamsOnOneAddress) {
     RawOptions raw = terminator();
-    raw.upstream = {"ws://127.0.0.1:8080", "ws://127.0.0.1:8081"};
+    raw.upstream = {"ws://127.0.0.1:8080", "ws://127.0.0.1:8080/other"};
     expect_flag_error(validate(raw, kAllowed), "upstream");
 }
 
@@ -450,8 +450,8 @@ TEST(ConfigValidate, RejectsTlsUpstreamsUntilTheyAreServed) {
         absl::StatusOr<Options> o = validate(raw, kAllowed);
         ASSERT_TRUE(o.ok()) << o.status().message();
         EXPECT_EQ(o->upstreams[1].protocol(), proto::tunnel::StreamProtocol::Grpc);
-        raw.upstream.push_back("grpc://127.0.0.1:50052");
-        expect_flag_error(validate(raw, kAllowed), "upstream");  // one per protocol
+        raw.upstream.push_back("grpc://127.0.0.1:50051");
+        expect_flag_error(validate(raw, kAllowed), "upstream");  // the same pod twice
     }
     for (const char* url : {"wss://127.0.0.1:8443/", "grpcs://127.0.0.1:50052"}) {
         RawOptions raw = terminator();
@@ -475,10 +475,10 @@ TEST(ConfigValidate, AcceptsOneWebSocketUpstreamBesideTheTcpOne) {
     EXPECT_EQ(o->upstreams[1].port, 8081);
     EXPECT_EQ(o->upstreams[1].path, "/chat?room=1");
 
-    raw.upstream = {"ws://127.0.0.1:8081/", "ws://127.0.0.1:8082/"};
+    raw.upstream = {"ws://127.0.0.1:8081/", "ws://127.0.0.1:8081/b"};
     o = validate(raw, kAllowed);
     expect_flag_error(o, "upstream");
-    EXPECT_NE(o.status().message().find("one per protocol"), std::string::npos)
+    EXPECT_NE(o.status().message().find("are the same address"), std::string::npos)
         << o.status().message();
 }
 
@@ -965,17 +965,31 @@ TEST(ConfigValidate, RejectsWeightsThatAreNotPositiveOrNameNoPeer) {
     expect_flag_error(validate(init, kAllowed), "upstream-weights");
 }
 
-TEST(ConfigValidate, UpstreamWeightsApplyToTcpUpstreams) {
+TEST(ConfigValidate, UpstreamWeightsGoToTheUpstreamsAtTheirAddress) {
     RawOptions raw = terminator();
-    raw.upstream = {"127.0.0.1:8080", "ws://127.0.0.1:8081/", "tcp://127.0.0.1:8082"};
+    raw.upstream = {"127.0.0.1:8080", "ws://127.0.0.1:8081/", "tcp://127.0.0.1:8082",
+                    "ws://127.0.0.1:8082/chat"};
     raw.upstream_weights = {"127.0.0.1:8082=3"};
     absl::StatusOr<Options> o = validate(raw, kAllowed);
     ASSERT_TRUE(o.ok()) << o.status();
-    ASSERT_EQ(o->upstreams.size(), 3U);
+    ASSERT_EQ(o->upstreams.size(), 4U);
     EXPECT_EQ(o->upstreams[0].weight, 1.0);
+    EXPECT_EQ(o->upstreams[1].weight, 1.0);
     EXPECT_EQ(o->upstreams[2].weight, 3.0);
-    raw.upstream_weights = {"127.0.0.1:8081=3"};  // the ws:// one is not routed by weight
+    EXPECT_EQ(o->upstreams[3].weight, 3.0);
+    raw.upstream_weights = {"127.0.0.1:9999=3"};
     expect_flag_error(validate(raw, kAllowed), "upstream-weights");
+}
+
+TEST(ConfigValidate, SeveralUpstreamsOfOneProtocolNeedDistinctAddresses) {
+    RawOptions raw = terminator();
+    raw.upstream = {"ws://127.0.0.1:8081/", "ws://127.0.0.2:8081/", "grpc://127.0.0.1:9000",
+                    "grpc://127.0.0.2:9000"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->upstreams.size(), 4U);
+    raw.upstream = {"ws://127.0.0.1:8081/a", "ws://127.0.0.1:8081/b"};
+    expect_flag_error(validate(raw, kAllowed), "upstream");
 }
 
 TEST(ConfigValidate, PeerFailureThresholdIsBounded) {
