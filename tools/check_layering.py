@@ -15,6 +15,7 @@ ORDER = [
     ["proto/tunnel", "proto/http1", "proto/grpc"],
     ["proto/ws"],
     ["io"],
+    ["discovery"],
     ["loop"],
     ["shard"],
     ["tls"],

@@ -195,13 +195,19 @@ const PeerMetricDef kPeerMetrics[] = {
 // Per --peer metrics of an initiator, labelled by shard and peer (every shard has the same
 // peers, in the same order).
 void render_peer_metrics(std::span<const role::ShardMetrics* const> shards, std::string* out) {
-    if (shards.empty() || shards[0]->peers.empty()) {
+    bool any = false;
+    for (const role::ShardMetrics* s : shards) {
+        std::lock_guard<std::mutex> lock(s->peers_mu);
+        any = any || !s->peers.empty();
+    }
+    if (!any) {
         return;
     }
     for (const PeerMetricDef& def : kPeerMetrics) {
         absl::StrAppendFormat(out, "# HELP %s %s\n# TYPE %s %s\n", def.name, def.help, def.name,
                               def.type);
         for (size_t i = 0; i < shards.size(); ++i) {
+            std::lock_guard<std::mutex> lock(shards[i]->peers_mu);
             for (const role::PeerMetrics& p : shards[i]->peers) {
                 absl::StrAppendFormat(out, "%s{shard=\"%u\",peer=\"%s\"} %d\n", def.name, i, p.id,
                                       def.read(p));

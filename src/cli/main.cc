@@ -70,6 +70,9 @@ ABSL_FLAG(int64_t, peer_failure_threshold, 3, "A peer that misses this many ping
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off");
 ABSL_FLAG(std::string, log_format, "text", "text, or json: one object per line with ts, level, shard and msg");
 ABSL_FLAG(std::vector<std::string>, listen, {}, "initiator, repeatable: where clients connect, HOST:PORT or tcp://HOST:PORT (ws://, wss://, grpc://, grpcs:// listeners come with their protocols)");
+ABSL_FLAG(std::string, peer_dns, "", "initiator: NAME:PORT of a headless Service whose A/AAAA records are the terminators (beside any --peer); re-resolved every --dns-refresh off the data path: new addresses are dialed, vanished ones drain, streams to the others are not touched");
+ABSL_FLAG(absl::Duration, dns_refresh, absl::Seconds(30), "initiator: how often --peer-dns is resolved again");
+ABSL_FLAG(std::string, dns_server, "", "initiator: IP[:PORT],... the DNS servers for --peer-dns (default: /etc/resolv.conf)");
 ABSL_FLAG(std::vector<std::string>, peer_weights, {}, "initiator: ADDR=WEIGHT,... a --peer's share of the routing keys relative to the others (default 1 each), e.g. 10.0.0.5:7443=3");
 ABSL_FLAG(std::vector<std::string>, upstream_weights, {}, "terminator: ADDR=WEIGHT,... an --upstream's share of its protocol's routing keys (default 1 each)");
 ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); each new stream goes to the one its routing key picks (rendezvous hashing) among those with a usable tunnel");
@@ -261,6 +264,9 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.listen = absl::GetFlag(FLAGS_listen);
     r.peer = absl::GetFlag(FLAGS_peer);
     r.peer_weights = absl::GetFlag(FLAGS_peer_weights);
+    r.peer_dns = absl::GetFlag(FLAGS_peer_dns);
+    r.dns_refresh = absl::GetFlag(FLAGS_dns_refresh);
+    r.dns_server = absl::GetFlag(FLAGS_dns_server);
     r.upstream_weights = absl::GetFlag(FLAGS_upstream_weights);
     r.listen_tunnel = absl::GetFlag(FLAGS_listen_tunnel);
     r.upstream = absl::GetFlag(FLAGS_upstream);
@@ -346,6 +352,13 @@ int main(int argc, char** argv) {
             ferry::base::log_line(node_level, ferry::io::describe(node, ktls_usable));
         }
     }
+    // --peer-dns: the resolver thread's answers, read by every shard's initiator. Declared before
+    // the runtime so both outlive the shards.
+    ferry::discovery::PeerSnapshot dns_peers;
+    std::unique_ptr<ferry::discovery::Resolver> resolver;
+    if (o.has_peer_dns) {
+        resolver = std::make_unique<ferry::discovery::Resolver>(o.peer_dns, &dns_peers);
+    }
     ferry::shard::Runtime* runtime_ptr = nullptr;
     auto factory = [&](ferry::loop::Context& ctx, int index) {
         std::vector<std::unique_ptr<ferry::shard::Service>> services;
@@ -356,6 +369,7 @@ int main(int argc, char** argv) {
             c.listen = o.listen;
             c.peers = o.peers;
             c.peer_weights = o.peer_weights;
+            c.dns_peers = o.has_peer_dns ? &dns_peers : nullptr;
             c.route_key = o.route_key;
             c.handshake_timeout_ns = o.handshake_timeout_ns;
             c.node_name = o.node_name;
@@ -467,6 +481,9 @@ int main(int argc, char** argv) {
         FERRY_LOG(Error, "%s", st.message());
         return 1;
     }
+    if (resolver != nullptr) {
+        resolver->start();
+    }
     auto join = [](const auto& items, auto text) {
         std::string out;
         for (const auto& item : items) {
@@ -475,18 +492,24 @@ int main(int argc, char** argv) {
         return out;
     };
     auto url_text = [](const ferry::role::ServiceUrl& u) { return u.text; };
-    FERRY_LOG(Info, "%s '%s' %s running: %d shard(s), tunnel %s, %s",
-              initiator ? "initiator" : "terminator", o.node_name, FERRY_VERSION, shards,
-              !o.security.tls ? "plain (unencrypted)"
-              : o.security.tls_options.ktls == ferry::transport::KtlsMode::Off
-                  ? "mutual TLS 1.3 (user space)"
-              : ferry::tls::ktls_supported()
-                  ? "mutual TLS 1.3 (kTLS)"
-                  : "mutual TLS 1.3 (user space: no kTLS in this kernel)",
-              initiator ? "listening on " + join(o.listen, url_text) + " -> peer(s) " +
-                              join(o.peers, [](const auto& a) { return a.to_string(); })
-                        : "tunnel on " + o.listen_tunnel.to_string() + " -> upstream(s) " +
-                              join(o.upstreams, url_text));
+    FERRY_LOG(
+        Info, "%s '%s' %s running: %d shard(s), tunnel %s, %s",
+        initiator ? "initiator" : "terminator", o.node_name, FERRY_VERSION, shards,
+        !o.security.tls ? "plain (unencrypted)"
+        : o.security.tls_options.ktls == ferry::transport::KtlsMode::Off
+            ? "mutual TLS 1.3 (user space)"
+        : ferry::tls::ktls_supported() ? "mutual TLS 1.3 (kTLS)"
+                                       : "mutual TLS 1.3 (user space: no kTLS in this kernel)",
+        initiator ? "listening on " + join(o.listen, url_text) + " -> peer(s) " +
+                        join(o.peers, [](const auto& a) { return a.to_string(); }) +
+                        (o.has_peer_dns
+                             ? absl::StrFormat(
+                                   "%sDNS %s:%u every %s", o.peers.empty() ? "" : ", ",
+                                   o.peer_dns.name, o.peer_dns.port,
+                                   absl::FormatDuration(absl::Nanoseconds(o.peer_dns.refresh_ns)))
+                             : std::string())
+                  : "tunnel on " + o.listen_tunnel.to_string() + " -> upstream(s) " +
+                        join(o.upstreams, url_text));
     // Exit status: 0 drained cleanly; 3 the drain deadline passed and open streams were reset;
     // 1 a shard failed.
     switch (runtime.run_until_signal()) {

@@ -607,8 +607,29 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         if (absl::Status st = listener_tls(raw, o); !st.ok()) {
             return st;
         }
-        if (raw.peer.empty()) {
-            return bad("peer", "is required for this role");
+        if (raw.peer.empty() && raw.peer_dns.empty()) {
+            return bad("peer", "is required for this role (or --peer-dns)");
+        }
+        if (!raw.peer_dns.empty()) {
+            const size_t colon = raw.peer_dns.rfind(':');
+            int port = 0;
+            if (colon == std::string::npos || colon == 0 ||
+                !absl::SimpleAtoi(raw.peer_dns.substr(colon + 1), &port) || port < 1 ||
+                port > 65535) {
+                return bad("peer-dns",
+                           "expected NAME:PORT, e.g. "
+                           "ferry-terminator.ferry.svc.cluster.local:7443");
+            }
+            o.has_peer_dns = true;
+            o.peer_dns.name = raw.peer_dns.substr(0, colon);
+            o.peer_dns.port = static_cast<uint16_t>(port);
+            o.peer_dns.servers = raw.dns_server;
+            if (absl::Status st = positive("dns-refresh", raw.dns_refresh); !st.ok()) {
+                return st;
+            }
+            o.peer_dns.refresh_ns = to_ns(raw.dns_refresh);
+        } else if (!raw.dns_server.empty()) {
+            return bad("dns-server", "is for --peer-dns");
         }
         for (const std::string& p : raw.peer) {
             absl::StatusOr<io::SocketAddress> peer = address("peer", p);
@@ -686,6 +707,9 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         }
         if (!raw.peer_weights.empty()) {
             return bad("peer-weights", "is for the initiator (its --peer set)");
+        }
+        if (!raw.peer_dns.empty()) {
+            return bad("peer-dns", "is for the initiator");
         }
     }
     if (o.role == Role::Initiator && !raw.upstream_weights.empty()) {

@@ -56,6 +56,8 @@ Initiator::Initiator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits& l
     }
     usable_.assign(config_.peers.size(), nullptr);
     open_per_peer_.assign(config_.peers.size(), 0);
+    retired_.assign(config_.peers.size(), false);
+    from_dns_.assign(config_.peers.size(), false);
     if (metrics.peers.empty()) {
         for (size_t p = 0; p < peer_set_.size(); ++p) {
             metrics.peers.emplace_back(std::string(peer_set_.id(p)));
@@ -263,7 +265,13 @@ void Initiator::grow_connectors() noexcept {
         return;
     }
     for (size_t p = 0; p < wanted_.size(); ++p) {
-        const auto have = static_cast<uint32_t>(std::count(peer_of_.begin(), peer_of_.end(), p));
+        if (retired_[p]) {
+            continue;
+        }
+        uint32_t have = 0;
+        for (size_t i = 0; i < connectors_.size(); ++i) {
+            have += peer_of_[i] == p && !connectors_[i]->draining() ? 1U : 0U;
+        }
         if (have >= wanted_[p]) {
             continue;
         }
@@ -278,10 +286,93 @@ void Initiator::grow_connectors() noexcept {
 }
 
 void Initiator::housekeeping() noexcept {
+    if (config_.dns_peers != nullptr && !draining_ &&
+        config_.dns_peers->generation() != dns_generation_) {
+        apply_dns_peers();
+    }
     if (grow_due_) {
         grow_connectors();
     }
     endpoint_.housekeeping();
+}
+
+size_t Initiator::add_peer(const io::SocketAddress& address) noexcept {
+    const size_t p = config_.peers.size();
+    config_.peers.push_back(address);
+    const absl::Status st = peer_set_.add(address.to_string());
+    FERRY_CHECK(st.ok());  // a new address, so a new id
+    usable_.push_back(nullptr);
+    open_per_peer_.push_back(0);
+    retired_.push_back(false);
+    from_dns_.push_back(true);
+    wanted_.push_back(std::max<uint32_t>(config_.tunnels_per_peer, 1));
+    ShardMetrics& m = endpoint_.metrics();
+    {
+        std::lock_guard<std::mutex> lock(m.peers_mu);
+        m.peers.emplace_back(address.to_string());
+    }
+    return p;
+}
+
+void Initiator::prune_connectors() noexcept {
+    size_t kept = 0;
+    for (size_t i = 0; i < connectors_.size(); ++i) {
+        if (connectors_[i]->draining() && connectors_[i]->idle()) {
+            continue;  // nothing left in flight: it goes
+        }
+        if (kept != i) {
+            connectors_[kept] = std::move(connectors_[i]);
+            peer_of_[kept] = peer_of_[i];
+        }
+        ++kept;
+    }
+    connectors_.resize(kept);
+    peer_of_.resize(kept);
+}
+
+void Initiator::apply_dns_peers() noexcept {
+    uint64_t generation = 0;
+    const std::vector<io::SocketAddress> now = config_.dns_peers->read(&generation);
+    dns_generation_ = generation;
+    prune_connectors();
+    std::vector<bool> named(config_.peers.size(), false);
+    for (const io::SocketAddress& a : now) {
+        const std::string id = a.to_string();
+        std::optional<size_t> p = peer_set_.find(id);
+        if (!p.has_value()) {
+            p = add_peer(a);
+            named.push_back(true);
+            FERRY_LOG(Info, "peer %s: found by DNS, dialing it", id);
+        } else if (retired_[*p]) {
+            retired_[*p] = false;
+            FERRY_LOG(Info, "peer %s: named by DNS again, dialing it", id);
+        } else {
+            named[*p] = true;
+            continue;
+        }
+        named[*p] = true;
+        for (uint32_t i = 0; i < wanted_[*p]; ++i) {
+            add_connector(*p).start();
+        }
+    }
+    for (size_t p = 0; p < config_.peers.size(); ++p) {
+        if (from_dns_[p] && !named[p] && !retired_[p]) {
+            // Its open streams finish on their connections; new ones go to the next choice.
+            retired_[p] = true;
+            FERRY_LOG(Info, "peer %s: no longer in DNS; its tunnels drain, its keys move",
+                      config_.peers[p].to_string());
+            Connector* last = nullptr;
+            for (size_t i = 0; i < connectors_.size(); ++i) {
+                if (peer_of_[i] == p) {
+                    connectors_[i]->drain();
+                    last = connectors_[i].get();
+                }
+            }
+            if (last != nullptr) {
+                on_connector_changed(*last);  // ferry_peer_up and readiness say so at once
+            }
+        }
+    }
 }
 
 void Initiator::tick(uint64_t now_ns) noexcept {
@@ -295,14 +386,14 @@ void Initiator::tick(uint64_t now_ns) noexcept {
         }
     }
     std::deque<PeerMetrics>& peers = endpoint_.metrics().peers;
-    for (size_t p = 0; p < peers.size(); ++p) {
+    for (size_t p = 0; p < peers.size() && p < open_per_peer_.size(); ++p) {
         peers[p].streams_open.set(open_per_peer_[p]);
     }
     for (auto& c : connectors_) {
         c->tick(now_ns);
-        if (triggers_ != nullptr) {
-            triggers_->tick(now_ns);
-        }
+    }
+    if (triggers_ != nullptr) {
+        triggers_->tick(now_ns);
     }
     clients_.for_each([now_ns](ClientProtocol& h) { h.tick(now_ns); });
 }

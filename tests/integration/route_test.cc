@@ -10,10 +10,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "e2e_harness.h"
@@ -72,7 +75,7 @@ class RouteE2e : public E2e {
                                          "plain",
                                          "--connect-timeout",
                                          "2s"};
-        for (size_t i = 0; i < kTerminators; ++i) {
+        for (size_t i = 0; i < kTerminators && static_peers_; ++i) {
             args.insert(args.end(), {"--peer", addr(tunnel_port_[i])});
         }
         args.insert(args.end(), extra.begin(), extra.end());
@@ -210,6 +213,7 @@ class RouteE2e : public E2e {
     std::array<std::unique_ptr<Process>, kTerminators> terminator_;
     uint16_t listen_port_ = 0;
     uint16_t admin_i_ = 0;
+    bool static_peers_ = true;  // --peer for each terminator (else they come from DNS)
     std::unique_ptr<Process> initiator_;
 };
 
@@ -317,8 +321,8 @@ TEST_F(RouteE2e, ATerminatorThatStopsAnsweringLeavesAfterTheThresholdAndItsClien
     const std::string silent = terminator_name(2);
     // Each terminator's round trip is measured by its own pings.
     for (size_t i = 0; i < kTerminators; ++i) {
-        EXPECT_TRUE(testlib::wait_until([&] { return peer_metric("ferry_peer_rtt_us", i) > 0; },
-                                        10000))
+        EXPECT_TRUE(
+            testlib::wait_until([&] { return peer_metric("ferry_peer_rtt_us", i) > 0; }, 10000))
             << i;
     }
     int victim = -1;
@@ -411,6 +415,130 @@ TEST_F(RouteE2e, AQueryParameterKeyGoesWhereRoutesSays) {
             << room << " -> " << term << ": " << r.body;
     }
     EXPECT_GE(share.size(), 2U) << "the rooms spread over the terminators";
+}
+
+// --peer-dns: the terminators are whatever a DNS name says (dns_server.py, a resolver this test
+// controls), on 127.0.0.1, .2 and .3 at one port, as a headless Service's pods would be.
+class DnsRouteE2e : public RouteE2e {
+  protected:
+    void SetUp() override {
+        E2e::SetUp();  // not RouteE2e's: these terminators differ by address, not by port
+        static_peers_ = false;
+        dns_port_ = testlib::free_port();
+        port_ = testlib::free_port();
+        listen_port_ = testlib::free_port();
+        admin_i_ = testlib::free_port();
+        records_ = dir_ + "/records";
+        write_records({1, 2});
+        const char* src = std::getenv("FERRY_SOURCE_DIR");
+        dns_ = std::make_unique<Process>(
+            std::vector<std::string>{
+                "/usr/bin/python3",
+                std::string(src != nullptr ? src : ".") + "/tests/integration/dns_server.py",
+                "--port", std::to_string(dns_port_), "--records", records_},
+            dir_ + "/dns.log");
+        for (size_t i = 0; i < kTerminators; ++i) {
+            tunnel_port_[i] = port_;
+            admin_t_[i] = testlib::free_port();
+            terminator_[i] = std::make_unique<Process>(
+                std::vector<std::string>{ferry_bin(), "terminator", "--listen-tunnel",
+                                         host(i) + ":" + std::to_string(port_), "--upstream",
+                                         addr(testlib::free_port()), "--admin", addr(admin_t_[i]),
+                                         "--shards", "1", "--cpus", "none", "--node-name",
+                                         terminator_name(i), "--tunnel-transport", "plain"},
+                dir_ + "/terminator-" + std::to_string(i) + ".log");
+        }
+    }
+    void TearDown() override {
+        dns_.reset();
+        RouteE2e::TearDown();
+    }
+    static std::string host(size_t i) { return "127.0.0." + std::to_string(i + 1); }
+    // The A records the name has from now on: 127.0.0.N for each N.
+    void write_records(const std::vector<int>& hosts) const {
+        const std::string tmp = records_ + ".new";
+        {
+            std::ofstream out(tmp);
+            for (int h : hosts) {
+                out << "127.0.0." << h << "\n";
+            }
+        }
+        std::rename(tmp.c_str(), records_.c_str());
+    }
+    // Peer `i`'s ferry_peer_up, summed over the shards (-1: the initiator has no such peer).
+    int64_t up(size_t i) const {
+        const std::string body = testlib::http_get(admin_i_, "/metrics").body;
+        const std::string label = "peer=" + quoted(host(i) + ":" + std::to_string(port_));
+        int64_t sum = -1;
+        for (size_t at = body.find("ferry_peer_up{"); at != std::string::npos;
+             at = body.find("ferry_peer_up{", at + 1)) {
+            const std::string line = body.substr(at, body.find('\n', at) - at);
+            if (line.find(label) != std::string::npos) {
+                sum = std::max<int64_t>(sum, 0) + std::atoll(line.c_str() + line.rfind(' ') + 1);
+            }
+        }
+        return sum;
+    }
+
+    uint16_t dns_port_ = 0;
+    uint16_t port_ = 0;
+    std::string records_;
+    std::unique_ptr<Process> dns_;
+};
+
+TEST_F(DnsRouteE2e, PeersFollowTheNameAndStreamsToUnchangedPeersAreNotTouched) {
+    start_initiator({"--peer-dns", "terminators.test:" + std::to_string(port_), "--dns-server",
+                     "127.0.0.1:" + std::to_string(dns_port_), "--dns-refresh", "300ms"});
+    ASSERT_TRUE(wait_tunnels(kShards * 2)) << tunnels_up();
+    EXPECT_EQ(up(2), -1) << "not in DNS yet";
+    const std::map<std::string, std::string> two = routes();
+    for (const auto& [key, term] : two) {
+        ASSERT_FALSE(term.empty()) << key;
+        EXPECT_NE(term, terminator_name(2)) << key;
+    }
+    // A client of each of the first two stays connected through every change below.
+    std::vector<std::pair<int, std::string>> open;
+    for (const auto& [key, term] : two) {
+        if (open.size() < 2 && (open.empty() || open.back().second != term)) {
+            open.emplace_back(open_ws("X-Routing-Key: " + key), term);
+            ASSERT_EQ(exchange(open.back().first), term);
+        }
+    }
+
+    // The Service scales up: the third pod appears and takes about a third of the keys; the
+    // keys that move, move only to it.
+    write_records({1, 2, 3});
+    ASSERT_TRUE(wait_tunnels(kShards * 3)) << tunnels_up();
+    const std::map<std::string, std::string> three = routes();
+    int moved = 0;
+    for (const auto& [key, term] : three) {
+        if (term != two.at(key)) {
+            EXPECT_EQ(term, terminator_name(2)) << key << " moved elsewhere than the new pod";
+            ++moved;
+        }
+    }
+    EXPECT_GT(moved, 0);
+    EXPECT_LT(moved, kKeys * 2 / 3);
+
+    // It scales down: the second pod leaves DNS. Its keys move; nothing else does.
+    write_records({1, 3});
+    ASSERT_TRUE(testlib::wait_until([&] { return up(1) == 0; }, 20000)) << up(1);
+    const std::map<std::string, std::string> after = routes();
+    for (const auto& [key, term] : three) {
+        if (term == terminator_name(1)) {
+            EXPECT_NE(after.at(key), terminator_name(1)) << key;
+            EXPECT_FALSE(after.at(key).empty()) << key;
+        } else {
+            EXPECT_EQ(after.at(key), term) << key;
+        }
+    }
+    // The client of the first pod never noticed; the second pod's drained connection still
+    // serves its open client until it leaves.
+    for (auto& [fd, term] : open) {
+        EXPECT_EQ(exchange(fd), term);
+        close(fd);
+    }
+    EXPECT_NE(initiator_->log().find("no longer in DNS"), std::string::npos);
 }
 
 }  // namespace

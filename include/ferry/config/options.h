@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "ferry/base/log.h"
+#include "ferry/discovery/dns_peers.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/route_key.h"
@@ -64,9 +65,12 @@ struct RawOptions {
     int64_t peer_failure_threshold = 3;
     std::string log_level = "info";
     std::string log_format = "text";
-    std::vector<std::string> listen;            // repeatable: HOST:PORT or a tcp:// ws:// ... URL
-    std::vector<std::string> peer;              // repeatable: HOST:PORT
-    std::vector<std::string> peer_weights;      // ADDR=WEIGHT entries
+    std::vector<std::string> listen;        // repeatable: HOST:PORT or a tcp:// ws:// ... URL
+    std::vector<std::string> peer;          // repeatable: HOST:PORT
+    std::vector<std::string> peer_weights;  // ADDR=WEIGHT entries
+    std::string peer_dns;                   // NAME:PORT
+    absl::Duration dns_refresh = absl::Seconds(30);
+    std::string dns_server;                     // IP[:PORT],... or empty: resolv.conf
     std::vector<std::string> upstream_weights;  // ADDR=WEIGHT entries
     std::string listen_tunnel;
     std::vector<std::string> upstream;  // repeatable, one per protocol
@@ -90,9 +94,11 @@ struct RawOptions {
 struct Options {
     Role role = Role::Initiator;
     shard::RuntimeOptions runtime;
-    std::vector<role::ServiceUrl> listen;     // initiator
-    std::vector<io::SocketAddress> peers;     // initiator, distinct
-    std::vector<double> peer_weights;         // one per peer (1 unless --peer-weights says)
+    std::vector<role::ServiceUrl> listen;  // initiator
+    std::vector<io::SocketAddress> peers;  // initiator, distinct
+    std::vector<double> peer_weights;      // one per peer (1 unless --peer-weights says)
+    bool has_peer_dns = false;             // --peer-dns: peers from DNS too
+    discovery::ResolverOptions peer_dns;
     role::RouteKeyRule route_key;             // initiator
     io::SocketAddress listen_tunnel;          // terminator
     std::vector<role::ServiceUrl> upstreams;  // terminator, at most one per protocol

@@ -52,6 +52,8 @@ class Connector final : private tunnel::SessionOwner {
     void abort_all(const char* reason) noexcept;
     // True once draining and nothing is left in flight.
     [[nodiscard]] bool idle() const noexcept;
+    // drain() was called: it dials no more and takes no new streams.
+    [[nodiscard]] bool draining() const noexcept { return draining_; }
     // The connection new streams go to, or nullptr while there is none that takes them.
     [[nodiscard]] tunnel::Session* usable() const noexcept;
     [[nodiscard]] const io::SocketAddress& peer() const noexcept { return peer_; }

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ferry/discovery/dns_peers.h"
 #include "ferry/io/acceptor.h"
 #include "ferry/io/socket.h"
 #include "ferry/role/admin_endpoint.h"
@@ -37,8 +38,10 @@ struct InitiatorConfig {
     std::vector<ServiceUrl> listen;
     std::vector<io::SocketAddress> peers;  // distinct (config refuses duplicates)
     std::vector<double> peer_weights;      // one per peer, or empty: all 1
-    RouteKeyRule route_key;                // --route-key
-    uint32_t max_pending = 4096;           // clients held while no tunnel connection is usable
+    // --peer-dns: more peers, as the resolver thread last found them (null: none).
+    const discovery::PeerSnapshot* dns_peers = nullptr;
+    RouteKeyRule route_key;       // --route-key
+    uint32_t max_pending = 4096;  // clients held while no tunnel connection is usable
     uint64_t handshake_timeout_ns = 10'000'000'000;  // TLS handshake and HELLO of a new connection
     std::string node_name;
     // Shard 0 only: the auto-trigger and POST /trigger (its options; results may be null).
@@ -132,6 +135,14 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     // Auto tunnels_per_peer: opens the connections a peer's HELLO asked for (from housekeeping,
     // never while a loop walks connectors_).
     void grow_connectors() noexcept;
+    // --peer-dns: takes the resolver's latest set (from housekeeping). New addresses become
+    // peers with their own connectors; peers the name no longer has are retired (their
+    // connections drain, their keys move); nothing else is touched.
+    void apply_dns_peers() noexcept;
+    // Appends peer `address` (weight 1) to every per-peer table; its index.
+    size_t add_peer(const io::SocketAddress& address) noexcept;
+    // Drops connectors that drained to the end (retired peers', rotated ones').
+    void prune_connectors() noexcept;
 
     ProcessLimits& limits_;
     InitiatorConfig config_;
@@ -145,6 +156,9 @@ class Initiator final : public shard::Service, public StreamOpener, private Conn
     route::RendezvousSet peer_set_;         // index i is config_.peers[i]
     std::vector<tunnel::Session*> usable_;  // per peer, refreshed by find_usable()
     std::vector<int64_t> open_per_peer_;    // per peer, scratch of tick()
+    std::vector<bool> retired_;             // per peer: DNS no longer names it
+    std::vector<bool> from_dns_;            // per peer: found by DNS (static ones never retire)
+    uint64_t dns_generation_ = 0;           // the snapshot generation applied
     RoutesEndpoint routes_{*this};
     bool grow_due_ = false;
     bool draining_ = false;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <deque>
+#include <mutex>
 #include <string>
 
 #include "ferry/base/counter.h"
@@ -59,8 +60,11 @@ struct ShardMetrics {
     // TLS towards clients (wss:// listeners): handshakes and kTLS; their bytes are local bytes.
     transport::Metrics client_transport;
     // Initiator: one per --peer, in --peer order. Filled before the shards start (main) or by
-    // the initiator's constructor when empty; never resized while the admin port reads it.
+    // the initiator's constructor when empty; peers found by DNS are appended later by the
+    // shard, under peers_mu, which the admin port holds while it reads (entries never move, so
+    // their counters are written without it).
     std::deque<PeerMetrics> peers;
+    mutable std::mutex peers_mu;
 };
 
 }  // namespace ferry::role

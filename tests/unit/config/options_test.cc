@@ -1004,5 +1004,31 @@ TEST(ConfigValidate, PeerFailureThresholdIsBounded) {
     EXPECT_EQ(o->tuning.peer_failure_threshold, 0U);
 }
 
+TEST(ConfigValidate, PeerDnsNeedsNameAndPortAndStandsInForPeer) {
+    RawOptions raw = initiator();
+    raw.peer = {};
+    raw.peer_dns = "ferry-terminator.ferry.svc.cluster.local:7443";
+    raw.dns_server = "10.96.0.10:53";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_TRUE(o->has_peer_dns);
+    EXPECT_EQ(o->peer_dns.name, "ferry-terminator.ferry.svc.cluster.local");
+    EXPECT_EQ(o->peer_dns.port, 7443);
+    EXPECT_EQ(o->peer_dns.servers, "10.96.0.10:53");
+    EXPECT_TRUE(o->peers.empty());
+    for (const char* bad : {"nameonly", ":7443", "svc:0", "svc:70000", "svc:x"}) {
+        raw.peer_dns = bad;
+        expect_flag_error(validate(raw, kAllowed), "peer-dns");
+    }
+    raw.peer_dns = "";
+    expect_flag_error(validate(raw, kAllowed), "peer");
+    RawOptions server_only = initiator();
+    server_only.dns_server = "10.96.0.10";
+    expect_flag_error(validate(server_only, kAllowed), "dns-server");
+    RawOptions term = terminator();
+    term.peer_dns = "svc:7443";
+    expect_flag_error(validate(term, kAllowed), "peer-dns");
+}
+
 }  // namespace
 }  // namespace ferry::config
