@@ -53,6 +53,7 @@ ABSL_FLAG(uint32_t, max_pending_tunnels, 256, "terminator: most tunnel connectio
 ABSL_FLAG(std::string, tunnel_placement, "balanced", "terminator: which shard serves an accepted tunnel connection: balanced (the one with the fewest), kernel (where SO_REUSEPORT put it) or rotate (always hand to the next shard; for tests)");
 ABSL_FLAG(std::string, hooks, "", "A hooks library (shared object, C ABI of include/ferry/hooks.h): on_trigger at the initiator, on_receive_terminator at the sink; hooks run on the shards and must not block");
 ABSL_FLAG(uint32_t, auto_trigger, 5, "initiator: messages sent through the tunnel to the terminator's sink once the tunnel is first up (0 = off); results on GET /output");
+ABSL_FLAG(std::string, blueprint, "ws", "initiator: what a triggered message (auto-trigger, POST /trigger) is: ws (Fast International Ferry: one WebSocket message to the terminator's sink) or grpc (International Ferry: one lane7 Send call, proto/lane7.proto)");
 ABSL_FLAG(absl::Duration, trigger_timeout, absl::Seconds(10), "initiator: how long a triggered message (auto-trigger, POST /trigger) waits for its reply");
 ABSL_FLAG(std::string, tunnels_per_peer, "auto", "initiator: tunnel connections each shard keeps to each peer: auto (enough for every terminator shard to carry a share, from its HELLO) or 1..64");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10), "A tunnel connection must finish its TLS handshake and HELLO within this (both roles)");
@@ -239,6 +240,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.tunnels_per_peer = absl::GetFlag(FLAGS_tunnels_per_peer);
     r.route_key = absl::GetFlag(FLAGS_route_key);
     r.auto_trigger = absl::GetFlag(FLAGS_auto_trigger);
+    r.blueprint = absl::GetFlag(FLAGS_blueprint);
     r.hooks = absl::GetFlag(FLAGS_hooks);
     r.trigger_timeout = absl::GetFlag(FLAGS_trigger_timeout);
     r.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
@@ -350,6 +352,7 @@ int main(int argc, char** argv) {
             c.serves_triggers = index == 0;
             c.trigger.auto_count = o.auto_trigger;
             c.trigger.timeout_ns = o.trigger_timeout_ns;
+            c.trigger.protocol = o.trigger_protocol;
             c.trigger.node_name = o.node_name;
             c.trigger.shard_index = static_cast<size_t>(index);
             c.trigger.results = &results;

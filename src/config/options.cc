@@ -515,6 +515,14 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         return bad("auto-trigger", "at most 10000 messages (0 turns it off)");
     }
     o.auto_trigger = raw.auto_trigger;
+    if (raw.blueprint == "ws") {
+        o.trigger_protocol = proto::tunnel::StreamProtocol::WebSocket;
+    } else if (raw.blueprint == "grpc") {
+        o.trigger_protocol = proto::tunnel::StreamProtocol::Grpc;
+    } else {
+        return bad("blueprint",
+                   "expected ws (default: a WebSocket message) or grpc (a lane7 call)");
+    }
     o.hooks = raw.hooks;
     if (raw.trigger_timeout <= absl::ZeroDuration()) {
         return bad("trigger-timeout", "must be a positive duration like 500ms or 10s");

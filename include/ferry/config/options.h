@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "ferry/base/log.h"
 #include "ferry/io/socket.h"
+#include "ferry/proto/tunnel/frame.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/route_key.h"
 #include "ferry/role/tunnel_placement.h"
@@ -49,8 +50,9 @@ struct RawOptions {
     std::string tunnel_placement = "balanced";       // balanced, kernel or rotate
     std::string tunnels_per_peer = "auto";           // initiator: auto or 1..64 per shard
     std::string route_key = "header:X-Routing-Key";  // initiator: header:N, query:N, client-address
-    uint32_t auto_trigger = 5;  // initiator: messages sent once the tunnel is up
-    std::string hooks;          // a hooks library (include/ferry/hooks.h), empty = none
+    uint32_t auto_trigger = 5;     // initiator: messages sent once the tunnel is up
+    std::string blueprint = "ws";  // initiator: what a trigger is, ws or grpc
+    std::string hooks;             // a hooks library (include/ferry/hooks.h), empty = none
     absl::Duration trigger_timeout = absl::Seconds(10);
     uint32_t max_upstream_connects = 1024;            // in flight, per process
     uint32_t max_upstream_connects_per_tunnel = 256;  // in flight, per tunnel connection
@@ -105,6 +107,8 @@ struct Options {
     role::TunnelPlacementPolicy tunnel_placement = role::TunnelPlacementPolicy::Balanced;
     uint32_t tunnels_per_peer = 0;  // 0 = auto
     uint32_t auto_trigger = 5;
+    // What a trigger is: one WebSocket message (ws) or a lane7 Send call (grpc).
+    proto::tunnel::StreamProtocol trigger_protocol = proto::tunnel::StreamProtocol::WebSocket;
     std::string hooks;  // path of the hooks library, loaded by main before the shards start
     uint64_t trigger_timeout_ns = 10'000'000'000;
     uint32_t max_upstream_connects = 1024;

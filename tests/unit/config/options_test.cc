@@ -147,14 +147,17 @@ TEST(ConfigValidate, ReadsPlacementTriggersAndWebSocketTimers) {
     EXPECT_EQ(o->tunnels_per_peer, 4U);
     EXPECT_EQ(o->tunnel_placement, role::TunnelPlacementPolicy::Balanced);
     EXPECT_EQ(o->auto_trigger, 5U);
+    EXPECT_EQ(o->trigger_protocol, proto::tunnel::StreamProtocol::WebSocket);
     EXPECT_EQ(o->ws_ping_interval_ns, 20'000'000'000ULL);
     EXPECT_EQ(o->ws_idle_timeout_ns, 0U);
     EXPECT_EQ(o->ws_allowed_origins,
               (std::vector<std::string>{"https://a.example", "https://b.example"}));
     raw.tunnels_per_peer = "auto";
     raw.tunnel_placement = "rotate";
+    raw.blueprint = "grpc";
     o = validate(raw, kAllowed);
     ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->trigger_protocol, proto::tunnel::StreamProtocol::Grpc);
     EXPECT_EQ(o->tunnels_per_peer, 0U);
     EXPECT_EQ(o->tunnel_placement, role::TunnelPlacementPolicy::Rotate);
 }
@@ -171,6 +174,9 @@ TEST(ConfigValidate, RejectsBadPlacementTriggerAndWebSocketTimerValues) {
     raw = initiator();
     raw.auto_trigger = 10001;
     expect_flag_error(validate(raw, kAllowed), "auto-trigger");
+    raw = initiator();
+    raw.blueprint = "http";
+    expect_flag_error(validate(raw, kAllowed), "blueprint");
     raw = initiator();
     raw.trigger_timeout = absl::ZeroDuration();
     expect_flag_error(validate(raw, kAllowed), "trigger-timeout");
