@@ -111,7 +111,10 @@ grpc::StatusCode status_from_rst(uint32_t code) {
 GrpcUpstreamCall::GrpcUpstreamCall(GrpcUpstreamConnection& conn, tunnel::Stream& stream) noexcept
     : conn_(conn), stream_(&stream), reader_(conn.owner_.options().max_message_size) {}
 
-GrpcUpstreamCall::~GrpcUpstreamCall() { outbox_.clear(conn_.ctx_); }
+GrpcUpstreamCall::~GrpcUpstreamCall() {
+    meter_.end(grpc::StatusCode::Cancelled, conn_.ctx_.now_ns);  // gone without a status
+    outbox_.clear(conn_.ctx_);
+}
 
 bool GrpcUpstreamCall::start(const pt::Open& open) noexcept {
     const GrpcUpstreams& owner = conn_.owner_;
@@ -170,6 +173,7 @@ bool GrpcUpstreamCall::start(const pt::Open& open) noexcept {
         return false;
     }
     id_ = id;
+    meter_.start(conn_.metrics_.grpc_upstream, conn_.ctx_.now_ns);
     conn_.want_flush();
     return true;
 }
@@ -190,6 +194,7 @@ void GrpcUpstreamCall::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) no
         return;
     }
     if (end) {
+        meter_.message_in();
         resume_request();
     }
 }
@@ -204,6 +209,7 @@ void GrpcUpstreamCall::on_stream_fin() noexcept {
 void GrpcUpstreamCall::on_stream_reset(pt::ErrorCode code) noexcept {
     // The client cancelled, its deadline passed, or the tunnel went: the server hears CANCEL.
     stream_ = nullptr;
+    meter_.end(grpc::StatusCode::Cancelled, conn_.ctx_.now_ns);
     FERRY_LOG(Debug, "grpc upstream call %d: tunnel stream reset (%s)", id_,
               pt::error_code_name(code));
     outbox_.clear(conn_.ctx_);
@@ -378,6 +384,9 @@ bool GrpcUpstreamCall::on_message_data(std::span<const std::byte> piece, bool en
     }
     conn_.metrics_.bytes_from_local.add(piece.size());
     stream_->write(std::move(slice), pt::DataFlags::make(false, end, in_kind_));
+    if (end) {
+        meter_.message_out();
+    }
     return true;
 }
 
@@ -415,6 +424,13 @@ void GrpcUpstreamCall::end_call(grpc::StatusCode status, std::string_view messag
 }
 
 void GrpcUpstreamCall::finish_tunnel(std::span<const pt::MetadataEntry> trailers) noexcept {
+    grpc::StatusCode status = grpc::StatusCode::Unknown;
+    for (const pt::MetadataEntry& e : trailers) {
+        if (e.first == "grpc-status") {
+            status = grpc::parse_status(e.second).value_or(grpc::StatusCode::Unknown);
+        }
+    }
+    meter_.end(status, conn_.ctx_.now_ns);
     tunnel::Stream* s = stream_;
     stream_ = nullptr;
     outbox_.clear(conn_.ctx_);

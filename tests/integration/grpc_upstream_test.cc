@@ -166,6 +166,13 @@ TEST_F(GrpcUpstreamE2e, AnUnreachableServerGivesUnavailableAndALaterOneIsUsed) {
     start_pair(port);
     EXPECT_EQ(run_client({"unavailable"}), 0);
     EXPECT_GE(metric(admin_t_, "ferry_upstream_connect_errors_total"), 1);
+    // The upstream side counts each call by the status it ended with.
+    const std::string body = testlib::http_get(admin_t_, "/metrics").body;
+    EXPECT_NE(body.find("ferry_grpc_calls_total{side=\"upstream\",code=\"UNAVAILABLE\"} "),
+              std::string::npos);
+    EXPECT_EQ(body.find("ferry_grpc_calls_total{side=\"upstream\",code=\"UNAVAILABLE\"} 0\n"),
+              std::string::npos)
+        << body;
     // The server comes up: the next calls reach it.
     auto server = start_server(port);
     EXPECT_EQ(run_client({"unary", "bidi"}), 0);

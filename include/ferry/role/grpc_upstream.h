@@ -113,6 +113,7 @@ class GrpcUpstreamCall final : public tunnel::StreamHandler {
     proto::grpc::MessageReader reader_;
     proto::tunnel::MessageKind in_kind_ = proto::tunnel::MessageKind::Binary;
     GrpcOutbox outbox_;              // request messages on their way to DATA frames
+    GrpcCallMeter meter_;            // from the submitted request to the status sent back
     uint32_t window_owed_ = 0;       // HTTP/2 stream window held back while the stream is paused
     bool response_started_ = false;  // the response head came (the stream is accepted)
     bool request_fin_ = false;       // the client's request ended (END_STREAM once sent out)
