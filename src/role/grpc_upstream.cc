@@ -141,7 +141,7 @@ bool GrpcUpstreamCall::start(const pt::Open& open) noexcept {
     }
     GrpcHeaderList headers;
     headers.add(":method", "POST");
-    headers.add(":scheme", "http");
+    headers.add(":scheme", owner.upstream().tls() ? "https" : "http");
     headers.add(":path", path);
     headers.add(":authority", authority);
     headers.add("te", "trailers");
@@ -501,6 +501,15 @@ bool GrpcUpstreamConnection::start() noexcept {
     (void)nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, 16 << 20);
     deadline_ns_ = ctx_.now_ns + o.connect_ns;
     tcp_.attach(fd);
+    if (owner_.tls_ != nullptr) {
+        // The server's NewSessionTickets come after the handshake: records stay in user space
+        // (kTLS off), where the record layer drops them.
+        transport::TlsOptions to;
+        to.ktls = transport::KtlsMode::Off;
+        tls_ = std::make_unique<transport::TlsTransport>(ctx_, owner_.transport_metrics_, tcp_,
+                                                         *owner_.tls_, to);
+        conn_ = tls_.get();
+    }
     tcp_.connect(owner_.upstream().address, this);
     return true;
 }
@@ -514,6 +523,13 @@ void GrpcUpstreamConnection::connect_over() noexcept {
 }
 
 void GrpcUpstreamConnection::on_transport_established() noexcept {
+    if (tls_ != nullptr && !tls_started_) {
+        // TCP is up: the TLS handshake runs over it (ClientHello now), and the TLS transport
+        // calls here again once it is done.
+        tls_started_ = true;
+        tls_->start(this);
+        return;
+    }
     connect_over();
     connected_ = true;
     want_flush();  // the preface, SETTINGS and the calls queued meanwhile
@@ -663,7 +679,7 @@ void GrpcUpstreamConnection::flush() noexcept {
         close("the upstream connection failed");
         return;
     }
-    if (out_.write_to(tcp_)) {
+    if (out_.write_to(*conn_)) {
         return;
     }
     out_.release_idle();
@@ -678,7 +694,7 @@ void GrpcUpstreamConnection::on_transport_written() noexcept {
         return;
     }
     if (more) {
-        (void)out_.write_to(tcp_);
+        (void)out_.write_to(*conn_);
         return;
     }
     flush();
@@ -710,7 +726,7 @@ void GrpcUpstreamConnection::close(const char* reason) noexcept {
         owner_.calls_pool_.destroy(call);
     }
     out_.clear();
-    tcp_.close();
+    conn_->close();
 }
 
 void GrpcUpstreamConnection::on_transport_quiescent() noexcept {
@@ -812,6 +828,18 @@ tunnel::OpenDecision GrpcUpstreams::open(tunnel::Session&, tunnel::Stream& strea
     }
     c->link(call);
     return tunnel::OpenDecision::accept(call);
+}
+
+absl::Status GrpcUpstreams::prepare() noexcept {
+    if (!options_.tls.has_value() || tls_ != nullptr) {
+        return absl::OkStatus();
+    }
+    absl::StatusOr<std::unique_ptr<tls::TlsContext>> tls = tls::TlsContext::create(*options_.tls);
+    if (!tls.ok()) {
+        return tls.status();
+    }
+    tls_ = *std::move(tls);
+    return absl::OkStatus();
 }
 
 void GrpcUpstreams::tick(uint64_t now_ns) noexcept {

@@ -74,6 +74,7 @@ struct RawOptions {
     std::string tunnel_ws_path = "/ferry/tunnel";  // --tunnel-transport=ws: the Upgrade's path
     std::string listen_tls_cert;                   // initiator: the certificate of wss:// listeners
     std::string listen_tls_key;
+    std::string upstream_tls_ca;  // terminator: the CA of a grpcs:// upstream (empty: the system's)
     std::string tls_cert;
     std::string tls_key;
     std::string tls_ca;
@@ -119,6 +120,7 @@ struct Options {
     std::string node_name;
     role::TunnelSecurity security;
     std::optional<tls::TlsConfig> listener_tls;  // initiator with a wss:// listener
+    std::optional<tls::TlsConfig> upstream_tls;  // terminator with a grpcs:// upstream
 };
 
 // Whether the kernel offers kTLS (injected so tests need no kernel support).

@@ -444,7 +444,7 @@ TEST(ConfigValidate, AcceptsWebSocketListenersAtTheInitiator) {
     EXPECT_EQ(o->ws_max_message, uint64_t{16} << 20);
 }
 
-TEST(ConfigValidate, RejectsTlsUpstreamsUntilTheyAreServed) {
+TEST(ConfigValidate, RejectsWssUpstreamsUntilTheyAreServed) {
     {
         RawOptions raw = initiator();
         raw.listen = {"grpc://127.0.0.1:50051"};  // h2c listeners are served
@@ -456,17 +456,33 @@ TEST(ConfigValidate, RejectsTlsUpstreamsUntilTheyAreServed) {
         absl::StatusOr<Options> o = validate(raw, kAllowed);
         ASSERT_TRUE(o.ok()) << o.status().message();
         EXPECT_EQ(o->upstreams[1].protocol(), proto::tunnel::StreamProtocol::Grpc);
+        EXPECT_FALSE(o->upstream_tls.has_value());
         raw.upstream.push_back("grpc://127.0.0.1:50052");
         expect_flag_error(validate(raw, kAllowed), "upstream");  // one per protocol
     }
-    for (const char* url : {"wss://127.0.0.1:8443/", "grpcs://127.0.0.1:50052"}) {
-        RawOptions raw = terminator();
-        raw.upstream = {"127.0.0.1:8080", url};
-        absl::StatusOr<Options> o = validate(raw, kAllowed);
-        expect_flag_error(o, "upstream");
-        EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
-            << o.status().message();
-    }
+    RawOptions raw = terminator();
+    raw.upstream = {"127.0.0.1:8080", "wss://127.0.0.1:8443/"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    expect_flag_error(o, "upstream");
+    EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
+        << o.status().message();
+}
+
+TEST(ConfigValidate, AGrpcsUpstreamIsATlsClientOfItsHost) {
+    RawOptions raw = terminator();
+    raw.upstream = {"127.0.0.1:8080", "grpcs://localhost:50052"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status().message();
+    ASSERT_TRUE(o->upstream_tls.has_value());
+    EXPECT_FALSE(o->upstream_tls->is_server);
+    EXPECT_TRUE(o->upstream_tls->foreign_server);
+    EXPECT_EQ(o->upstream_tls->peer_name, "localhost");  // SNI and the certificate check
+    EXPECT_EQ(o->upstream_tls->alpn, "h2");
+    EXPECT_EQ(o->upstream_tls->ca_file, "") << "the system's trust store";
+    raw.upstream_tls_ca = "/no/such/ca.pem";
+    expect_flag_error(validate(raw, kAllowed), "upstream-tls-ca");
+    raw.upstream = {"grpc://127.0.0.1:50051"};  // a CA but no grpcs:// upstream
+    expect_flag_error(validate(raw, kAllowed), "upstream-tls-ca");
 }
 
 TEST(ConfigValidate, AcceptsOneWebSocketUpstreamBesideTheTcpOne) {

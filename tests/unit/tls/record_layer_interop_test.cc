@@ -67,6 +67,8 @@ Opened open_all(RecordLayer& rl, Bytes& wire) {
             case OpenStatus::Eof:
                 o.eof = true;
                 break;
+            case OpenStatus::Skipped:
+                break;
             case OpenStatus::NeedMore:
                 o.error = "incomplete record";
                 return o;
