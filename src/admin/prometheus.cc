@@ -216,6 +216,89 @@ void render_peer_metrics(std::span<const role::ShardMetrics* const> shards, std:
     }
 }
 
+// gRPC calls by side, summed over the shards: code x side x duration bucket is already ~60
+// series, and a shard label would multiply it for no question a dashboard asks. A side appears
+// in the role that serves it.
+void render_grpc_metrics(std::span<const role::ShardMetrics* const> shards, std::string_view role,
+                         std::string* out) {
+    struct Side {
+        const char* name;
+        role::GrpcMetrics role::Metrics::*cells;
+    };
+    constexpr Side kInitiator[] = {{"listener", &role::Metrics::grpc_listener}};
+    constexpr Side kTerminator[] = {{"sink", &role::Metrics::grpc_sink},
+                                    {"upstream", &role::Metrics::grpc_upstream}};
+    const std::span<const Side> sides = role == "initiator" ? std::span<const Side>(kInitiator)
+                                                            : std::span<const Side>(kTerminator);
+    const auto sum = [&](const Side& side, auto read) {
+        int64_t total = 0;
+        for (const role::ShardMetrics* m : shards) {
+            total += static_cast<int64_t>(read(m->role.*side.cells));
+        }
+        return total;
+    };
+    using proto::grpc::StatusCode;
+    out->append(
+        "# HELP ferry_grpc_calls_total gRPC calls ended, by side (listener: the initiator's "
+        "clients; sink, upstream: the terminator) and grpc-status\n"
+        "# TYPE ferry_grpc_calls_total counter\n");
+    for (const Side& side : sides) {
+        for (size_t code = 0; code < role::GrpcMetrics::kCodes; ++code) {
+            absl::StrAppendFormat(
+                out, "ferry_grpc_calls_total{side=\"%s\",code=\"%s\"} %d\n", side.name,
+                proto::grpc::status_name(static_cast<StatusCode>(code)),
+                sum(side, [code](const role::GrpcMetrics& g) { return g.calls[code].value(); }));
+        }
+    }
+    out->append(
+        "# HELP ferry_grpc_calls_active gRPC calls started and not ended\n"
+        "# TYPE ferry_grpc_calls_active gauge\n");
+    for (const Side& side : sides) {
+        absl::StrAppendFormat(
+            out, "ferry_grpc_calls_active{side=\"%s\"} %d\n", side.name,
+            sum(side, [](const role::GrpcMetrics& g) { return g.active.value(); }));
+    }
+    out->append(
+        "# HELP ferry_grpc_messages_total gRPC messages of calls: in = requests from the caller, "
+        "out = responses to it\n"
+        "# TYPE ferry_grpc_messages_total counter\n");
+    for (const Side& side : sides) {
+        absl::StrAppendFormat(
+            out, "ferry_grpc_messages_total{side=\"%s\",direction=\"in\"} %d\n", side.name,
+            sum(side, [](const role::GrpcMetrics& g) { return g.messages_in.value(); }));
+        absl::StrAppendFormat(
+            out, "ferry_grpc_messages_total{side=\"%s\",direction=\"out\"} %d\n", side.name,
+            sum(side, [](const role::GrpcMetrics& g) { return g.messages_out.value(); }));
+    }
+    out->append(
+        "# HELP ferry_grpc_call_duration_seconds gRPC calls from their request head to their "
+        "status\n"
+        "# TYPE ferry_grpc_call_duration_seconds histogram\n");
+    for (const Side& side : sides) {
+        int64_t cumulative = 0;
+        for (size_t b = 0; b <= role::GrpcMetrics::kDurationBoundsUs.size(); ++b) {
+            cumulative += sum(
+                side, [b](const role::GrpcMetrics& g) { return g.duration_buckets[b].value(); });
+            if (b < role::GrpcMetrics::kDurationBoundsUs.size()) {
+                absl::StrAppendFormat(
+                    out, "ferry_grpc_call_duration_seconds_bucket{side=\"%s\",le=\"%g\"} %d\n",
+                    side.name, static_cast<double>(role::GrpcMetrics::kDurationBoundsUs[b]) / 1e6,
+                    cumulative);
+            } else {
+                absl::StrAppendFormat(
+                    out, "ferry_grpc_call_duration_seconds_bucket{side=\"%s\",le=\"+Inf\"} %d\n",
+                    side.name, cumulative);
+            }
+        }
+        const int64_t sum_us =
+            sum(side, [](const role::GrpcMetrics& g) { return g.duration_us.value(); });
+        absl::StrAppendFormat(out, "ferry_grpc_call_duration_seconds_sum{side=\"%s\"} %.6f\n",
+                              side.name, static_cast<double>(sum_us) / 1e6);
+        absl::StrAppendFormat(out, "ferry_grpc_call_duration_seconds_count{side=\"%s\"} %d\n",
+                              side.name, cumulative);
+    }
+}
+
 }  // namespace
 
 std::string render_metrics(std::span<const loop::Metrics* const> loop_metrics,
@@ -238,6 +321,7 @@ std::string render_metrics(std::span<const loop::Metrics* const> loop_metrics,
         }
     }
     render_peer_metrics(shard_metrics.first(shards), &out);
+    render_grpc_metrics(shard_metrics.first(shards), role, &out);
     return out;
 }
 

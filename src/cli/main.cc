@@ -54,6 +54,7 @@ ABSL_FLAG(uint32_t, max_pending_tunnels, 256, "terminator: most tunnel connectio
 ABSL_FLAG(std::string, tunnel_placement, "balanced", "terminator: which shard serves an accepted tunnel connection: balanced (the one with the fewest), kernel (where SO_REUSEPORT put it) or rotate (always hand to the next shard; for tests)");
 ABSL_FLAG(std::string, hooks, "", "A hooks library (shared object, C ABI of include/ferry/hooks.h): on_trigger at the initiator, on_receive_terminator at the sink; hooks run on the shards and must not block");
 ABSL_FLAG(uint32_t, auto_trigger, 5, "initiator: messages sent through the tunnel to the terminator's sink once the tunnel is first up (0 = off); results on GET /output");
+ABSL_FLAG(std::string, blueprint, "ws", "initiator: what a triggered message (auto-trigger, POST /trigger) is: ws (Fast International Ferry: one WebSocket message to the terminator's sink) or grpc (International Ferry: one lane7 Send call, proto/lane7.proto)");
 ABSL_FLAG(absl::Duration, trigger_timeout, absl::Seconds(10), "initiator: how long a triggered message (auto-trigger, POST /trigger) waits for its reply");
 ABSL_FLAG(std::string, tunnels_per_peer, "auto", "initiator: tunnel connections each shard keeps to each peer: auto (enough for every terminator shard to carry a share, from its HELLO) or 1..64");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10), "A tunnel connection must finish its TLS handshake and HELLO within this (both roles)");
@@ -78,7 +79,7 @@ ABSL_FLAG(std::vector<std::string>, upstream_weights, {}, "terminator: ADDR=WEIG
 ABSL_FLAG(std::vector<std::string>, peer, {}, "initiator, repeatable: a terminator's tunnel address (its LoadBalancer IP:port); each new stream goes to the one its routing key picks (rendezvous hashing) among those with a usable tunnel");
 ABSL_FLAG(std::string, route_key, "header:X-Routing-Key", "initiator: a client's routing key, which picks its terminator and travels in OPEN: header:NAME or query:NAME of a WebSocket Upgrade request, or client-address; a client without that header or parameter, and every TCP client, is keyed by its address");
 ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listens on (host:port)");
-ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable: where streams go (several tcp:// ones share the streams by the OPEN's routing key, rendezvous hashing; one ws://), HOST:PORT or tcp://HOST:PORT, and ws://HOST:PORT[/PATH] for WebSocket streams (without one, the built-in sink answers them)");
+ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable: where streams go (several tcp:// ones share the streams by the OPEN's routing key, rendezvous hashing; one ws://), HOST:PORT or tcp://HOST:PORT, ws://HOST:PORT[/PATH] for WebSocket streams, grpc://HOST:PORT or grpcs://HOST:PORT for gRPC streams (without one, the built-in sinks answer them)");
 ABSL_FLAG(std::string, admin, "", "Admin HTTP address for /health, /ready, /metrics (empty = off)");
 ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (default: $POD_NAME, else the host name)");
 ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default), ws (the same mutual TLS 1.3 inside one WebSocket per tunnel connection, for networks that pass only HTTP) or plain (trusted networks, tests)");
@@ -86,6 +87,7 @@ ABSL_FLAG(std::string, tunnel_ws_path, "/ferry/tunnel", "--tunnel-transport=ws: 
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of this side (tools/gen-certs.sh makes a demo set)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(std::string, listen_tls_cert, "", "initiator: PEM certificate chain that wss:// and grpcs:// listeners show to clients (TLS 1.3, ALPN http/1.1 and h2; no client certificate asked)");
+ABSL_FLAG(std::string, upstream_tls_ca, "", "terminator: PEM CA bundle a grpcs:// upstream's certificate must chain to (empty: the system's trust store); the certificate must name the URL's host, which also goes in SNI");
 ABSL_FLAG(std::string, listen_tls_key, "", "initiator: PEM private key of --listen-tls-cert");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle the peer's certificate must chain to");
 ABSL_FLAG(std::string, peer_name, "ferry-terminator", "initiator: name (DNS SAN) the terminator's certificate must carry");
@@ -247,6 +249,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.tunnels_per_peer = absl::GetFlag(FLAGS_tunnels_per_peer);
     r.route_key = absl::GetFlag(FLAGS_route_key);
     r.auto_trigger = absl::GetFlag(FLAGS_auto_trigger);
+    r.blueprint = absl::GetFlag(FLAGS_blueprint);
     r.hooks = absl::GetFlag(FLAGS_hooks);
     r.trigger_timeout = absl::GetFlag(FLAGS_trigger_timeout);
     r.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
@@ -278,6 +281,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.tls_key = absl::GetFlag(FLAGS_tls_key);
     r.listen_tls_cert = absl::GetFlag(FLAGS_listen_tls_cert);
     r.listen_tls_key = absl::GetFlag(FLAGS_listen_tls_key);
+    r.upstream_tls_ca = absl::GetFlag(FLAGS_upstream_tls_ca);
     r.tls_ca = absl::GetFlag(FLAGS_tls_ca);
     r.peer_name = absl::GetFlag(FLAGS_peer_name);
     r.allowed_peers = absl::GetFlag(FLAGS_allowed_peers);
@@ -385,6 +389,7 @@ int main(int argc, char** argv) {
             c.serves_triggers = index == 0;
             c.trigger.auto_count = o.auto_trigger;
             c.trigger.timeout_ns = o.trigger_timeout_ns;
+            c.trigger.protocol = o.trigger_protocol;
             c.trigger.node_name = o.node_name;
             c.trigger.shard_index = static_cast<size_t>(index);
             c.trigger.results = &results;
@@ -406,6 +411,7 @@ int main(int argc, char** argv) {
             c.node_name = o.node_name;
             c.ws_max_message = o.ws_max_message;
             c.grpc_max_message = o.grpc_max_message;
+            c.upstream_tls = o.upstream_tls;
             c.tuning = o.tuning;
             c.placement = &placement;
             c.results = &results;

@@ -125,8 +125,9 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     if (url.scheme == role::Scheme::Grpc) {
         return absl::OkStatus();
     }
-    // grpcs:// at the initiator: HTTP/2 over TLS with ALPN h2 (--listen-tls-cert).
-    if (url.scheme == role::Scheme::Grpcs && side == Role::Initiator) {
+    // grpcs:// both ways: HTTP/2 over TLS with ALPN h2 (--listen-tls-cert at the initiator,
+    // --upstream-tls-ca or the system's trust store at the terminator).
+    if (url.scheme == role::Scheme::Grpcs) {
         return absl::OkStatus();
     }
     if (url.scheme == role::Scheme::Wss && side == Role::Terminator) {
@@ -136,10 +137,9 @@ absl::Status served(std::string_view flag, const role::ServiceUrl& url, Role sid
     }
     const char* what = url.tls() ? (url.scheme == role::Scheme::Wss ? "wss" : "grpcs")
                                  : role::protocol_name(url.protocol());
-    return bad(flag,
-               absl::StrFormat("'%s': %s is not served by this build yet (only tcp://, "
-                               "HOST:PORT, ws://, grpc://, and wss:// and grpcs:// listeners)",
-                               url.text, what));
+    return bad(flag, absl::StrFormat("'%s': %s is not served by this build yet (only tcp://, "
+                                     "HOST:PORT, ws://, grpc://, grpcs:// and wss:// listeners)",
+                                     url.text, what));
 }
 
 }  // namespace
@@ -392,6 +392,30 @@ absl::Status listener_tls(const RawOptions& raw, Options& o) {
     return absl::OkStatus();
 }
 
+// A grpcs:// upstream is a server not ours: TLS 1.3 with ALPN h2, SNI and the certificate check
+// by its host, trusted by --upstream-tls-ca or the system's store; no client certificate.
+absl::Status upstream_tls(const RawOptions& raw, Options& o) {
+    const auto grpcs = std::find_if(o.upstreams.begin(), o.upstreams.end(),
+                                    [](const auto& u) { return u.scheme == role::Scheme::Grpcs; });
+    if (grpcs == o.upstreams.end()) {
+        if (!raw.upstream_tls_ca.empty()) {
+            return bad("upstream-tls-ca", "is set but no --upstream is a grpcs:// URL");
+        }
+        return absl::OkStatus();
+    }
+    if (!raw.upstream_tls_ca.empty() && access(raw.upstream_tls_ca.c_str(), R_OK) != 0) {
+        return bad("upstream-tls-ca", absl::StrFormat("cannot read '%s'", raw.upstream_tls_ca));
+    }
+    tls::TlsConfig c;
+    c.is_server = false;
+    c.foreign_server = true;
+    c.peer_name = grpcs->host;
+    c.ca_file = raw.upstream_tls_ca;
+    c.alpn = "h2";
+    o.upstream_tls = std::move(c);
+    return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& allowed_cpus,
@@ -564,6 +588,14 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         return bad("auto-trigger", "at most 10000 messages (0 turns it off)");
     }
     o.auto_trigger = raw.auto_trigger;
+    if (raw.blueprint == "ws") {
+        o.trigger_protocol = proto::tunnel::StreamProtocol::WebSocket;
+    } else if (raw.blueprint == "grpc") {
+        o.trigger_protocol = proto::tunnel::StreamProtocol::Grpc;
+    } else {
+        return bad("blueprint",
+                   "expected ws (default: a WebSocket message) or grpc (a lane7 call)");
+    }
     o.hooks = raw.hooks;
     if (raw.trigger_timeout <= absl::ZeroDuration()) {
         return bad("trigger-timeout", "must be a positive duration like 500ms or 10s");
@@ -710,6 +742,9 @@ absl::StatusOr<Options> validate(const RawOptions& raw, const std::vector<int>& 
         }
         if (!raw.peer_dns.empty()) {
             return bad("peer-dns", "is for the initiator");
+        }
+        if (absl::Status st = upstream_tls(raw, o); !st.ok()) {
+            return st;
         }
     }
     if (o.role == Role::Initiator && !raw.upstream_weights.empty()) {

@@ -119,7 +119,10 @@ bool hop_by_hop(std::string_view name) {
 GrpcCall::GrpcCall(GrpcConnection& conn, int32_t id) noexcept
     : conn_(conn), id_(id), reader_(conn.owner_.options().max_message_size) {}
 
-GrpcCall::~GrpcCall() { outbox_.clear(conn_.ctx_); }
+GrpcCall::~GrpcCall() {
+    meter_.end(grpc::StatusCode::Cancelled, conn_.ctx_.now_ns);  // gone without a status
+    outbox_.clear(conn_.ctx_);
+}
 
 bool GrpcCall::add_header(std::string_view name, std::string_view value) noexcept {
     // HPACK's own accounting: 32 bytes per field beside its name and value (RFC 9113 §6.5.2).
@@ -168,6 +171,7 @@ void GrpcCall::on_request_headers() noexcept {
         conn_.want_flush();
         return;
     }
+    meter_.start(conn_.metrics_.grpc_listener, conn_.ctx_.now_ns);
     if (owner.draining()) {
         fail(grpc::StatusCode::Unavailable, "this gateway is shutting down", pt::ErrorCode::Cancel);
         return;
@@ -263,6 +267,9 @@ bool GrpcCall::on_message_data(std::span<const std::byte> piece, bool end) noexc
     }
     conn_.metrics_.bytes_from_local.add(piece.size());
     stream_->write(std::move(slice), pt::DataFlags::make(false, end, in_kind_));
+    if (end) {
+        meter_.message_in();
+    }
     return true;
 }
 
@@ -346,6 +353,7 @@ void GrpcCall::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcept {
         return;
     }
     if (end) {
+        meter_.message_out();
         resume();
     }
 }
@@ -360,10 +368,15 @@ void GrpcCall::on_stream_trailers(const pt::MetadataView& trailers) noexcept {
         if (e.first.empty() || e.first.front() == ':' || hop_by_hop(e.first)) {
             continue;
         }
-        has_status = has_status || e.first == "grpc-status";
+        if (e.first == "grpc-status") {
+            has_status = true;
+            meter_.end(grpc::parse_status(e.second).value_or(grpc::StatusCode::Unknown),
+                       conn_.ctx_.now_ns);
+        }
         out.push_back({std::string(e.first), std::string(e.second)});
     }
     if (!has_status) {
+        meter_.end(grpc::StatusCode::Internal, conn_.ctx_.now_ns);
         out.push_back({"grpc-status", std::string(grpc::status_text(grpc::StatusCode::Internal))});
         out.push_back({"grpc-message", "the far side ended the call without a status"});
     }
@@ -438,6 +451,7 @@ void GrpcCall::fail(grpc::StatusCode status, std::string_view message,
     if (response_done_) {
         return;
     }
+    meter_.end(status, conn_.ctx_.now_ns);
     outbox_.clear(conn_.ctx_);
     std::vector<Field> trailers;
     trailers.push_back({"grpc-status", std::string(grpc::status_text(status))});

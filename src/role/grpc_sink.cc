@@ -25,6 +25,7 @@ bool GrpcSinkStream::start(const pt::Open& open) noexcept {
         }
     }
     trail_.push_back(sink_.options_.node_name);
+    meter_.start(sink_.metrics_.grpc_sink, sink_.ctx_.now_ns);
     const pt::MetadataEntry ack[] = {{"content-type", "application/grpc"},
                                      {"grpc-accept-encoding", "identity"}};
     if (!stream_->accept(ack)) {
@@ -85,6 +86,7 @@ void GrpcSinkStream::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noex
 
 void GrpcSinkStream::answer_message() noexcept {
     ++messages_;
+    meter_.message_in();
     if (unary_ && messages_ > 1) {
         end_with(grpc::StatusCode::Internal, "Send takes one message");
         return;
@@ -171,6 +173,7 @@ void GrpcSinkStream::pump() noexcept {
         } while (reply_offset_ < r.size());
         replies_.erase(replies_.begin());
         reply_offset_ = 0;
+        meter_.message_out();
     }
     if (stream_ == nullptr) {
         return;
@@ -194,6 +197,7 @@ void GrpcSinkStream::pump() noexcept {
         {"grpc-message", status_message_},
     };
     const size_t n = status_message_.empty() ? 1 : 2;
+    meter_.end(status_, sink_.ctx_.now_ns);
     tunnel::Stream* s = stream_;
     stream_ = nullptr;
     if (!s->finish_with_trailers({trailers, n})) {
@@ -229,6 +233,7 @@ void GrpcSinkStream::done() noexcept {
 }
 
 void GrpcSinkStream::retire() noexcept {
+    meter_.end(grpc::StatusCode::Cancelled, sink_.ctx_.now_ns);  // reset before its status
     sink_.metrics_.connections_active.add(-1);
     sink_.unlink(this);
     sink_.streams_.destroy(this);

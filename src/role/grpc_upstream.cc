@@ -111,7 +111,10 @@ grpc::StatusCode status_from_rst(uint32_t code) {
 GrpcUpstreamCall::GrpcUpstreamCall(GrpcUpstreamConnection& conn, tunnel::Stream& stream) noexcept
     : conn_(conn), stream_(&stream), reader_(conn.owner_.options().max_message_size) {}
 
-GrpcUpstreamCall::~GrpcUpstreamCall() { outbox_.clear(conn_.ctx_); }
+GrpcUpstreamCall::~GrpcUpstreamCall() {
+    meter_.end(grpc::StatusCode::Cancelled, conn_.ctx_.now_ns);  // gone without a status
+    outbox_.clear(conn_.ctx_);
+}
 
 bool GrpcUpstreamCall::start(const pt::Open& open) noexcept {
     const GrpcUpstreams& owner = conn_.owner_;
@@ -138,7 +141,7 @@ bool GrpcUpstreamCall::start(const pt::Open& open) noexcept {
     }
     GrpcHeaderList headers;
     headers.add(":method", "POST");
-    headers.add(":scheme", "http");
+    headers.add(":scheme", owner.upstream().tls() ? "https" : "http");
     headers.add(":path", path);
     headers.add(":authority", authority);
     headers.add("te", "trailers");
@@ -170,6 +173,7 @@ bool GrpcUpstreamCall::start(const pt::Open& open) noexcept {
         return false;
     }
     id_ = id;
+    meter_.start(conn_.metrics_.grpc_upstream, conn_.ctx_.now_ns);
     conn_.want_flush();
     return true;
 }
@@ -190,6 +194,7 @@ void GrpcUpstreamCall::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) no
         return;
     }
     if (end) {
+        meter_.message_in();
         resume_request();
     }
 }
@@ -204,6 +209,7 @@ void GrpcUpstreamCall::on_stream_fin() noexcept {
 void GrpcUpstreamCall::on_stream_reset(pt::ErrorCode code) noexcept {
     // The client cancelled, its deadline passed, or the tunnel went: the server hears CANCEL.
     stream_ = nullptr;
+    meter_.end(grpc::StatusCode::Cancelled, conn_.ctx_.now_ns);
     FERRY_LOG(Debug, "grpc upstream call %d: tunnel stream reset (%s)", id_,
               pt::error_code_name(code));
     outbox_.clear(conn_.ctx_);
@@ -378,6 +384,9 @@ bool GrpcUpstreamCall::on_message_data(std::span<const std::byte> piece, bool en
     }
     conn_.metrics_.bytes_from_local.add(piece.size());
     stream_->write(std::move(slice), pt::DataFlags::make(false, end, in_kind_));
+    if (end) {
+        meter_.message_out();
+    }
     return true;
 }
 
@@ -415,6 +424,13 @@ void GrpcUpstreamCall::end_call(grpc::StatusCode status, std::string_view messag
 }
 
 void GrpcUpstreamCall::finish_tunnel(std::span<const pt::MetadataEntry> trailers) noexcept {
+    grpc::StatusCode status = grpc::StatusCode::Unknown;
+    for (const pt::MetadataEntry& e : trailers) {
+        if (e.first == "grpc-status") {
+            status = grpc::parse_status(e.second).value_or(grpc::StatusCode::Unknown);
+        }
+    }
+    meter_.end(status, conn_.ctx_.now_ns);
     tunnel::Stream* s = stream_;
     stream_ = nullptr;
     outbox_.clear(conn_.ctx_);
@@ -485,6 +501,15 @@ bool GrpcUpstreamConnection::start() noexcept {
     (void)nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, 16 << 20);
     deadline_ns_ = ctx_.now_ns + o.connect_ns;
     tcp_.attach(fd);
+    if (owner_.tls_ != nullptr) {
+        // The server's NewSessionTickets come after the handshake: records stay in user space
+        // (kTLS off), where the record layer drops them.
+        transport::TlsOptions to;
+        to.ktls = transport::KtlsMode::Off;
+        tls_ = std::make_unique<transport::TlsTransport>(ctx_, owner_.transport_metrics_, tcp_,
+                                                         *owner_.tls_, to);
+        conn_ = tls_.get();
+    }
     tcp_.connect(owner_.upstream().address, this);
     return true;
 }
@@ -498,6 +523,13 @@ void GrpcUpstreamConnection::connect_over() noexcept {
 }
 
 void GrpcUpstreamConnection::on_transport_established() noexcept {
+    if (tls_ != nullptr && !tls_started_) {
+        // TCP is up: the TLS handshake runs over it (ClientHello now), and the TLS transport
+        // calls here again once it is done.
+        tls_started_ = true;
+        tls_->start(this);
+        return;
+    }
     connect_over();
     connected_ = true;
     want_flush();  // the preface, SETTINGS and the calls queued meanwhile
@@ -647,7 +679,7 @@ void GrpcUpstreamConnection::flush() noexcept {
         close("the upstream connection failed");
         return;
     }
-    if (out_.write_to(tcp_)) {
+    if (out_.write_to(*conn_)) {
         return;
     }
     out_.release_idle();
@@ -662,7 +694,7 @@ void GrpcUpstreamConnection::on_transport_written() noexcept {
         return;
     }
     if (more) {
-        (void)out_.write_to(tcp_);
+        (void)out_.write_to(*conn_);
         return;
     }
     flush();
@@ -694,7 +726,7 @@ void GrpcUpstreamConnection::close(const char* reason) noexcept {
         owner_.calls_pool_.destroy(call);
     }
     out_.clear();
-    tcp_.close();
+    conn_->close();
 }
 
 void GrpcUpstreamConnection::on_transport_quiescent() noexcept {
@@ -796,6 +828,18 @@ tunnel::OpenDecision GrpcUpstreams::open(tunnel::Session&, tunnel::Stream& strea
     }
     c->link(call);
     return tunnel::OpenDecision::accept(call);
+}
+
+absl::Status GrpcUpstreams::prepare() noexcept {
+    if (!options_.tls.has_value() || tls_ != nullptr) {
+        return absl::OkStatus();
+    }
+    absl::StatusOr<std::unique_ptr<tls::TlsContext>> tls = tls::TlsContext::create(*options_.tls);
+    if (!tls.ok()) {
+        return tls.status();
+    }
+    tls_ = *std::move(tls);
+    return absl::OkStatus();
 }
 
 void GrpcUpstreams::tick(uint64_t now_ns) noexcept {

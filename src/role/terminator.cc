@@ -61,6 +61,9 @@ Terminator::Terminator(loop::Context& ctx, ShardMetrics& metrics, ProcessLimits&
             o.max_message_size = config_.grpc_max_message;
             o.node_name = config_.node_name;
             o.connect_ns = ctx.socket_tuning.connect_timeout_ns;
+            if (url.tls()) {
+                o.tls = config_.upstream_tls;
+            }
             grpc_urls.push_back(url);
             grpc_members.push_back(std::make_unique<GrpcUpstreams>(
                 ctx, metrics.role, metrics.client_transport, url, std::move(o)));
@@ -118,8 +121,19 @@ Terminator::~Terminator() {
     }
 }
 
+bool Terminator::prepare_upstreams() noexcept {
+    bool ok = true;
+    upstreams_.for_each([&ok](UpstreamProtocol& u) {
+        if (absl::Status st = u.prepare(); ok && !st.ok()) {
+            FERRY_LOG(Error, "terminator: upstream: %s", st.message());
+            ok = false;
+        }
+    });
+    return ok;
+}
+
 bool Terminator::start_without_listener() noexcept {
-    if (!endpoint_.init_tls()) {
+    if (!endpoint_.init_tls() || !prepare_upstreams()) {
         return false;
     }
     endpoint_.role_metrics().ready.set(1);
@@ -127,7 +141,7 @@ bool Terminator::start_without_listener() noexcept {
 }
 
 bool Terminator::start() noexcept {
-    if (!endpoint_.init_tls()) {
+    if (!endpoint_.init_tls() || !prepare_upstreams()) {
         return false;
     }
     if (absl::Status st = acceptor_.listen(config_.listen_tunnel); !st.ok()) {

@@ -3,13 +3,17 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/str_format.h"
 #include "ferry/base/log.h"
+#include "ferry/proto/grpc/lane7.h"
+#include "ferry/proto/grpc/status.h"
 
 namespace ferry::role {
 
 namespace pt = proto::tunnel;
+namespace grpc = proto::grpc;
 using nlohmann::json;
 
 namespace {
@@ -47,24 +51,53 @@ bool TriggerCall::start(std::string payload) noexcept {
         }
     }
     deadline_ns_ = owner_.ctx_.now_ns + owner_.options_.timeout_ns;
+    grpc_ = owner_.options_.protocol == pt::StreamProtocol::Grpc;
+    if (!(grpc_ ? open_grpc() : open_websocket())) {
+        if (stream_ == nullptr) {
+            end(false, "no usable tunnel connection", 503);
+        } else {
+            stream_->reset(pt::ErrorCode::InternalError);
+            stream_ = nullptr;
+            end(false, "no free buffer for the message", 503);
+        }
+        release();
+        return false;
+    }
+    return true;
+}
+
+bool TriggerCall::open_websocket() noexcept {
     const pt::MetadataEntry metadata[] = {
         {":path", "/"},
         {"trail", owner_.options_.node_name},
         {"x-ferry-trigger", auto_ ? "auto" : "admin"},
     };
     stream_ = owner_.opener_.open_stream(pt::StreamProtocol::WebSocket, "/", metadata, this);
+    return stream_ != nullptr && send_message(sent_, pt::MessageKind::Text);
+}
+
+bool TriggerCall::open_grpc() noexcept {
+    // The OPEN a grpc:// listener makes for a client's call (grpc_server.cc): the method, the
+    // client's metadata (here: what a gRPC client always sends), then this node in the trail.
+    const pt::MetadataEntry metadata[] = {
+        {":path", grpc::lane7::kSendPath},
+        {"content-type", "application/grpc"},
+        {"x-ferry-trigger", auto_ ? "auto" : "admin"},
+        {"trail", owner_.options_.node_name},
+    };
+    stream_ = owner_.opener_.open_stream(pt::StreamProtocol::Grpc, "/", metadata, this);
     if (stream_ == nullptr) {
-        end(false, "no usable tunnel connection", 503);
-        release();
         return false;
     }
-    if (!send_message(sent_, pt::MessageKind::Text)) {
-        stream_->reset(pt::ErrorCode::InternalError);
-        stream_ = nullptr;
-        end(false, "no free buffer for the message", 503);
-        release();
+    // On the tunnel a gRPC message is its bytes with END_MESSAGE (no length prefix); a unary
+    // request ends with our half-close.
+    std::string request;
+    grpc::lane7::encode_message(sent_, &request);
+    if (!send_message(request, pt::MessageKind::Binary)) {
         return false;
     }
+    stream_->finish();
+    finished_ = true;
     return true;
 }
 
@@ -89,8 +122,16 @@ void TriggerCall::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcep
         return;
     }
     stream_->consumed(size);
-    if (ended_ || flags.kind() == pt::MessageKind::Close) {
+    if (ended_ || got_reply_ || flags.kind() == pt::MessageKind::Close) {
         return;  // the far side's half of the closing handshake, or a late extra message
+    }
+    if (grpc_ && flags.kind() != pt::MessageKind::Binary) {
+        // We sent no grpc-accept-encoding but identity: a compressed Result is not ours to read.
+        stream_->reset(pt::ErrorCode::Cancel);
+        stream_ = nullptr;
+        end(false, "the result came compressed (only identity is accepted)", 502);
+        release();
+        return;
     }
     if (received_.size() + size > owner_.options_.max_reply) {
         stream_->reset(pt::ErrorCode::Cancel);
@@ -101,6 +142,10 @@ void TriggerCall::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcep
     }
     received_.append(reinterpret_cast<const char*>(data.data()), size);
     if (!flags.end_message()) {
+        return;
+    }
+    if (grpc_) {
+        got_reply_ = true;  // the call's outcome is the grpc-status of the trailers to come
         return;
     }
     end(true, {}, 200);
@@ -117,9 +162,59 @@ void TriggerCall::on_stream_data(buf::Chunk&& data, pt::DataFlags flags) noexcep
     }
 }
 
+void TriggerCall::on_stream_trailers(const pt::MetadataView& trailers) noexcept {
+    if (!grpc_) {
+        on_stream_fin();
+        return;
+    }
+    std::optional<grpc::StatusCode> status;
+    std::string_view message;
+    for (const pt::MetadataEntry& e : trailers) {
+        if (e.first == "grpc-status") {
+            status = grpc::parse_status(e.second);
+        } else if (e.first == "grpc-message") {
+            message = e.second;
+        }
+    }
+    if (!ended_) {
+        grpc_status_ = status.has_value() ? static_cast<int>(*status) : -1;
+        grpc::lane7::DecodedResult r;
+        if (!status.has_value()) {
+            end(false, "the call ended without a valid grpc-status", 502);
+        } else if (*status != grpc::StatusCode::Ok) {
+            end(false,
+                absl::StrFormat("grpc-status %d (%s): %s", static_cast<int>(*status),
+                                grpc::status_name(*status), message),
+                502);
+        } else if (!got_reply_) {
+            end(false, "the call ended OK without a result", 502);
+        } else if (!grpc::lane7::decode_result(
+                       {reinterpret_cast<const std::byte*>(received_.data()), received_.size()},
+                       &r)) {
+            end(false, "the result is not a lane7 Result", 502);
+        } else {
+            // The Result as the ws sink's JSON answer reads, so /output is alike for both.
+            json reply;
+            reply["message"] = std::move(r.payload);
+            reply["trail"] = std::move(r.trail);
+            reply["shard"] = r.shard;
+            reply["grpc_status"] = 0;
+            received_ = dump(reply);
+            end(true, {}, 200);
+        }
+    }
+    // Both directions are over: our request ended when it was sent.
+    stream_->detach();
+    stream_ = nullptr;
+    release();
+}
+
 void TriggerCall::on_stream_fin() noexcept {
     if (!ended_) {
-        end(false, "the far side ended the stream without a reply", 502);
+        end(false,
+            grpc_ ? "the far side ended the call without a status"
+                  : "the far side ended the stream without a reply",
+            502);
     }
     if (!finished_) {
         stream_->finish();
@@ -162,6 +257,7 @@ void TriggerCall::end(bool ok, std::string_view error, int status) noexcept {
     json result;
     result["source"] = auto_ ? "auto-trigger" : "trigger";
     result["seq"] = seq_;
+    result["protocol"] = grpc_ ? "grpc" : "websocket";
     result["ok"] = ok;
     if (dropped_) {
         result["dropped"] = true;
@@ -175,6 +271,9 @@ void TriggerCall::end(bool ok, std::string_view error, int status) noexcept {
         result["result"] = std::move(reply);
     } else {
         result["error"] = std::string(error);
+        if (grpc_status_ >= 0) {
+            result["grpc_status"] = grpc_status_;
+        }
     }
     if (owner_.options_.results != nullptr) {
         json logged = result;

@@ -307,6 +307,27 @@ OpenResult RecordLayer::handle_handshake(std::span<std::byte> msg, size_t consum
     const auto type = static_cast<uint8_t>(msg[0]);
     const size_t len = size_t{static_cast<uint8_t>(msg[1])} << 16 |
                        size_t{static_cast<uint8_t>(msg[2])} << 8 | static_cast<uint8_t>(msg[3]);
+    if (type == kNewSessionTicket && drop_tickets_) {
+        // The record may hold several tickets; every message in it must be one, and whole.
+        for (size_t at = 0; at < msg.size();) {
+            if (msg.size() - at < 4 || static_cast<uint8_t>(msg[at]) != kNewSessionTicket) {
+                return error("malformed NewSessionTicket record", AlertDescription::DecodeError);
+            }
+            const size_t n = size_t{static_cast<uint8_t>(msg[at + 1])} << 16 |
+                             size_t{static_cast<uint8_t>(msg[at + 2])} << 8 |
+                             static_cast<uint8_t>(msg[at + 3]);
+            if (n > msg.size() - at - 4) {
+                return error("NewSessionTicket split across records",
+                             AlertDescription::DecodeError);
+            }
+            at += 4 + n;
+        }
+        OpenResult r;
+        r.status = OpenStatus::Skipped;
+        r.content_type = kHandshake;
+        r.consumed = consumed;
+        return r;
+    }
     if (type != kKeyUpdate) {
         // Tickets are off at both ends and nothing requests post-handshake authentication.
         return error(type == kNewSessionTicket ? "unexpected NewSessionTicket (tickets are off)"

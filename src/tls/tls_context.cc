@@ -43,7 +43,12 @@ int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
 
 absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
     const bool verify = config.verify_peer || !config.is_server;
-    if (config.cert_file.empty() || config.key_file.empty() || (verify && config.ca_file.empty())) {
+    // A client of a server that is not ours may go without a certificate, and trusts the
+    // system's store when no CA is named.
+    const bool foreign = config.foreign_server && !config.is_server;
+    const bool own_cert = !foreign || !config.cert_file.empty();
+    if ((own_cert && (config.cert_file.empty() || config.key_file.empty())) ||
+        (verify && !foreign && config.ca_file.empty())) {
         return absl::InvalidArgumentError("TLS needs cert_file, key_file and ca_file");
     }
     if (!config.is_server && config.peer_name.empty()) {
@@ -74,18 +79,36 @@ absl::StatusOr<CtxPtr> build(const TlsConfig& config) {
             absl::StrCat("ciphersuites '", config.ciphersuites,
                          "': ", internal::drain_openssl_errors("no usable TLS 1.3 ciphersuite")));
     }
-    if (SSL_CTX_use_certificate_chain_file(c, config.cert_file.c_str()) != 1) {
-        return load_error("loading certificate chain", config.cert_file);
+    if (own_cert) {
+        if (SSL_CTX_use_certificate_chain_file(c, config.cert_file.c_str()) != 1) {
+            return load_error("loading certificate chain", config.cert_file);
+        }
+        if (SSL_CTX_use_PrivateKey_file(c, config.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+            return load_error("loading private key", config.key_file);
+        }
+        if (SSL_CTX_check_private_key(c) != 1) {
+            return load_error(absl::StrCat("private key ", config.key_file, " does not match"),
+                              config.cert_file);
+        }
     }
-    if (SSL_CTX_use_PrivateKey_file(c, config.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-        return load_error("loading private key", config.key_file);
-    }
-    if (SSL_CTX_check_private_key(c) != 1) {
-        return load_error(absl::StrCat("private key ", config.key_file, " does not match"),
-                          config.cert_file);
-    }
-    if (verify && SSL_CTX_load_verify_locations(c, config.ca_file.c_str(), nullptr) != 1) {
+    if (verify && !config.ca_file.empty() &&
+        SSL_CTX_load_verify_locations(c, config.ca_file.c_str(), nullptr) != 1) {
         return load_error("loading CA", config.ca_file);
+    }
+    if (verify && config.ca_file.empty() && SSL_CTX_set_default_verify_paths(c) != 1) {
+        return load_error("loading the system's trust store", "(OpenSSL's default paths)");
+    }
+    if (foreign && !config.alpn.empty()) {
+        // RFC 7301 §3.1: the list in wire form, each name after its length byte.
+        if (config.alpn.size() > 255) {
+            return absl::InvalidArgumentError("ALPN protocol name longer than 255 bytes");
+        }
+        std::string wire(1, static_cast<char>(config.alpn.size()));
+        wire += config.alpn;
+        if (SSL_CTX_set_alpn_protos(c, reinterpret_cast<const unsigned char*>(wire.data()),
+                                    static_cast<unsigned int>(wire.size())) != 0) {
+            return absl::InternalError("SSL_CTX_set_alpn_protos failed");
+        }
     }
 
     // RFC 8446 §4.6.1: with no tickets and no cache nothing but KeyUpdate and alerts can follow

@@ -213,6 +213,9 @@ void TlsTransport::handshake_input(std::span<const std::byte> bytes) noexcept {
 void TlsTransport::handshake_done() noexcept {
     metrics_.tls_handshakes.add();
     records_.emplace(handshake_->keys());
+    if (tls_.config().foreign_server) {
+        records_->drop_tickets();  // before the bytes that came with the handshake are opened
+    }
     identity_ = handshake_->peer_identity();
     std::span<const std::byte> leftover = handshake_->leftover_input();
     if (!leftover.empty()) {
@@ -363,6 +366,8 @@ bool TlsTransport::open_record(buf::Chunk& record) noexcept {
             if (r.update_requested) {
                 peer_requested_update_ = true;
             }
+            return true;
+        case tls::OpenStatus::Skipped:
             return true;
         case tls::OpenStatus::Eof:
             down("peer sent close_notify", 0);

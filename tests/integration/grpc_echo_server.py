@@ -12,6 +12,7 @@ ferry.test.Echo with raw-bytes messages (no .proto needed), one method per call 
   Hang          waits until the client cancels, then counts the cancellation
   Cancelled     answers how many Hang calls were cancelled so far
 
+With --tls-cert and --tls-key it serves grpcs:// (TLS, ALPN h2) instead of h2c.
 Prints "ready PORT" once serving; runs until killed.
 """
 import argparse
@@ -84,6 +85,8 @@ def cancelled_count(request, context):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tls-cert", help="PEM certificate chain: serve TLS (grpcs://)")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = ap.parse_args()
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
@@ -103,7 +106,12 @@ def main():
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("ferry.test.Echo",
                                                                           handlers),))
-    server.add_insecure_port("127.0.0.1:%d" % args.port)
+    if args.tls_cert:
+        with open(args.tls_key, "rb") as k, open(args.tls_cert, "rb") as c:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        server.add_secure_port("127.0.0.1:%d" % args.port, creds)
+    else:
+        server.add_insecure_port("127.0.0.1:%d" % args.port)
     server.start()
     print("ready %d" % args.port, flush=True)
     server.wait_for_termination()

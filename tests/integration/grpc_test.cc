@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "e2e_harness.h"
@@ -18,6 +19,17 @@ constexpr const char* kPython = "/usr/bin/python3";
 std::string source_dir() {
     const char* src = std::getenv("FERRY_SOURCE_DIR");
     return src != nullptr ? src : ".";
+}
+
+// The value of one series (`name{labels}`) in a /metrics body, or -1 when it is not there.
+int64_t sample(const std::string& body, const std::string& series) {
+    const std::string prefix = series + " ";
+    for (size_t at = body.find(prefix); at != std::string::npos; at = body.find(prefix, at + 1)) {
+        if (at == 0 || body[at - 1] == '\n') {
+            return std::atoll(body.c_str() + at + prefix.size());
+        }
+    }
+    return -1;
 }
 
 class GrpcE2e : public E2e {
@@ -51,10 +63,35 @@ class GrpcE2e : public E2e {
         EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
         EXPECT_TRUE(t.initiator->running());
         EXPECT_TRUE(t.terminator->running());
+        metrics_i_ = testlib::http_get(t.admin_i_, "/metrics").body;
+        metrics_t_ = testlib::http_get(t.admin_t_, "/metrics").body;
     }
+
+    std::string metrics_i_;  // both sides' /metrics once the case's calls are over
+    std::string metrics_t_;
 };
 
-TEST_F(GrpcE2e, UnaryCallsOfEverySizeUpTo4MiBComeBackWithTheTrail) { run_case("send"); }
+TEST_F(GrpcE2e, UnaryCallsOfEverySizeUpTo4MiBComeBackWithTheTrail) {
+    run_case("send");
+    // Seven calls, one message each way, counted alike at the listener and the sink.
+    for (const auto& [body, side] : {std::pair{&metrics_i_, std::string("listener")},
+                                     std::pair{&metrics_t_, std::string("sink")}}) {
+        const std::string s = "{side=\"" + side + "\"";
+        EXPECT_EQ(sample(*body, "ferry_grpc_calls_total" + s + ",code=\"OK\"}"), 7) << *body;
+        EXPECT_EQ(testlib::metric_sum(*body, "ferry_grpc_calls_total"), 7) << *body;
+        EXPECT_EQ(sample(*body, "ferry_grpc_calls_active" + s + "}"), 0) << *body;
+        EXPECT_EQ(sample(*body, "ferry_grpc_messages_total" + s + ",direction=\"in\"}"), 7);
+        EXPECT_EQ(sample(*body, "ferry_grpc_messages_total" + s + ",direction=\"out\"}"), 7);
+        EXPECT_EQ(sample(*body, "ferry_grpc_call_duration_seconds_count" + s + "}"), 7);
+        EXPECT_EQ(sample(*body, "ferry_grpc_call_duration_seconds_bucket" + s + ",le=\"+Inf\"}"),
+                  7);
+        EXPECT_NE(body->find("# TYPE ferry_grpc_call_duration_seconds histogram\n"),
+                  std::string::npos);
+    }
+    // Each side exports only its own.
+    EXPECT_EQ(metrics_i_.find("side=\"sink\""), std::string::npos);
+    EXPECT_EQ(metrics_t_.find("side=\"listener\""), std::string::npos);
+}
 
 TEST_F(GrpcE2e, ABidiStreamAnswersEveryMessageInOrder) { run_case("stream", {"--count", "1000"}); }
 
@@ -62,7 +99,14 @@ TEST_F(GrpcE2e, AThousandConcurrentUnaryCallsOnOneChannelAreEachAnsweredRight) {
     run_case("concurrent", {"--count", "1000"});
 }
 
-TEST_F(GrpcE2e, AnUnknownMethodIsUnimplemented) { run_case("unknown-method"); }
+TEST_F(GrpcE2e, AnUnknownMethodIsUnimplemented) {
+    run_case("unknown-method");
+    EXPECT_GE(
+        sample(metrics_i_, "ferry_grpc_calls_total{side=\"listener\",code=\"UNIMPLEMENTED\"}"), 1)
+        << metrics_i_;
+    EXPECT_GE(sample(metrics_t_, "ferry_grpc_calls_total{side=\"sink\",code=\"UNIMPLEMENTED\"}"), 1)
+        << metrics_t_;
+}
 
 TEST_F(GrpcE2e, AMessageOverTheLimitIsResourceExhaustedAndTheChannelGoesOn) {
     run_case("oversize");

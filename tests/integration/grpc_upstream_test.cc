@@ -31,13 +31,17 @@ class GrpcUpstreamE2e : public E2e {
         }
     }
 
-    // grpc_echo_server.py on `port`, once it takes connections.
-    std::unique_ptr<Process> start_server(uint16_t port) {
-        auto p = std::make_unique<Process>(
-            std::vector<std::string>{kPython,
-                                     source_dir() + "/tests/integration/grpc_echo_server.py",
-                                     "--port", std::to_string(port)},
-            dir_ + "/grpc_server.log");
+    // grpc_echo_server.py on `port`, once it takes connections; with `pki`, over TLS with the
+    // demo terminator certificate (SAN 127.0.0.1 and localhost).
+    std::unique_ptr<Process> start_server(uint16_t port, const std::string& pki = {}) {
+        std::vector<std::string> args = {kPython,
+                                         source_dir() + "/tests/integration/grpc_echo_server.py",
+                                         "--port", std::to_string(port)};
+        if (!pki.empty()) {
+            args.insert(args.end(), {"--tls-cert", pki + "/terminator.crt", "--tls-key",
+                                     pki + "/terminator.key"});
+        }
+        auto p = std::make_unique<Process>(args, dir_ + "/grpc_server.log");
         EXPECT_TRUE(wait_listening(port, 20000));
         return p;
     }
@@ -49,15 +53,18 @@ class GrpcUpstreamE2e : public E2e {
 
     // A terminator whose gRPC upstream is 127.0.0.1:`upstream_port`, and an initiator with a
     // grpc:// listener in front of it. With `pki`, the tunnel is armored (mutual TLS) and the
-    // listener is grpcs:// (the terminator's certificate, ALPN h2).
-    void start_pair(uint16_t upstream_port, const std::string& pki = {}) {
+    // listener is grpcs:// (the terminator's certificate, ALPN h2). With `upstream_tls` the
+    // upstream is grpcs://, its certificate checked against `upstream_ca` (empty: the system's
+    // trust store).
+    void start_pair(uint16_t upstream_port, const std::string& pki = {}, bool upstream_tls = false,
+                    const std::string& upstream_ca = {}) {
         const uint16_t tunnel_port = testlib::free_port();
         std::vector<std::string> t = {ferry_bin(),
                                       "terminator",
                                       "--listen-tunnel",
                                       addr(tunnel_port),
                                       "--upstream",
-                                      "grpc://" + addr(upstream_port),
+                                      (upstream_tls ? "grpcs://" : "grpc://") + addr(upstream_port),
                                       "--admin",
                                       addr(admin_t_),
                                       "--shards",
@@ -88,6 +95,9 @@ class GrpcUpstreamE2e : public E2e {
             i.insert(i.end(), {"--listen-tls-cert", pki + "/terminator.crt", "--listen-tls-key",
                                pki + "/terminator.key"});
             tls_ca_ = pki + "/ca.crt";
+        }
+        if (!upstream_ca.empty()) {
+            t.insert(t.end(), {"--upstream-tls-ca", upstream_ca});
         }
         terminator_ = std::make_unique<Process>(t, dir_ + "/terminator.log");
         initiator_ = std::make_unique<Process>(i, dir_ + "/initiator.log");
@@ -161,11 +171,48 @@ TEST_F(GrpcUpstreamE2e, AGrpcsListenerAndAnArmoredTunnelCarryTheSameCalls) {
         10000));
 }
 
+TEST_F(GrpcUpstreamE2e, AGrpcsUpstreamCarriesEveryKindOfCallOverTls) {
+    const std::string pki = make_pki(dir_);
+    const uint16_t port = testlib::free_port();
+    auto server = start_server(port, pki);
+    start_pair(port, {}, /*upstream_tls=*/true, pki + "/ca.crt");
+    EXPECT_EQ(run_client({"unary", "server-stream", "client-stream", "bidi", "status",
+                          "unimplemented", "cancel", "concurrent"}),
+              0);
+    EXPECT_TRUE(testlib::wait_until(
+        [&] {
+            return metric(admin_i_, "ferry_streams_active") == 0 &&
+                   metric(admin_t_, "ferry_streams_active") == 0;
+        },
+        10000));
+    // The upstream connections are TLS ones (counted with the terminator's client TLS).
+    EXPECT_GE(metric(admin_t_, "ferry_client_tls_handshakes_total"), 1);
+    EXPECT_EQ(metric(admin_t_, "ferry_upstream_connect_errors_total"), 0);
+}
+
+TEST_F(GrpcUpstreamE2e, AGrpcsUpstreamWithAnUntrustedCertificateIsUnavailable) {
+    const std::string pki = make_pki(dir_);
+    const uint16_t port = testlib::free_port();
+    auto server = start_server(port, pki);
+    // No --upstream-tls-ca: the system's trust store does not know the demo CA.
+    start_pair(port, {}, /*upstream_tls=*/true);
+    EXPECT_EQ(run_client({"unavailable"}), 0);
+    EXPECT_GE(metric(admin_t_, "ferry_upstream_connect_errors_total"), 1);
+    EXPECT_EQ(metric(admin_t_, "ferry_client_tls_handshakes_total"), 0);
+}
+
 TEST_F(GrpcUpstreamE2e, AnUnreachableServerGivesUnavailableAndALaterOneIsUsed) {
     const uint16_t port = testlib::free_port();  // nothing listens there yet
     start_pair(port);
     EXPECT_EQ(run_client({"unavailable"}), 0);
     EXPECT_GE(metric(admin_t_, "ferry_upstream_connect_errors_total"), 1);
+    // The upstream side counts each call by the status it ended with.
+    const std::string body = testlib::http_get(admin_t_, "/metrics").body;
+    EXPECT_NE(body.find("ferry_grpc_calls_total{side=\"upstream\",code=\"UNAVAILABLE\"} "),
+              std::string::npos);
+    EXPECT_EQ(body.find("ferry_grpc_calls_total{side=\"upstream\",code=\"UNAVAILABLE\"} 0\n"),
+              std::string::npos)
+        << body;
     // The server comes up: the next calls reach it.
     auto server = start_server(port);
     EXPECT_EQ(run_client({"unary", "bidi"}), 0);

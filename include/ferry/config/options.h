@@ -12,6 +12,7 @@
 #include "ferry/base/log.h"
 #include "ferry/discovery/dns_peers.h"
 #include "ferry/io/socket.h"
+#include "ferry/proto/tunnel/frame.h"
 #include "ferry/role/protocol.h"
 #include "ferry/role/route_key.h"
 #include "ferry/role/tunnel_placement.h"
@@ -50,8 +51,9 @@ struct RawOptions {
     std::string tunnel_placement = "balanced";       // balanced, kernel or rotate
     std::string tunnels_per_peer = "auto";           // initiator: auto or 1..64 per shard
     std::string route_key = "header:X-Routing-Key";  // initiator: header:N, query:N, client-address
-    uint32_t auto_trigger = 5;  // initiator: messages sent once the tunnel is up
-    std::string hooks;          // a hooks library (include/ferry/hooks.h), empty = none
+    uint32_t auto_trigger = 5;     // initiator: messages sent once the tunnel is up
+    std::string blueprint = "ws";  // initiator: what a trigger is, ws or grpc
+    std::string hooks;             // a hooks library (include/ferry/hooks.h), empty = none
     absl::Duration trigger_timeout = absl::Seconds(10);
     uint32_t max_upstream_connects = 1024;            // in flight, per process
     uint32_t max_upstream_connects_per_tunnel = 256;  // in flight, per tunnel connection
@@ -80,6 +82,7 @@ struct RawOptions {
     std::string tunnel_ws_path = "/ferry/tunnel";  // --tunnel-transport=ws: the Upgrade's path
     std::string listen_tls_cert;                   // initiator: the certificate of wss:// listeners
     std::string listen_tls_key;
+    std::string upstream_tls_ca;  // terminator: the CA of a grpcs:// upstream (empty: the system's)
     std::string tls_cert;
     std::string tls_key;
     std::string tls_ca;
@@ -116,6 +119,8 @@ struct Options {
     role::TunnelPlacementPolicy tunnel_placement = role::TunnelPlacementPolicy::Balanced;
     uint32_t tunnels_per_peer = 0;  // 0 = auto
     uint32_t auto_trigger = 5;
+    // What a trigger is: one WebSocket message (ws) or a lane7 Send call (grpc).
+    proto::tunnel::StreamProtocol trigger_protocol = proto::tunnel::StreamProtocol::WebSocket;
     std::string hooks;  // path of the hooks library, loaded by main before the shards start
     uint64_t trigger_timeout_ns = 10'000'000'000;
     uint32_t max_upstream_connects = 1024;
@@ -127,6 +132,7 @@ struct Options {
     std::string node_name;
     role::TunnelSecurity security;
     std::optional<tls::TlsConfig> listener_tls;  // initiator with a wss:// listener
+    std::optional<tls::TlsConfig> upstream_tls;  // terminator with a grpcs:// upstream
 };
 
 // Whether the kernel offers kTLS (injected so tests need no kernel support).

@@ -128,6 +128,7 @@ class GrpcCall final : public tunnel::StreamHandler {
     proto::tunnel::MessageKind in_kind_ = proto::tunnel::MessageKind::Binary;
     // Response messages on their way to DATA frames.
     GrpcOutbox outbox_;
+    GrpcCallMeter meter_;  // from a valid gRPC request head to the status it ends with
     std::vector<Field> trailers_;
     uint64_t deadline_ns_ = 0;
     uint32_t window_owed_ = 0;  // HTTP/2 stream window held back while the stream is paused

@@ -74,6 +74,7 @@ class GrpcSinkStream final : public tunnel::StreamHandler,
     std::vector<std::string> replies_;
     size_t reply_offset_ = 0;
     uint64_t owed_credit_ = 0;
+    GrpcCallMeter meter_;
     proto::grpc::StatusCode status_ = proto::grpc::StatusCode::Ok;
     std::string status_message_;
     bool ending_ = false;  // trailers go once replies_ is empty

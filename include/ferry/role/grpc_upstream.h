@@ -1,5 +1,6 @@
-// The terminator's gRPC upstream (--upstream grpc://HOST:PORT): the calls the peer opens are made
-// to a real gRPC server over a few HTTP/2 connections (h2c, prior knowledge) that many calls
+// The terminator's gRPC upstream (--upstream grpc://HOST:PORT or grpcs://): the calls the peer
+// opens are made to a real gRPC server over a few HTTP/2 connections (h2c with prior knowledge,
+// or TLS 1.3 with ALPN h2, SNI and the certificate checked by the URL's host) that many calls
 // share. nghttp2 is the client: HPACK, framing, SETTINGS, flow control and the server's
 // MAX_CONCURRENT_STREAMS (calls past it wait in nghttp2's queue) are the library's.
 //
@@ -19,6 +20,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,7 +36,9 @@
 #include "ferry/role/limits.h"
 #include "ferry/role/metrics.h"
 #include "ferry/role/protocol.h"
+#include "ferry/tls/tls_context.h"
 #include "ferry/transport/tcp_transport.h"
+#include "ferry/transport/tls_transport.h"
 #include "ferry/tunnel/stream.h"
 
 struct nghttp2_session;
@@ -50,6 +55,8 @@ struct GrpcUpstreamOptions {
     uint32_t max_header_list_size = 65536;  // response heads and trailers
     uint64_t connect_ns = 5'000'000'000;    // connect and the server's SETTINGS (--connect-timeout)
     std::string node_name;                  // appended to the trail (x-ferry-trail)
+    // grpcs:// upstreams: the client TLS of the connections (a foreign_server config).
+    std::optional<tls::TlsConfig> tls;
 };
 
 class GrpcUpstreams;
@@ -113,6 +120,7 @@ class GrpcUpstreamCall final : public tunnel::StreamHandler {
     proto::grpc::MessageReader reader_;
     proto::tunnel::MessageKind in_kind_ = proto::tunnel::MessageKind::Binary;
     GrpcOutbox outbox_;              // request messages on their way to DATA frames
+    GrpcCallMeter meter_;            // from the submitted request to the status sent back
     uint32_t window_owed_ = 0;       // HTTP/2 stream window held back while the stream is paused
     bool response_started_ = false;  // the response head came (the stream is accepted)
     bool request_fin_ = false;       // the client's request ended (END_STREAM once sent out)
@@ -183,13 +191,16 @@ class GrpcUpstreamConnection final : public transport::TransportSink,
     Metrics& metrics_;
     GrpcUpstreams& owner_;
     transport::TcpTransport tcp_;
+    std::unique_ptr<transport::TlsTransport> tls_;  // grpcs:// only, over tcp_
+    transport::Transport* conn_ = &tcp_;            // what HTTP/2 reads and writes
     nghttp2_session* session_ = nullptr;
     H2Output out_;
     GrpcUpstreamCall* calls_ = nullptr;
     uint32_t calls_count_ = 0;
     buf::Chunk* reading_ = nullptr;  // the receive buffer nghttp2 is reading (to slice DATA)
     uint64_t deadline_ns_ = 0;       // connected and the server's SETTINGS by then (0: done)
-    bool connected_ = false;
+    bool connected_ = false;         // the socket, and with TLS its handshake, are done
+    bool tls_started_ = false;
     bool goaway_ = false;    // the server sent GOAWAY: no new calls here
     bool retiring_ = false;  // ours: close once idle
     bool closing_ = false;
@@ -206,6 +217,8 @@ class GrpcUpstreams final : public UpstreamProtocol {
 
     [[nodiscard]] tunnel::OpenDecision open(tunnel::Session& session, tunnel::Stream& stream,
                                             const proto::tunnel::Open& open) noexcept override;
+    // grpcs://: builds the TLS context (the CA file or the system's store); the error names why.
+    [[nodiscard]] absl::Status prepare() noexcept override;
     void tick(uint64_t now_ns) noexcept override;
     void drain() noexcept override;
     [[nodiscard]] bool idle() const noexcept override { return calls_ == 0; }
@@ -235,6 +248,7 @@ class GrpcUpstreams final : public UpstreamProtocol {
     transport::Metrics& transport_metrics_;
     ServiceUrl upstream_;
     GrpcUpstreamOptions options_;
+    std::unique_ptr<tls::TlsContext> tls_;  // grpcs:// only (prepare())
     base::LogLimiter log_;
     GrpcUpstreamConnection* connections_ = nullptr;
     uint32_t connection_count_ = 0;

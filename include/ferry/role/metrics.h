@@ -3,15 +3,68 @@
 // Written by the shard, read from any thread (see base::Counter).
 #pragma once
 
+#include <array>
+#include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <string>
 
 #include "ferry/base/counter.h"
+#include "ferry/proto/grpc/status.h"
 #include "ferry/transport/metrics.h"
 #include "ferry/tunnel/metrics.h"
 
 namespace ferry::role {
+
+// gRPC calls of one side (the initiator's grpc:// listeners, the terminator's built-in sink or
+// its grpc:// upstream), counted by the call classes through GrpcCallMeter. Fixed arrays: ending
+// a call allocates nothing.
+struct GrpcMetrics {
+    static constexpr size_t kCodes = 17;  // grpc-status 0..16; other values count as UNKNOWN
+    // Upper bounds of the call-duration buckets in microseconds (1 ms .. 60 s); one more cell
+    // holds the calls above the last (+Inf).
+    static constexpr std::array<uint64_t, 10> kDurationBoundsUs = {
+        1'000,   5'000,     10'000,    50'000,     100'000,
+        500'000, 1'000'000, 5'000'000, 10'000'000, 60'000'000};
+    std::array<base::Counter, kCodes> calls;  // ended calls by their grpc-status
+    base::Gauge active;                       // calls started and not ended
+    base::Counter messages_in;                // request messages (from the caller's side)
+    base::Counter messages_out;               // response messages (towards the caller)
+    std::array<base::Counter, kDurationBoundsUs.size() + 1> duration_buckets;  // not cumulative
+    base::Counter duration_us;                                                 // their sum
+};
+
+// One call's share of GrpcMetrics: active from start() until end(), which counts the call once by
+// the status that ended it (later end() calls change nothing). The owner calls end() from its
+// destructor too, so a call torn down without a status counts as CANCELLED.
+class GrpcCallMeter final {
+  public:
+    void start(GrpcMetrics& metrics, uint64_t now_ns) noexcept {
+        if (metrics_ == nullptr) {
+            metrics_ = &metrics;
+            start_ns_ = now_ns;
+            metrics.active.add(1);
+        }
+    }
+    void end(proto::grpc::StatusCode code, uint64_t now_ns) noexcept;
+    [[nodiscard]] bool counting() const noexcept { return metrics_ != nullptr; }
+    // Message counts of a started call (none before start()).
+    void message_in() noexcept {
+        if (metrics_ != nullptr) {
+            metrics_->messages_in.add();
+        }
+    }
+    void message_out() noexcept {
+        if (metrics_ != nullptr) {
+            metrics_->messages_out.add();
+        }
+    }
+
+  private:
+    GrpcMetrics* metrics_ = nullptr;  // null: not started, or ended
+    uint64_t start_ns_ = 0;
+};
 
 struct Metrics {
     // 1 once this shard's service can carry traffic (/ready).
@@ -40,6 +93,11 @@ struct Metrics {
     // Upstream connects (terminator).
     base::Gauge upstream_connects_in_flight;
     base::Counter upstream_connects_refused;  // too many in flight (per tunnel or process)
+    // gRPC calls by side: the initiator counts grpc_listener, the terminator grpc_sink and
+    // grpc_upstream.
+    GrpcMetrics grpc_listener;
+    GrpcMetrics grpc_sink;
+    GrpcMetrics grpc_upstream;
 };
 
 // One terminator of an initiator's --peer set, on one shard.

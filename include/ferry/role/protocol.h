@@ -113,6 +113,9 @@ class UpstreamProtocol {
     [[nodiscard]] virtual tunnel::OpenDecision open(tunnel::Session& session,
                                                     tunnel::Stream& stream,
                                                     const proto::tunnel::Open& open) noexcept = 0;
+    // Before the first stream: loads what the handler needs (a TLS context); a failure names
+    // the reason and the process does not start.
+    [[nodiscard]] virtual absl::Status prepare() noexcept { return absl::OkStatus(); }
     // Periodic work (~100 ms): deadlines of upstream handshakes and closes.
     virtual void tick(uint64_t /*now_ns*/) noexcept {}
     // Stop taking streams; open ones finish.

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "ferry/role/tunnel_endpoint.h"
 #include "ferry/role/tunnel_placement.h"
 #include "ferry/shard/service.h"
+#include "ferry/tls/tls_context.h"
 
 namespace ferry::role {
 
@@ -35,6 +37,7 @@ struct TerminatorConfig {
     std::string node_name;
     uint64_t ws_max_message = uint64_t{16} << 20;   // largest WebSocket message the sink takes
     uint32_t grpc_max_message = uint32_t{4} << 20;  // largest gRPC message the sink takes
+    std::optional<tls::TlsConfig> upstream_tls;     // a grpcs:// upstream's client TLS
     TunnelSecurity security;
     tunnel::Tuning tuning;
     // Shared by every shard's terminator; nullptr serves each connection where it was accepted.
@@ -70,6 +73,9 @@ class Terminator final : public shard::Service,
     [[nodiscard]] bool start_without_listener() noexcept;
 
   private:
+    // Loads what the upstreams need before the first stream (a grpcs:// TLS context); false
+    // (logged) when one cannot.
+    [[nodiscard]] bool prepare_upstreams() noexcept;
     // Places the connection (TunnelPlacement) and serves it here or hands it over.
     void on_accepted(int fd) noexcept override;
     void on_handed_off(int fd) noexcept override;

@@ -1,9 +1,12 @@
 // Triggers: messages the initiator sends through the tunnel itself — the auto-trigger once the
 // tunnel is first up (--auto-trigger N), and POST /trigger on the admin port (the body is the
-// message). Each is one WebSocket stream to the terminator, whose sink (or ws upstream) answers:
-// one Text message out, one reply back, then the closing handshake. A call that gets no reply
-// (no tunnel, refused, reset, --trigger-timeout) is counted and logged as failed, never as sent.
-// Results, with their trails, go to the ResultLog behind GET /output. Shard 0 only.
+// message). --blueprint picks what each is. ws: one WebSocket stream to the terminator, whose
+// sink (or ws upstream) answers: one Text message out, one reply back, then the closing
+// handshake. grpc: one lane7 Send call (proto/lane7.proto) as the grpc:// listener would open it:
+// one Message out, one Result back, then TRAILERS with grpc-status. A call that gets no reply
+// (no tunnel, refused, reset, a grpc-status other than OK, --trigger-timeout) is counted and
+// logged as failed, never as sent. Results, with their trails, go to the ResultLog behind
+// GET /output. Shard 0 only.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +28,9 @@ struct TriggerOptions {
     uint32_t auto_count = 5;  // messages of the auto-trigger; 0 = none
     uint64_t timeout_ns = 10'000'000'000;
     uint64_t max_reply = 1 << 20;  // longest reply kept
-    std::string node_name;         // the first hop of the trail
+    // WebSocket (the default) or Grpc: the stream each trigger is (--blueprint).
+    proto::tunnel::StreamProtocol protocol = proto::tunnel::StreamProtocol::WebSocket;
+    std::string node_name;  // the first hop of the trail
     size_t shard_index = 0;
     ResultLog* results = nullptr;         // may be null
     const HooksLibrary* hooks = nullptr;  // on_trigger (may be null)
@@ -54,6 +59,7 @@ class TriggerCall final : public tunnel::StreamHandler, public loop::Retirable {
 
     void on_stream_data(buf::Chunk&& data, proto::tunnel::DataFlags flags) noexcept override;
     void on_stream_fin() noexcept override;
+    void on_stream_trailers(const proto::tunnel::MetadataView& trailers) noexcept override;
     void on_stream_reset(proto::tunnel::ErrorCode code) noexcept override;
     void on_stream_writable() noexcept override {}
     void retire() noexcept override;
@@ -61,6 +67,9 @@ class TriggerCall final : public tunnel::StreamHandler, public loop::Retirable {
   private:
     // Writes `bytes` as one message of `kind` (in pool-sized pieces); false when out of buffers.
     bool send_message(std::string_view bytes, proto::tunnel::MessageKind kind) noexcept;
+    // Opens the stream of the blueprint and sends the request; false when out of buffers.
+    [[nodiscard]] bool open_websocket() noexcept;
+    [[nodiscard]] bool open_grpc() noexcept;
     // Reports the outcome once: to the admin client, the log and the owner.
     void end(bool ok, std::string_view error, int status) noexcept;
     // The stream is gone or done with: the call frees itself.
@@ -74,7 +83,10 @@ class TriggerCall final : public tunnel::StreamHandler, public loop::Retirable {
     std::string received_;
     uint64_t deadline_ns_ = 0;
     bool auto_;
-    bool dropped_ = false;  // the on_trigger hook dropped it: not sent, not a failure to send
+    bool grpc_ = false;       // a lane7 Send call, not a WebSocket message
+    bool got_reply_ = false;  // grpc: the Result message is whole (the status comes after)
+    int grpc_status_ = -1;    // grpc: the call's grpc-status once its trailers came
+    bool dropped_ = false;    // the on_trigger hook dropped it: not sent, not a failure to send
     bool ended_ = false;
     bool finished_ = false;  // our Close went out and our side is finished
     bool released_ = false;

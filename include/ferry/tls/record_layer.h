@@ -47,6 +47,7 @@ enum class OpenStatus : uint8_t {
     Data,       // `plaintext` holds application data (possibly empty: RFC 8446 §5.4 allows it)
     KeyUpdate,  // peer rotated its key; RX follows it already. See `update_requested`.
     Eof,        // close_notify: clean end of the peer's stream
+    Skipped,    // a record with nothing for the caller (NewSessionTickets, see drop_tickets)
     NeedMore,   // the record at the front is incomplete; `needed` says how big it is
     Error,      // protocol or authentication failure: close the connection
 };
@@ -118,6 +119,10 @@ class RecordLayer final {
     // with a static reason.
     [[nodiscard]] OpenResult open(std::span<std::byte> buf) noexcept;
 
+    // A client of a server that is not ours: its NewSessionTickets open as Skipped instead of
+    // an error (we never resume, so they are dropped unread).
+    void drop_tickets() noexcept { drop_tickets_ = true; }
+
     // Rotates the TX key (RFC 8446 §4.6.3): writes the KeyUpdate record, protected with the
     // current key, into `out` (at least kKeyUpdateRecordSize bytes), then switches to the next
     // traffic secret. Send the returned bytes before anything sealed afterwards. Set
@@ -148,6 +153,7 @@ class RecordLayer final {
     CtxPtr tx_ctx_;
     CtxPtr rx_ctx_;
     RecordStats stats_;
+    bool drop_tickets_ = false;
 };
 
 }  // namespace ferry::tls

@@ -32,9 +32,15 @@ struct TlsConfig {
     // Server only: false serves clients that carry no certificate (a wss:// listener's web
     // clients); no CA is needed then.
     bool verify_peer = true;
-    // Server only: the ALPN protocol chosen when the client offers it ("http/1.1"); a client that
-    // offers others only goes on without ALPN. Empty: no ALPN.
+    // Server: the ALPN protocol chosen when the client offers it ("http/1.1"); a client that
+    // offers others only goes on without ALPN. Client of a foreign_server: the one it offers.
+    // Empty: no ALPN.
     std::string alpn;
+    // Client only: the server is not a ferry peer (a grpcs:// upstream). No certificate of our
+    // own is shown unless cert_file is set; the server's chains to ca_file or, when that is
+    // empty, to the system's trust store; NewSessionTickets it sends anyway (RFC 8446 §4.6.1 lets
+    // a server send them whatever the client wants) are dropped unread by the record layer.
+    bool foreign_server = false;
     // TLS 1.3 suite names, colon separated, in preference order.
     std::string ciphersuites = kDefaultCiphersuites;
 };

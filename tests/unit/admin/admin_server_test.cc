@@ -119,6 +119,47 @@ TEST_F(AdminServerTest, MetricsRenderEachPeerPerShard) {
     EXPECT_THAT(r, HasSubstr("ferry_peer_up{shard=\"0\",peer=\"10.0.0.2:7443\"} 0\n"));
 }
 
+TEST_F(AdminServerTest, GrpcCallMetricsAreSummedOverShardsWithBucketsAndCodes) {
+    // Shard 0: an OK call of 2 ms; shard 1: an UNAVAILABLE one of 20 s and one still open.
+    role::GrpcCallMeter a;
+    a.start(shards_[0].role.grpc_listener, 1'000'000);
+    a.message_in();
+    a.message_out();
+    a.end(proto::grpc::StatusCode::Ok, 3'000'000);
+    a.end(proto::grpc::StatusCode::Internal, 4'000'000);  // counted once
+    role::GrpcCallMeter b;
+    b.start(shards_[1].role.grpc_listener, 0);
+    b.end(proto::grpc::StatusCode::Unavailable, 20'000'000'000);
+    role::GrpcCallMeter c;
+    c.start(shards_[1].role.grpc_listener, 0);
+    const std::string r = server_->respond("GET", "/metrics");
+    EXPECT_THAT(r, HasSubstr("# TYPE ferry_grpc_calls_total counter\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_grpc_calls_total{side=\"listener\",code=\"OK\"} 1\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_grpc_calls_total{side=\"listener\",code=\"UNAVAILABLE\"} 1\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_grpc_calls_total{side=\"listener\",code=\"INTERNAL\"} 0\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_grpc_calls_active{side=\"listener\"} 1\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_grpc_messages_total{side=\"listener\",direction=\"in\"} 1\n"));
+    EXPECT_THAT(r, HasSubstr("# TYPE ferry_grpc_call_duration_seconds histogram\n"));
+    EXPECT_THAT(
+        r,
+        HasSubstr("ferry_grpc_call_duration_seconds_bucket{side=\"listener\",le=\"0.001\"} 0\n"));
+    EXPECT_THAT(
+        r,
+        HasSubstr("ferry_grpc_call_duration_seconds_bucket{side=\"listener\",le=\"0.005\"} 1\n"));
+    EXPECT_THAT(
+        r, HasSubstr("ferry_grpc_call_duration_seconds_bucket{side=\"listener\",le=\"10\"} 1\n"));
+    EXPECT_THAT(
+        r, HasSubstr("ferry_grpc_call_duration_seconds_bucket{side=\"listener\",le=\"60\"} 2\n"));
+    EXPECT_THAT(
+        r, HasSubstr("ferry_grpc_call_duration_seconds_bucket{side=\"listener\",le=\"+Inf\"} 2\n"));
+    EXPECT_THAT(r,
+                HasSubstr("ferry_grpc_call_duration_seconds_sum{side=\"listener\"} 20.002000\n"));
+    EXPECT_THAT(r, HasSubstr("ferry_grpc_call_duration_seconds_count{side=\"listener\"} 2\n"));
+    // The terminator's sides belong to the terminator.
+    EXPECT_THAT(r, Not(HasSubstr("side=\"sink\"")));
+    c.end(proto::grpc::StatusCode::Cancelled, 0);
+}
+
 TEST_F(AdminServerTest, UnknownPathsAndWrongMethodsAreRefused) {
     EXPECT_THAT(server_->respond("GET", "/nope"), StartsWith("HTTP/1.1 404 Not Found\r\n"));
     EXPECT_THAT(server_->respond("POST", "/metrics"),

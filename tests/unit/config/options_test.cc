@@ -147,14 +147,17 @@ TEST(ConfigValidate, ReadsPlacementTriggersAndWebSocketTimers) {
     EXPECT_EQ(o->tunnels_per_peer, 4U);
     EXPECT_EQ(o->tunnel_placement, role::TunnelPlacementPolicy::Balanced);
     EXPECT_EQ(o->auto_trigger, 5U);
+    EXPECT_EQ(o->trigger_protocol, proto::tunnel::StreamProtocol::WebSocket);
     EXPECT_EQ(o->ws_ping_interval_ns, 20'000'000'000ULL);
     EXPECT_EQ(o->ws_idle_timeout_ns, 0U);
     EXPECT_EQ(o->ws_allowed_origins,
               (std::vector<std::string>{"https://a.example", "https://b.example"}));
     raw.tunnels_per_peer = "auto";
     raw.tunnel_placement = "rotate";
+    raw.blueprint = "grpc";
     o = validate(raw, kAllowed);
     ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->trigger_protocol, proto::tunnel::StreamProtocol::Grpc);
     EXPECT_EQ(o->tunnels_per_peer, 0U);
     EXPECT_EQ(o->tunnel_placement, role::TunnelPlacementPolicy::Rotate);
 }
@@ -171,6 +174,9 @@ TEST(ConfigValidate, RejectsBadPlacementTriggerAndWebSocketTimerValues) {
     raw = initiator();
     raw.auto_trigger = 10001;
     expect_flag_error(validate(raw, kAllowed), "auto-trigger");
+    raw = initiator();
+    raw.blueprint = "http";
+    expect_flag_error(validate(raw, kAllowed), "blueprint");
     raw = initiator();
     raw.trigger_timeout = absl::ZeroDuration();
     expect_flag_error(validate(raw, kAllowed), "trigger-timeout");
@@ -438,7 +444,7 @@ TEST(ConfigValidate, AcceptsWebSocketListenersAtTheInitiator) {
     EXPECT_EQ(o->ws_max_message, uint64_t{16} << 20);
 }
 
-TEST(ConfigValidate, RejectsTlsUpstreamsUntilTheyAreServed) {
+TEST(ConfigValidate, RejectsWssUpstreamsUntilTheyAreServed) {
     {
         RawOptions raw = initiator();
         raw.listen = {"grpc://127.0.0.1:50051"};  // h2c listeners are served
@@ -450,17 +456,33 @@ TEST(ConfigValidate, RejectsTlsUpstreamsUntilTheyAreServed) {
         absl::StatusOr<Options> o = validate(raw, kAllowed);
         ASSERT_TRUE(o.ok()) << o.status().message();
         EXPECT_EQ(o->upstreams[1].protocol(), proto::tunnel::StreamProtocol::Grpc);
+        EXPECT_FALSE(o->upstream_tls.has_value());
         raw.upstream.push_back("grpc://127.0.0.1:50051");
         expect_flag_error(validate(raw, kAllowed), "upstream");  // the same pod twice
     }
-    for (const char* url : {"wss://127.0.0.1:8443/", "grpcs://127.0.0.1:50052"}) {
-        RawOptions raw = terminator();
-        raw.upstream = {"127.0.0.1:8080", url};
-        absl::StatusOr<Options> o = validate(raw, kAllowed);
-        expect_flag_error(o, "upstream");
-        EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
-            << o.status().message();
-    }
+    RawOptions raw = terminator();
+    raw.upstream = {"127.0.0.1:8080", "wss://127.0.0.1:8443/"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    expect_flag_error(o, "upstream");
+    EXPECT_NE(o.status().message().find("not served by this build"), std::string::npos)
+        << o.status().message();
+}
+
+TEST(ConfigValidate, AGrpcsUpstreamIsATlsClientOfItsHost) {
+    RawOptions raw = terminator();
+    raw.upstream = {"127.0.0.1:8080", "grpcs://localhost:50052"};
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status().message();
+    ASSERT_TRUE(o->upstream_tls.has_value());
+    EXPECT_FALSE(o->upstream_tls->is_server);
+    EXPECT_TRUE(o->upstream_tls->foreign_server);
+    EXPECT_EQ(o->upstream_tls->peer_name, "localhost");  // SNI and the certificate check
+    EXPECT_EQ(o->upstream_tls->alpn, "h2");
+    EXPECT_EQ(o->upstream_tls->ca_file, "") << "the system's trust store";
+    raw.upstream_tls_ca = "/no/such/ca.pem";
+    expect_flag_error(validate(raw, kAllowed), "upstream-tls-ca");
+    raw.upstream = {"grpc://127.0.0.1:50051"};  // a CA but no grpcs:// upstream
+    expect_flag_error(validate(raw, kAllowed), "upstream-tls-ca");
 }
 
 TEST(ConfigValidate, AcceptsOneWebSocketUpstreamBesideTheTcpOne) {

@@ -270,6 +270,21 @@ TEST(Handshake, AnIpPeerNameMatchesAnIpSan) {
     EXPECT_EQ(o.client->step(), HandshakeStep::Done) << o.client->failure_reason();
 }
 
+TEST(Handshake, AForeignServerClientNeedsNoCertificateOfItsOwn) {
+    // A grpcs:// upstream: a server that asks no client certificate and picks h2.
+    TlsConfig sc = server_config();
+    sc.verify_peer = false;
+    sc.alpn = "h2";
+    TlsConfig cc = client_config();
+    cc.foreign_server = true;
+    cc.cert_file.clear();
+    cc.key_file.clear();
+    cc.alpn = "h2";
+    Outcome o = run(sc, cc);
+    EXPECT_EQ(o.client->step(), HandshakeStep::Done) << o.client->failure_reason();
+    EXPECT_EQ(o.server->step(), HandshakeStep::Done) << o.server->failure_reason();
+}
+
 // Drives a raw OpenSSL client against a ferry server until the server settles.
 HandshakeStep raw_client_against(Handshake& server, RawSsl& client) {
     SSL_set_connect_state(client.ssl());

@@ -67,6 +67,8 @@ Opened open_all(RecordLayer& rl, Bytes& wire) {
             case OpenStatus::Eof:
                 o.eof = true;
                 break;
+            case OpenStatus::Skipped:
+                break;
             case OpenStatus::NeedMore:
                 o.error = "incomplete record";
                 return o;
@@ -125,6 +127,23 @@ TEST_P(OpensslInterop, WeOpenWhatOpensslWrites) {
     const Opened o = open_all(*ours_, wire);
     ASSERT_EQ(o.error, nullptr) << o.error;
     EXPECT_EQ(o.data, text + "padded");
+}
+
+TEST_P(OpensslInterop, NewSessionTicketsAreAnErrorUnlessDropped) {
+    // What a server not ours does whatever the client asks (RFC 8446 §4.6.1).
+    ASSERT_EQ(SSL_new_session_ticket(server()), 1);
+    ASSERT_EQ(SSL_new_session_ticket(server()), 1);
+    ssl_write(server(), "after the tickets");
+    Bytes wire = server_->drain();
+    Bytes copy = wire;
+    RecordLayer strict(client_->keys(/*is_server=*/false));
+    const Opened refused = open_all(strict, copy);
+    ASSERT_NE(refused.error, nullptr);
+    EXPECT_STREQ(refused.error, "unexpected NewSessionTicket (tickets are off)");
+    ours_->drop_tickets();
+    const Opened o = open_all(*ours_, wire);
+    ASSERT_EQ(o.error, nullptr) << o.error;
+    EXPECT_EQ(o.data, "after the tickets");
 }
 
 TEST_P(OpensslInterop, WeFollowOpensslKeyUpdates) {

@@ -29,6 +29,17 @@ TEST(TlsContext, LoadsTheTestPki) {
     EXPECT_NE(make_context(client_config()), nullptr);
 }
 
+TEST(TlsContext, AForeignServerClientTrustsTheSystemStoreWithoutACertificate) {
+    TlsConfig c;
+    c.foreign_server = true;
+    c.peer_name = "grpc.example.com";
+    c.alpn = "h2";
+    EXPECT_NE(make_context(c), nullptr);
+    // Only a client may go without a certificate; a server still needs one.
+    c.is_server = true;
+    EXPECT_FALSE(TlsContext::create(c).ok());
+}
+
 TEST(TlsContext, NamesTheFileThatFailedToLoad) {
     TlsConfig c = server_config();
     c.cert_file = "/nonexistent/tls.crt";
