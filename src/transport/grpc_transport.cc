@@ -516,7 +516,7 @@ void GrpcTransport::end_our_side() noexcept {
     }
 }
 
-long GrpcTransport::on_read_data(size_t length, uint32_t* flags) noexcept {
+ssize_t GrpcTransport::on_read_data(size_t length, uint32_t* flags) noexcept {
     *flags = NGHTTP2_DATA_FLAG_NO_COPY;
     if (cursor_.empty() || close_reason_ != nullptr) {
         if (our_end_ && !our_end_sent_) {
@@ -548,7 +548,7 @@ long GrpcTransport::on_read_data(size_t length, uint32_t* flags) noexcept {
         data_deferred_ = true;
         return NGHTTP2_ERR_DEFERRED;
     }
-    return static_cast<long>(n);
+    return static_cast<ssize_t>(n);
 }
 
 uint64_t GrpcTransport::walk(Cursor& c, uint64_t max, uint32_t iov_cap, uint32_t& slots,
@@ -639,13 +639,13 @@ bool GrpcTransport::have_staging() noexcept {
     return !staging_.empty();
 }
 
-long GrpcTransport::on_send(const uint8_t* data, size_t len) noexcept {
+ssize_t GrpcTransport::on_send(const uint8_t* data, size_t len) noexcept {
     const size_t room = have_staging() ? staging_.capacity() - staging_used_ : 0;
     const size_t n = std::min(len, room);
     if (n == 0 || !stage(data, n)) {
         return NGHTTP2_ERR_WOULDBLOCK;
     }
-    return static_cast<long>(n);
+    return static_cast<ssize_t>(n);
 }
 
 int GrpcTransport::on_send_data(const uint8_t* framehd, size_t length) noexcept {
@@ -722,6 +722,11 @@ void GrpcTransport::on_transport_written() noexcept {
         (void)nghttp2_session_resume_data(session_, stream_id_);
     }
     output();
+    if (!lower_writing_ && !down_) {
+        // Idle: the staging buffer goes back to the pool until there is output again.
+        staging_.reset();
+        staging_used_ = 0;
+    }
 }
 
 void GrpcTransport::close() noexcept {

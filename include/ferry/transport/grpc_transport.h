@@ -12,14 +12,16 @@
 // Each write goes out as ferry.tunnel.v1.Chunk messages (proto/tunnel.proto): a 5-byte gRPC
 // prefix and a 1-6 byte field header of ours, then the writer's own iovecs (DATA frames with
 // NGHTTP2_DATA_FLAG_NO_COPY: zero-copy). Incoming Chunks are parsed across DATA frames and handed
-// up as slices of the receive buffer. Windows are large (--tunnel-transport leaves the tunnel's
-// own credit in charge); bytes are consumed (WINDOW_UPDATE) only when handed up while reading is
-// not paused, so back-pressure reaches the peer.
+// up as slices of the receive buffer. HTTP/2 windows are large (16 MiB: the tunnel's own credit
+// is what limits streams); bytes are consumed (WINDOW_UPDATE) only when handed up while reading
+// is not paused, so back-pressure still reaches the peer.
 //
 // shutdown_write(): END_STREAM (client) or trailers grpc-status 0 (server); reading goes on. The
 // peer's end of the stream, its GOAWAY or RST_STREAM end reading: we end our side (when we had
 // not), send GOAWAY and close once that is out.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
@@ -110,9 +112,9 @@ class GrpcTransport final : public Transport, private TransportSink, private io:
     void retry_after_buffer_wait() noexcept override { output(); }
 
     // nghttp2 events.
-    [[nodiscard]] long on_send(const uint8_t* data, size_t len) noexcept;
+    [[nodiscard]] ssize_t on_send(const uint8_t* data, size_t len) noexcept;
     [[nodiscard]] int on_send_data(const uint8_t* framehd, size_t length) noexcept;
-    [[nodiscard]] long on_read_data(size_t length, uint32_t* flags) noexcept;
+    [[nodiscard]] ssize_t on_read_data(size_t length, uint32_t* flags) noexcept;
     [[nodiscard]] int on_begin_headers(int32_t id) noexcept;
     [[nodiscard]] int on_header(int32_t id, std::string_view name, std::string_view value) noexcept;
     [[nodiscard]] int on_frame_recv(uint8_t type, uint8_t flags, int32_t id) noexcept;
