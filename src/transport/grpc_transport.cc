@@ -677,7 +677,10 @@ void GrpcTransport::send_next() noexcept {
         return;
     }
     if (out_count_ == 0) {
-        if (staging_.empty() && nghttp2_session_want_write(session_) != 0) {
+        // DATA held back for want of a staging buffer is not in want_write.
+        const bool data_waits =
+            data_deferred_ && (!cursor_.empty() || (our_end_ && !our_end_sent_));
+        if (staging_.empty() && (data_waits || nghttp2_session_want_write(session_) != 0)) {
             // The pools are dry and nothing of ours is out to bring a buffer back: wait for
             // other sockets to return one rather than drop the connection.
             ctx_.buffer_waits.park(this);
@@ -686,6 +689,13 @@ void GrpcTransport::send_next() noexcept {
     }
     lower_writing_ = true;
     lower_->write(out_, out_count_, out_bytes_);
+}
+
+void GrpcTransport::resume_data() noexcept {
+    if (data_deferred_ && stream_id_ != 0 && (!cursor_.empty() || our_end_)) {
+        data_deferred_ = false;
+        (void)nghttp2_session_resume_data(session_, stream_id_);
+    }
 }
 
 void GrpcTransport::writer_done() noexcept {
@@ -717,10 +727,7 @@ void GrpcTransport::on_transport_written() noexcept {
     if (writer_active_ && (cursor_.empty() || our_end_sent_ || peer_end_)) {
         writer_done();
     }
-    if (data_deferred_ && stream_id_ != 0 && (!cursor_.empty() || our_end_)) {
-        data_deferred_ = false;
-        (void)nghttp2_session_resume_data(session_, stream_id_);
-    }
+    resume_data();
     output();
     if (!lower_writing_ && !down_) {
         // Idle: the staging buffer goes back to the pool until there is output again.

@@ -109,7 +109,10 @@ class GrpcTransport final : public Transport, private TransportSink, private io:
     void on_transport_down(const char* reason, int err) noexcept override;
     void on_transport_quiescent() noexcept override;
     void on_transport_read_stopped() noexcept override { sink_->on_transport_read_stopped(); }
-    void retry_after_buffer_wait() noexcept override { output(); }
+    void retry_after_buffer_wait() noexcept override {
+        resume_data();
+        output();
+    }
 
     // nghttp2 events.
     [[nodiscard]] ssize_t on_send(const uint8_t* data, size_t len) noexcept;
@@ -141,6 +144,8 @@ class GrpcTransport final : public Transport, private TransportSink, private io:
     // send_next(), then down() when closing and all is out; nothing inside nghttp2's input.
     void output() noexcept;
     [[nodiscard]] bool have_staging() noexcept;
+    // Lets nghttp2 ask for DATA again when some waits (our bytes or our end of the call).
+    void resume_data() noexcept;
     void writer_done() noexcept;
     void consume(size_t n) noexcept;
     void down(const char* reason, int err) noexcept;

@@ -577,6 +577,22 @@ TEST_F(GrpcTransportTest, WindowOfBytesTakenWhilePausedReturnsOnResume) {
     EXPECT_GE(updates, 400000 / 65535);
 }
 
+TEST_F(GrpcTransportTest, AWriteWithNoFreeBufferWaitsForOneThenGoesOut) {
+    ASSERT_NO_FATAL_FAILURE(open_call(4096));
+    if (IsSkipped()) {
+        return;
+    }
+    settle();  // idle: the staging buffer is back in the pool
+    hoard();
+    client_up_.write(*client_, "waits for a buffer");
+    settle();
+    EXPECT_EQ(client_up_.written, 0);
+    EXPECT_EQ(client_up_.downs, 0) << "a dry pool is waited out, not a failure";
+    hoard_.clear();
+    ASSERT_TRUE(run_until(
+        [&] { return server_up_.received == "waits for a buffer" && client_up_.written == 1; }));
+}
+
 // Mutual TLS 1.3 inside the gRPC call, under two tunnel Sessions.
 class TlsOverGrpcTest : public tunnel::harness::SessionHarness {};
 
