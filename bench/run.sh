@@ -20,7 +20,7 @@ LOAD=${FERRY_LOAD:-$BUILD_DIR/bench/load/ferry-load}
 PEERS=$ROOT/bench/peers
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-ALL_SCENARIOS=(direct ferry-plain ferry-tls ferry-ws-tunnel haproxy-tcp haproxy-ssl stunnel nginx-stream)
+ALL_SCENARIOS=(direct ferry-plain ferry-tls ferry-ws-tunnel ferry-grpc-tunnel haproxy-tcp haproxy-ssl stunnel nginx-stream)
 
 usage() {
     sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -100,7 +100,7 @@ source "$ROOT/bench/common.sh" ferry-bench
 
 have_certs=0
 for s in "${scenarios[@]}"; do
-    case $s in ferry-tls | ferry-ws-tunnel | haproxy-ssl | stunnel | nginx-stream) need_certs=1 ;; esac
+    case $s in ferry-tls | ferry-ws-tunnel | ferry-grpc-tunnel | haproxy-ssl | stunnel | nginx-stream) need_certs=1 ;; esac
 done
 if [[ ${need_certs:-0} == 1 ]]; then
     if setup_certs; then
@@ -129,7 +129,7 @@ start_ferry() { # start_ferry TRANSPORT UPSTREAM_PORT (TRANSPORT: plain, tls or 
     a2=$(free_port)
     FRONT_PORT=$(free_port)
     local tls_t=() tls_i=()
-    if [[ $transport == tls || $transport == ws ]]; then
+    if [[ $transport != plain ]]; then
         tls_t=(--tls-cert "${CERT[terminator]}" --tls-key "$certs/terminator.key"
             --tls-ca "${CERT[ca]}")
         tls_i=(--tls-cert "${CERT[initiator]}" --tls-key "$certs/initiator.key"
@@ -246,6 +246,7 @@ start_chain() { # start_chain SCENARIO UPSTREAM_PORT
         ferry-plain) start_ferry plain "$upstream" ;;
         ferry-tls) start_ferry tls "$upstream" ;;
         ferry-ws-tunnel) start_ferry ws "$upstream" ;;
+        ferry-grpc-tunnel) start_ferry grpc "$upstream" ;;
         haproxy-tcp) start_haproxy_pair tcp "$upstream" ;;
         haproxy-ssl) start_haproxy_pair ssl "$upstream" ;;
         stunnel) start_stunnel_pair "$upstream" ;;
@@ -329,7 +330,7 @@ run_scenario() { # run_scenario SCENARIO (in a subshell)
 
 for scenario in "${scenarios[@]}"; do
     case $scenario in
-        ferry-tls | ferry-ws-tunnel | haproxy-ssl | stunnel | nginx-stream)
+        ferry-tls | ferry-ws-tunnel | ferry-grpc-tunnel | haproxy-ssl | stunnel | nginx-stream)
             if ((!have_certs)); then
                 printf '%s\tno certificates\n' "$scenario" >>"$TMP/skipped"
                 continue
@@ -395,7 +396,7 @@ def get(s, w, k):
 def fmt(v, f="{:.1f}"):
     return "-" if v is None else f.format(v)
 
-order = ["direct", "ferry-plain", "ferry-tls", "ferry-ws-tunnel", "haproxy-tcp", "haproxy-ssl", "stunnel", "nginx-stream"]
+order = ["direct", "ferry-plain", "ferry-tls", "ferry-ws-tunnel", "ferry-grpc-tunnel", "haproxy-tcp", "haproxy-ssl", "stunnel", "nginx-stream"]
 scenarios = [s for s in order if any(k[0] == s for k in runs)]
 def has(workload):
     return any(k[1] == workload for k in runs)
@@ -403,7 +404,7 @@ def has(workload):
 if has("rr"):
     print()
     print("request/response: 64 connections x 1 KiB (proxy CPU = both proxy processes)")
-    print(f"{'scenario':<16}{'msgs/s':>10}{'MB/s':>8}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}"
+    print(f"{'scenario':<18}{'msgs/s':>10}{'MB/s':>8}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}"
           f"{'proxy cpu s':>12}{'cpu us/msg':>11}{'core0':>7}{'core1':>7}")
 for s in scenarios:
     r = runs.get((s, "rr"))
@@ -412,13 +413,13 @@ for s in scenarios:
     busy = r.get("cpu_busy", [])
     b0 = busy[int(proxy_cpu)] * 100 if len(busy) > int(proxy_cpu) else None
     b1 = busy[int(load_cpu)] * 100 if len(busy) > int(load_cpu) else None
-    print(f"{s:<16}{fmt(r['msgs_per_s'], '{:.0f}'):>10}{fmt(r['mb_per_s']):>8}{fmt(r['p50_us']):>9}"
+    print(f"{s:<18}{fmt(r['msgs_per_s'], '{:.0f}'):>10}{fmt(r['mb_per_s']):>8}{fmt(r['p50_us']):>9}"
           f"{fmt(r['p99_us']):>9}{fmt(r['p999_us']):>10}{fmt(r.get('proxy_cpu_s'), '{:.2f}'):>12}"
           f"{fmt(r.get('cpu_us_per_msg'), '{:.2f}'):>11}{fmt(b0, '{:.0f}%'):>7}{fmt(b1, '{:.0f}%'):>7}")
 if has("bulk"):
     print()
     print("bulk: 8 connections reading from a source server")
-    print(f"{'scenario':<16}{'MB/s':>10}{'Gbit/s':>8}{'proxy cpu s':>12}{'cpu s/GB':>10}"
+    print(f"{'scenario':<18}{'MB/s':>10}{'Gbit/s':>8}{'proxy cpu s':>12}{'cpu s/GB':>10}"
           f"{'core0':>7}{'core1':>7}")
 for s in scenarios:
     r = runs.get((s, "bulk"))
@@ -427,7 +428,7 @@ for s in scenarios:
     busy = r.get("cpu_busy", [])
     b0 = busy[int(proxy_cpu)] * 100 if len(busy) > int(proxy_cpu) else None
     b1 = busy[int(load_cpu)] * 100 if len(busy) > int(load_cpu) else None
-    print(f"{s:<16}{fmt(r['mb_per_s'], '{:.0f}'):>10}{fmt(r['gbit_per_s'], '{:.2f}'):>8}"
+    print(f"{s:<18}{fmt(r['mb_per_s'], '{:.0f}'):>10}{fmt(r['gbit_per_s'], '{:.2f}'):>8}"
           f"{fmt(r.get('proxy_cpu_s'), '{:.2f}'):>12}{fmt(r.get('cpu_s_per_gb'), '{:.3f}'):>10}"
           f"{fmt(b0, '{:.0f}%'):>7}{fmt(b1, '{:.0f}%'):>7}")
 hop = None
@@ -438,7 +439,7 @@ if d and d.get("bytes") and d.get("proxy_cpu_s") is not None:
     busy = d.get("cpu_busy", [])
     b0 = busy[int(proxy_cpu)] * 100 if len(busy) > int(proxy_cpu) else None
     b1 = busy[int(load_cpu)] * 100 if len(busy) > int(load_cpu) else None
-    print(f"{'direct':<16}{fmt(d['mb_per_s'], '{:.0f}'):>10}{fmt(d['gbit_per_s'], '{:.2f}'):>8}"
+    print(f"{'direct':<18}{fmt(d['mb_per_s'], '{:.0f}'):>10}{fmt(d['gbit_per_s'], '{:.2f}'):>8}"
           f"{'-':>12}{'-':>10}{fmt(b0, '{:.0f}%'):>7}{fmt(b1, '{:.0f}%'):>7}")
     print(f"one loopback TCP hop (direct: source + reader): {hop:.3f} CPU-s/GB; a proxy pair in"
           f" the middle pays for about two ({2 * hop:.3f})")
@@ -446,9 +447,9 @@ idle = [(s, runs[(s, "idle")]) for s in scenarios if (s, "idle") in runs]
 if idle:
     print()
     print("idle: memory of both proxy processes per idle connection (user space RSS)")
-    print(f"{'scenario':<16}{'conns':>8}{'held':>8}{'rss before KiB':>16}{'rss after KiB':>15}{'KiB/conn':>10}")
+    print(f"{'scenario':<18}{'conns':>8}{'held':>8}{'rss before KiB':>16}{'rss after KiB':>15}{'KiB/conn':>10}")
     for s, r in idle:
-        print(f"{s:<16}{r['connections']:>8}{r['still_established']:>8}"
+        print(f"{s:<18}{r['connections']:>8}{r['still_established']:>8}"
               f"{fmt(r.get('proxy_rss_kib_before'), '{:.0f}'):>16}"
               f"{fmt(r.get('proxy_rss_kib_after'), '{:.0f}'):>15}{fmt(r.get('kib_per_conn'), '{:.2f}'):>10}")
 
@@ -469,7 +470,7 @@ for ferry, peers in (("ferry-plain", ["haproxy-tcp"]),
         ratio(f"{ferry} / {peer} bulk MB/s", ferry, peer, "bulk", "mb_per_s", "higher")
         ratio(f"{ferry} / {peer} cpu s/GB", ferry, peer, "bulk", "cpu_s_per_gb", "lower")
         ratio(f"{ferry} / {peer} idle KiB/conn", ferry, peer, "idle", "kib_per_conn", "lower")
-for s in ["ferry-plain", "ferry-tls", "ferry-ws-tunnel", "haproxy-tcp"]:
+for s in ["ferry-plain", "ferry-tls", "ferry-ws-tunnel", "ferry-grpc-tunnel", "haproxy-tcp"]:
     ratio(f"{s} / direct bulk MB/s", s, "direct", "bulk", "mb_per_s", "higher")
     if hop and get(s, "bulk", "cpu_s_per_gb") is not None:
         ratios.append({"name": f"{s} cpu s/GB / two loopback hops", "a": s, "b": "direct",

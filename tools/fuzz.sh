@@ -5,9 +5,9 @@
 #
 #   tools/fuzz.sh [--seconds N] [--out DIR] [TARGET...]
 #
-#   TARGET         tunnel_frame, http1_request, ws_frame, grpc_message, grpc_server,
-#                  tls_handshake, tls_record, tls_reassembly (the _fuzz suffix may be given
-#                  too); default: every tests/fuzz/*_fuzz.cc
+#   TARGET         tunnel_frame, http1_request, ws_frame, grpc_message, grpc_tunnel_chunk,
+#                  grpc_server, tls_handshake, tls_record, tls_reassembly (the _fuzz suffix may
+#                  be given too); default: every tests/fuzz/*_fuzz.cc
 #   --seconds N    how long to fuzz each target (default 60)
 #   --out DIR      where new inputs and crash artifacts go (default build-fuzz/fuzz-out/<time>)
 #   -h, --help     this text

@@ -82,7 +82,8 @@ ABSL_FLAG(std::string, listen_tunnel, "", "terminator: address the tunnel listen
 ABSL_FLAG(std::vector<std::string>, upstream, {}, "terminator, repeatable: where streams go (several tcp:// ones share the streams by the OPEN's routing key, rendezvous hashing; one ws://), HOST:PORT or tcp://HOST:PORT, ws://HOST:PORT[/PATH] for WebSocket streams, grpc://HOST:PORT or grpcs://HOST:PORT for gRPC streams (without one, the built-in sinks answer them)");
 ABSL_FLAG(std::string, admin, "", "Admin HTTP address for /health, /ready, /metrics (empty = off)");
 ABSL_FLAG(std::string, node_name, "", "Name of this hop in trails and logs (default: $POD_NAME, else the host name)");
-ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default), ws (the same mutual TLS 1.3 inside one WebSocket per tunnel connection, for networks that pass only HTTP) or plain (trusted networks, tests)");
+ABSL_FLAG(std::string, tunnel_transport, "tls", "Tunnel transport: tls (mutual TLS 1.3, the default), ws (the same mutual TLS 1.3 inside one WebSocket per tunnel connection, for networks that pass only HTTP), grpc (the same inside one bidirectional gRPC stream per tunnel connection, h2c, for networks that pass only gRPC / HTTP/2) or plain (trusted networks, tests)");
+ABSL_FLAG(std::string, tunnel_grpc_path, "/ferry.tunnel.v1.Tunnel/Carry", "--tunnel-transport=grpc: the :path of the tunnel's gRPC call (initiator calls it, terminator accepts only it)");
 ABSL_FLAG(std::string, tunnel_ws_path, "/ferry/tunnel", "--tunnel-transport=ws: the path of the tunnel's WebSocket Upgrade (initiator asks for it, terminator accepts only it)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of this side (tools/gen-certs.sh makes a demo set)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
@@ -277,6 +278,7 @@ ferry::config::RawOptions raw_from_flags(std::string role) {
     r.node_name = absl::GetFlag(FLAGS_node_name);
     r.tunnel_transport = absl::GetFlag(FLAGS_tunnel_transport);
     r.tunnel_ws_path = absl::GetFlag(FLAGS_tunnel_ws_path);
+    r.tunnel_grpc_path = absl::GetFlag(FLAGS_tunnel_grpc_path);
     r.tls_cert = absl::GetFlag(FLAGS_tls_cert);
     r.tls_key = absl::GetFlag(FLAGS_tls_key);
     r.listen_tls_cert = absl::GetFlag(FLAGS_listen_tls_cert);

@@ -304,11 +304,26 @@ absl::Status security(const RawOptions& raw, Role role, KtlsProbe ktls_available
         out->tls = false;
         return absl::OkStatus();
     }
-    if (raw.tunnel_transport != "tls" && raw.tunnel_transport != "ws") {
-        return bad("tunnel-transport", "expected tls (default), ws or plain");
+    if (raw.tunnel_transport != "tls" && raw.tunnel_transport != "ws" &&
+        raw.tunnel_transport != "grpc") {
+        return bad("tunnel-transport", "expected tls (default), ws, grpc or plain");
     }
     out->tls = true;
     out->ws = raw.tunnel_transport == "ws";
+    out->grpc = raw.tunnel_transport == "grpc";
+    if (out->grpc) {
+        if (raw.tunnel_grpc_path.size() < 2 || raw.tunnel_grpc_path.front() != '/' ||
+            raw.tunnel_grpc_path.find_first_of(" ?#\r\n\t") != std::string::npos) {
+            return bad("tunnel-grpc-path",
+                       "must be a path starting with '/' (/package.Service/Method; no query, no "
+                       "spaces)");
+        }
+        out->grpc_options.is_server = role == Role::Terminator;
+        out->grpc_options.path = raw.tunnel_grpc_path;
+        if (!raw.peer_name.empty()) {
+            out->grpc_options.authority = raw.peer_name;
+        }
+    }
     if (out->ws) {
         if (raw.tunnel_ws_path.empty() || raw.tunnel_ws_path.front() != '/' ||
             raw.tunnel_ws_path.find_first_of(" ?#\r\n\t") != std::string::npos) {

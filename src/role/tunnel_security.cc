@@ -30,6 +30,9 @@ std::unique_ptr<transport::Transport> ShardTls::make_transport(loop::Context& ct
     if (sec_.ws) {
         lower = std::make_unique<transport::WsTransport>(ctx, metrics, std::move(lower),
                                                          sec_.ws_options);
+    } else if (sec_.grpc) {
+        lower = std::make_unique<transport::GrpcTransport>(ctx, metrics, std::move(lower),
+                                                           sec_.grpc_options);
     }
     return std::make_unique<transport::TlsTransport>(ctx, metrics, std::move(lower), *ctx_,
                                                      sec_.tls_options);

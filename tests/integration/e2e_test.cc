@@ -275,7 +275,8 @@ TEST_F(E2e, AdminEndpointsReportHealthReadinessAndMetrics) {
     EXPECT_EQ(testlib::http_get(t.admin_t_, "/ready").status, 200);
 }
 
-// The armored tunnel's transports: mutual TLS 1.3 straight on TCP, or inside a WebSocket.
+// The armored tunnel's transports: mutual TLS 1.3 straight on TCP, or inside a WebSocket, or
+// inside a gRPC call.
 class ArmoredE2e : public E2e, public ::testing::WithParamInterface<const char*> {
   protected:
     // `extra` with the transport under test (the later --tunnel-transport wins).
@@ -284,9 +285,10 @@ class ArmoredE2e : public E2e, public ::testing::WithParamInterface<const char*>
         return extra;
     }
     static bool ws() { return std::string_view(GetParam()) == "ws"; }
+    static bool grpc() { return std::string_view(GetParam()) == "grpc"; }
 };
 
-INSTANTIATE_TEST_SUITE_P(Transports, ArmoredE2e, ::testing::Values("tls", "ws"),
+INSTANTIATE_TEST_SUITE_P(Transports, ArmoredE2e, ::testing::Values("tls", "ws", "grpc"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                              return std::string(p.param);
                          });
@@ -302,6 +304,9 @@ TEST_P(ArmoredE2e, EchoesThroughTheTunnel) {
     EXPECT_EQ(t.initiator_metric("ferry_ws_upgrades_total"), ws() ? 1 : 0);
     EXPECT_EQ(t.terminator_metric("ferry_ws_upgrades_total"), ws() ? 1 : 0);
     EXPECT_EQ(t.initiator_metric("ferry_ws_upgrade_failures_total"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_grpc_tunnel_streams_total"), grpc() ? 1 : 0);
+    EXPECT_EQ(t.terminator_metric("ferry_grpc_tunnel_streams_total"), grpc() ? 1 : 0);
+    EXPECT_EQ(t.initiator_metric("ferry_grpc_tunnel_failures_total"), 0);
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
 }
 
@@ -364,6 +369,76 @@ TEST_F(E2e, WsTunnelPortAnswersAWebSocketClientAtTheWrongPathWith404) {
     // The tunnel itself never noticed.
     EXPECT_EQ(verify(t.listen_port_, 4, "256KiB"), 0);
     EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+}
+
+// An HTTP/2 frame as a raw peer sends it.
+std::string h2_frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view payload) {
+    std::string out;
+    for (int shift : {16, 8, 0}) {
+        out += static_cast<char>(payload.size() >> shift);
+    }
+    out += static_cast<char>(type);
+    out += static_cast<char>(flags);
+    for (int shift : {24, 16, 8, 0}) {
+        out += static_cast<char>(stream >> shift);
+    }
+    out += payload;
+    return out;
+}
+
+// The types of the frames in `wire`, in order, as "type/flags/stream" words.
+std::vector<std::string> h2_frame_kinds(std::string_view wire) {
+    std::vector<std::string> out;
+    while (wire.size() >= 9) {
+        const auto* p = reinterpret_cast<const uint8_t*>(wire.data());
+        const size_t len = (size_t{p[0]} << 16) | (size_t{p[1]} << 8) | p[2];
+        if (wire.size() < 9 + len) {
+            break;
+        }
+        out.push_back(std::to_string(p[3]) + "/" + std::to_string(p[4]) + "/" +
+                      std::to_string(p[8]));
+        wire.remove_prefix(9 + len);
+    }
+    return out;
+}
+
+TEST_F(E2e, GrpcTunnelPortRefusesACallAtTheWrongPathAndKeepsServing) {
+    std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 1, {"--tunnel-transport", "grpc"}, pki);
+    ASSERT_TRUE(t.ready());
+    // A well-formed gRPC call, as any gRPC client opens it, at another method. HPACK literals
+    // without indexing (RFC 7541 §6.2.2).
+    auto literal = [](std::string_view name, std::string_view value) {
+        return std::string(1, '\0') + static_cast<char>(name.size()) + std::string(name) +
+               static_cast<char>(value.size()) + std::string(value);
+    };
+    const std::string block =
+        literal(":method", "POST") + literal(":scheme", "http") +
+        literal(":path", "/grpc.health.v1.Health/Check") + literal(":authority", "ferry") +
+        literal("content-type", "application/grpc") + literal("te", "trailers");
+    const std::string call = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                             h2_frame(4, 0, 0, "") + h2_frame(1, 4 | 1, 1, block);
+    ReadResult r = rogue_peer(t.tunnel_port_, call);
+    const std::vector<std::string> kinds = h2_frame_kinds(r.bytes);
+    // Trailers-only (HEADERS with END_STREAM on stream 1: grpc-status 12), then GOAWAY.
+    EXPECT_NE(std::find(kinds.begin(), kinds.end(), "1/5/1"), kinds.end()) << r.bytes.size();
+    EXPECT_NE(std::find_if(kinds.begin(), kinds.end(),
+                           [](const std::string& k) { return k.rfind("7/", 0) == 0; }),
+              kinds.end());
+    EXPECT_EQ(r.end, ReadEnd::Eof) << "refused and closed";
+    // Not HTTP/2 at all: GOAWAY and close.
+    r = rogue_peer(t.tunnel_port_, "GET /ferry/tunnel HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::vector<std::string> kinds2 = h2_frame_kinds(r.bytes);
+    EXPECT_NE(std::find_if(kinds2.begin(), kinds2.end(),
+                           [](const std::string& k) { return k.rfind("7/", 0) == 0; }),
+              kinds2.end());
+    EXPECT_EQ(t.terminator_metric("ferry_grpc_tunnel_failures_total"), 2);
+    // The tunnel itself never noticed.
+    EXPECT_EQ(verify(t.listen_port_, 4, "256KiB"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+    EXPECT_EQ(t.terminator_metric("ferry_grpc_tunnel_streams_total"), 1);
 }
 
 // Runs `cmd` (a shell line) with a bound and returns its output.
@@ -472,7 +547,7 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2"}, "--tls-cert"},
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2",
           "--tunnel-transport=quic"},
-         "--tunnel-transport: expected tls (default), ws or plain"},
+         "--tunnel-transport: expected tls (default), ws, grpc or plain"},
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2", "--tunnel-transport=ws"},
          "--tls-cert: is required with --tunnel-transport=ws"},
         {{"initiator", "--listen", "127.0.0.1:1", "--peer", "127.0.0.1:2",
@@ -557,7 +632,8 @@ TEST(Cli, BadFlagsExitWithCodeTwoAndOneLine) {
                              "--tls-ciphers",
                              "--ws-max-message",
                              "--tunnel-transport",
-                             "--tunnel-ws-path"}) {
+                             "--tunnel-ws-path",
+                             "--tunnel-grpc-path"}) {
         EXPECT_NE(help.log().find(flag), std::string::npos) << flag;
     }
     Process version({ferry_bin(), "--version"}, dir + "/version.log");

@@ -114,5 +114,23 @@ TEST_F(GrpcE2e, AMessageOverTheLimitIsResourceExhaustedAndTheChannelGoesOn) {
 
 TEST_F(GrpcE2e, ACallPastItsDeadlineEndsWithDeadlineExceeded) { run_case("deadline"); }
 
+// --tunnel-transport=grpc: a stock gRPC client that reaches the terminator's tunnel port at any
+// other method hears UNIMPLEMENTED, and the tunnel carries on.
+TEST_F(E2e, GrpcTunnelPortAnswersAStockGrpcClientWithUnimplemented) {
+    std::string pki = make_pki(dir_);
+    uint16_t echo_port = testlib::free_port();
+    auto echo = start_echo(echo_port);
+    Tunnel t(dir_, echo_port, 1, {"--tunnel-transport", "grpc"}, pki);
+    ASSERT_TRUE(t.ready());
+    Process probe({kPython, source_dir() + "/tests/integration/grpc_tunnel_probe.py", "--port",
+                   std::to_string(t.tunnel_port_)},
+                  dir_ + "/grpc_tunnel_probe.log");
+    EXPECT_EQ(probe.wait(60000).value_or(-1), 0) << probe.log();
+    EXPECT_EQ(t.terminator_metric("ferry_grpc_tunnel_failures_total"), 1);
+    EXPECT_EQ(verify(t.listen_port_, 4, "256KiB"), 0);
+    EXPECT_EQ(t.initiator_metric("ferry_tunnel_disconnects_total"), 0);
+    EXPECT_TRUE(t.terminator->running());
+}
+
 }  // namespace
 }  // namespace ferry::e2e

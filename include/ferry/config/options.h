@@ -80,7 +80,9 @@ struct RawOptions {
     std::string node_name;
     std::string tunnel_transport = "tls";
     std::string tunnel_ws_path = "/ferry/tunnel";  // --tunnel-transport=ws: the Upgrade's path
-    std::string listen_tls_cert;                   // initiator: the certificate of wss:// listeners
+    // --tunnel-transport=grpc: the call's :path
+    std::string tunnel_grpc_path = "/ferry.tunnel.v1.Tunnel/Carry";
+    std::string listen_tls_cert;  // initiator: the certificate of wss:// listeners
     std::string listen_tls_key;
     std::string upstream_tls_ca;  // terminator: the CA of a grpcs:// upstream (empty: the system's)
     std::string tls_cert;

@@ -1,6 +1,7 @@
 // How a role's tunnel connections are protected: plain TCP (tests, benchmarks, trusted networks)
 // or mutual TLS 1.3 with kTLS offload and key rotation (the default), optionally carried inside
-// a WebSocket (user-space TLS records then) for networks that pass only HTTP.
+// a WebSocket or a gRPC stream (user-space TLS records then) for networks that pass only HTTP or
+// only gRPC / HTTP/2.
 #pragma once
 
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "ferry/loop/context.h"
 #include "ferry/tls/tls_context.h"
+#include "ferry/transport/grpc_transport.h"
 #include "ferry/transport/metrics.h"
 #include "ferry/transport/tls_transport.h"
 #include "ferry/transport/transport.h"
@@ -23,6 +25,9 @@ struct TunnelSecurity {
     bool tls = true;
     bool ws = false;  // TLS inside one WebSocket per tunnel connection (--tunnel-transport=ws)
     transport::WsOptions ws_options;
+    bool grpc =
+        false;  // TLS inside one gRPC stream per tunnel connection (--tunnel-transport=grpc)
+    transport::GrpcOptions grpc_options;
     tls::TlsConfig tls_config;
     transport::TlsOptions tls_options;
     uint64_t reload_check_ns = 5'000'000'000;  // how often certificate files are checked

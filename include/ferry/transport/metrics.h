@@ -18,10 +18,13 @@ struct Metrics {
     base::Gauge key_bytes;              // bytes sent under the current TX key (last link to report)
     base::Gauge key_age_ms;             // age of the current TX key
     base::Counter bytes_copied;         // payload bytes copied in user space (split TLS records,
-                                        // masked ws client frames)
+                                        // masked ws client frames,
+                                        // gRPC pieces outside the receive buffer)
     base::Counter tls_buffer_waits;     // TLS sealing or record gathering waited for a free buffer
     base::Counter ws_upgrades;          // tunnel WebSocket upgrades completed (either end)
     base::Counter ws_upgrade_failures;  // tunnel WebSocket upgrades refused or failed
+    base::Counter grpc_tunnel_streams;  // tunnel gRPC calls opened (either end)
+    base::Counter grpc_tunnel_failures;  // tunnel gRPC calls refused or failed
 };
 
 }  // namespace ferry::transport

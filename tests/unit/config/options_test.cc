@@ -759,7 +759,8 @@ TEST(ConfigValidate, UnknownTransportNamesTheValidOnes) {
     raw.tunnel_transport = "quic";
     absl::StatusOr<Options> o = validate(raw, kAllowed);
     ASSERT_FALSE(o.ok());
-    EXPECT_NE(o.status().message().find("expected tls (default), ws or plain"), std::string::npos)
+    EXPECT_NE(o.status().message().find("expected tls (default), ws, grpc or plain"),
+              std::string::npos)
         << o.status();
 }
 
@@ -803,6 +804,37 @@ TEST(ConfigValidate, WsPathMustBeAnAbsolutePath) {
         raw.tunnel_transport = "ws";
         raw.tunnel_ws_path = bad;
         expect_flag_error(validate(raw, kAllowed), "tunnel-ws-path");
+    }
+}
+
+TEST(ConfigValidate, GrpcTransportIsMutualTlsInsideAGrpcCall) {
+    TlsFiles files;
+    RawOptions raw = initiator();
+    raw.tunnel_transport = "grpc";
+    expect_flag_error(validate(raw, kAllowed), "tls-cert");
+    raw = with_tls(initiator(), files);
+    raw.tunnel_transport = "grpc";
+    absl::StatusOr<Options> o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_TRUE(o->security.tls);
+    EXPECT_TRUE(o->security.grpc);
+    EXPECT_FALSE(o->security.ws);
+    EXPECT_FALSE(o->security.grpc_options.is_server);
+    EXPECT_EQ(o->security.grpc_options.path, "/ferry.tunnel.v1.Tunnel/Carry");
+    EXPECT_EQ(o->security.grpc_options.authority, raw.peer_name);
+
+    raw = with_tls(terminator(), files);
+    raw.tunnel_transport = "grpc";
+    raw.tunnel_grpc_path = "/edge.Ferry/Tunnel";
+    o = validate(raw, kAllowed);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_TRUE(o->security.grpc_options.is_server);
+    EXPECT_EQ(o->security.grpc_options.path, "/edge.Ferry/Tunnel");
+
+    for (const char* bad : {"", "/", "ferry.Tunnel/Carry", "/a b", "/q?x=1", "/a\r\nX: y"}) {
+        SCOPED_TRACE(bad);
+        raw.tunnel_grpc_path = bad;
+        expect_flag_error(validate(raw, kAllowed), "tunnel-grpc-path");
     }
 }
 
