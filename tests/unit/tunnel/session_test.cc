@@ -743,11 +743,12 @@ TEST_F(SessionTest, AbortResetsLocalStreamsAndThePeerSeesTheConnectionGo) {
     ASSERT_TRUE(run_until([&] { return !term_owner_.accepted.empty(); }));
     initiator_->abort("test abort");
     EXPECT_EQ(initiator_->state(), Session::State::Closed);
+    // Shutdown on both sides: the streams did nothing wrong, their clients may retry.
     ASSERT_TRUE(h.reset.has_value());
-    EXPECT_EQ(*h.reset, pt::ErrorCode::Cancel);
+    EXPECT_EQ(*h.reset, pt::ErrorCode::Shutdown);
     ASSERT_TRUE(run_until([&] { return init_owner_.closed == 1 && term_owner_.closed == 1; }));
     ASSERT_TRUE(term_owner_.handler(0).reset.has_value());
-    EXPECT_EQ(*term_owner_.handler(0).reset, pt::ErrorCode::Cancel);
+    EXPECT_EQ(*term_owner_.handler(0).reset, pt::ErrorCode::Shutdown);
     EXPECT_EQ(metrics_.streams_active.value(), 0);
 }
 
@@ -770,9 +771,37 @@ TEST_F(SessionTest, AnAnsweredPingKeepsTheSessionAlive) {
     EXPECT_EQ(init_owner_.closed, 0);
 }
 
+TEST_F(SessionTest, APeerThatMissesThresholdPingIntervalsIsGoneBeforeThePingTimeout) {
+    tuning_.ping_interval_ns = 100'000'000;
+    tuning_.ping_timeout_ns = 10'000'000'000;
+    tuning_.peer_failure_threshold = 3;
+    ASSERT_NO_FATAL_FAILURE(connect_raw());
+    if (IsSkipped()) {
+        return;
+    }
+    write_all(raw_fd_, preface_and_hello({}));
+    ASSERT_TRUE(run_until([&] { return term_owner_.ready == 1; }));
+    const uint64_t t0 = base::mono_ns() + tuning_.ping_interval_ns;
+    terminator_->tick(t0);  // the PING goes out
+    settle();
+    terminator_->tick(t0 + 3 * tuning_.ping_interval_ns - 1);
+    settle();
+    EXPECT_EQ(term_owner_.closed, 0) << "three intervals have not passed yet";
+    terminator_->tick(t0 + 3 * tuning_.ping_interval_ns + 1);
+    ASSERT_TRUE(run_until([&] { return term_owner_.closed == 1; }));
+    CaptureSink sink;
+    pt::FrameDecoder<CaptureSink> decoder(sink);
+    (void)decoder.feed(read_available(raw_fd_));
+    ASSERT_TRUE(sink.goaway.has_value());
+    EXPECT_EQ(*sink.goaway, pt::ErrorCode::Timeout);
+    EXPECT_NE(terminator_->close_reason().find("peer-failure-threshold"), std::string::npos)
+        << terminator_->close_reason();
+}
+
 TEST_F(SessionTest, AnUnansweredPingTimesTheSessionOut) {
     tuning_.ping_interval_ns = 1;
     tuning_.ping_timeout_ns = 1'000'000'000;
+    tuning_.peer_failure_threshold = 0;  // the ping timeout alone
     ASSERT_NO_FATAL_FAILURE(connect_raw());
     if (IsSkipped()) {
         return;
