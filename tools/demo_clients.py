@@ -52,28 +52,23 @@ def encode_message(payload):
     return b"\x0a" + varint(len(payload)) + payload
 
 
+def read_varint(data, i):
+    value = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
 def decode_result(data):
     payload, trail, shard, i = b"", [], 0, 0
     while i < len(data):
-        key = 0
-        shift = 0
-        while True:
-            b = data[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        key, i = read_varint(data, i)
         field, wire = key >> 3, key & 7
-        value = 0
-        shift = 0
-        while True:
-            b = data[i]
-            i += 1
-            value |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        value, i = read_varint(data, i)
         if wire == 2:
             chunk, i = data[i:i + value], i + value
             if field == 1:

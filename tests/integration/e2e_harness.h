@@ -78,6 +78,15 @@ inline std::string make_pki(const std::string& dir) {
     return pki;
 }
 
+// True when a TCP connect to `port` on loopback fails (nothing listens there any more).
+inline bool refuses_connections(uint16_t port) {
+    int fd = testlib::connect_to(port);
+    if (fd >= 0) {
+        close(fd);
+    }
+    return fd < 0;
+}
+
 // True once something accepts connections on 127.0.0.1:`port` (bounded by `timeout_ms`).
 inline bool wait_listening(uint16_t port, int timeout_ms) {
     return testlib::wait_until(

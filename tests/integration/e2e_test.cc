@@ -209,15 +209,7 @@ TEST_F(E2e, SigtermDrainsAnInFlightStreamAndExitsZero) {
                                     10000));
     t.initiator->signal(SIGTERM);
     // New clients are no longer taken once the drain began...
-    ASSERT_TRUE(testlib::wait_until(
-        [&] {
-            int fd = testlib::connect_to(t.listen_port_);
-            if (fd >= 0) {
-                close(fd);
-            }
-            return fd < 0;
-        },
-        10000));
+    ASSERT_TRUE(testlib::wait_until([&] { return refuses_connections(t.listen_port_); }, 10000));
     // ...while the open stream finishes: the rest goes through and every byte comes back.
     std::string rest(200000, 'b');
     ASSERT_TRUE(testlib::write_all(c, rest.data(), rest.size()));

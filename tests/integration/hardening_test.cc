@@ -477,15 +477,7 @@ TEST_F(Hardening, SigtermUnderWebSocketLoadTearsNoMessageAndExitsWithinTheDeadli
     // Draining: not ready, new clients refused, the 16 open ones still served.
     EXPECT_TRUE(testlib::wait_until(
         [&] { return testlib::http_get(t.admin_i_, "/ready").status == 503; }, 5000));
-    EXPECT_TRUE(testlib::wait_until(
-        [&] {
-            int fd = testlib::connect_to(t.listen_port_);
-            if (fd >= 0) {
-                close(fd);
-            }
-            return fd < 0;
-        },
-        5000));
+    EXPECT_TRUE(testlib::wait_until([&] { return refuses_connections(t.listen_port_); }, 5000));
     EXPECT_EQ(t.initiator_metric("ferry_streams_active"), 16);
     // Every message the clients got is whole and right, none went missing...
     std::optional<int> load_rc = load.wait(30000);
