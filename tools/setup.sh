@@ -8,6 +8,7 @@ build_deps=(
     meson ninja-build pkg-config g++ clang-14 libclang-rt-14-dev clang-format
     liburing-dev libssl-dev openssl libxxhash-dev libabsl-dev
     libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev nlohmann-json3-dev libc-ares-dev
+    libgrpc++-dev
     python3-websockets nodejs node-ws
     python3-grpcio python3-protobuf protobuf-compiler python3-h2
     iproute2 procps curl python3 ca-certificates

@@ -135,6 +135,25 @@ class GrpcUpstreamE2e : public E2e {
     std::unique_ptr<Process> initiator_;
 };
 
+TEST_F(GrpcUpstreamE2e, AGrpcCppClientMakesEveryKindOfCallThroughTheArmoredTunnel) {
+    const char* client_bin = std::getenv("FERRY_GRPC_CPP_CLIENT");
+    if (client_bin == nullptr) {
+        GTEST_SKIP() << "FERRY_GRPC_CPP_CLIENT is not set (meson test sets it)";
+    }
+    const uint16_t port = testlib::free_port();
+    auto server = start_server(port);
+    // An armored tunnel and a grpcs:// listener, whose certificate the client checks.
+    start_pair(port, make_pki(dir_));
+    Process client({client_bin, "127.0.0.1:" + std::to_string(listen_port_),
+                    "cluster-a-0, cluster-b-0", tls_ca_},
+                   dir_ + "/grpc_cpp_client.log");
+    const int rc = client.wait(300000).value_or(-1);
+    std::fprintf(stderr, "%s", client.log().c_str());
+    EXPECT_EQ(rc, 0) << "gRPC C++ client: unary 0 B..4 MiB with -bin metadata, 1,000-message "
+                        "streams each way, status, UNIMPLEMENTED, deadline, cancel, 1,000 "
+                        "concurrent calls";
+}
+
 TEST_F(GrpcUpstreamE2e, EveryKindOfCallCrossesToARealServerAndBack) {
     const uint16_t port = testlib::free_port();
     auto server = start_server(port);
