@@ -557,7 +557,21 @@ TEST_F(Hardening, RefusalLogLinesNameThePeerAndAreRateLimited) {
     EXPECT_GE(lines, 1U);
     EXPECT_LE(lines, 40U) << "300 refusals must not write 300 lines";
     EXPECT_NE(log.find("tunnel connection from 127.0.0.1:"), std::string::npos) << log;
-    EXPECT_NE(log.find("bad preface"), std::string::npos) << "the reason is in the line";
+    // The burst's few written lines may all be evictions (on a slow machine most of the 300 are
+    // evicted before their bytes are read); once the limiter's window has passed, a lone bad
+    // peer's line names its own reason.
+    EXPECT_TRUE(testlib::wait_until(
+        [&] {
+            int fd = testlib::connect_to(t.tunnel_port_);
+            if (fd >= 0) {
+                (void)testlib::write_all(fd, "GET / HTTP/1.1\r\n\r\n", 18);
+                close(fd);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+            return t.terminator->log().find("bad preface") != std::string::npos;
+        },
+        15000))
+        << "the reason is in the line: " << t.terminator->log();
 }
 
 }  // namespace
