@@ -48,6 +48,7 @@ class RouteE2e : public E2e {
         E2e::SetUp();
         for (size_t i = 0; i < kTerminators; ++i) {
             tunnel_port_[i] = testlib::free_port();
+            peer_address_[i] = addr(tunnel_port_[i]);
             admin_t_[i] = testlib::free_port();
             start_terminator(i);
         }
@@ -99,7 +100,7 @@ class RouteE2e : public E2e {
     // `name` of terminator `i`, summed over the initiator's shards (-1 when absent).
     int64_t peer_metric(const std::string& name, size_t i) const {
         const std::string body = testlib::http_get(admin_i_, "/metrics").body;
-        const std::string label = "peer=" + quoted(addr(tunnel_port_[i]));
+        const std::string label = "peer=" + quoted(peer_address_[i]);
         int64_t sum = -1;
         size_t at = 0;
         while ((at = body.find(name + "{", at)) != std::string::npos) {
@@ -210,6 +211,7 @@ class RouteE2e : public E2e {
 
     std::array<uint16_t, kTerminators> tunnel_port_{};
     std::array<uint16_t, kTerminators> admin_t_{};
+    std::array<std::string, kTerminators> peer_address_;  // as /metrics labels the peers
     std::array<std::unique_ptr<Process>, kTerminators> terminator_;
     uint16_t listen_port_ = 0;
     uint16_t admin_i_ = 0;
@@ -439,6 +441,7 @@ class DnsRouteE2e : public RouteE2e {
             dir_ + "/dns.log");
         for (size_t i = 0; i < kTerminators; ++i) {
             tunnel_port_[i] = port_;
+            peer_address_[i] = host(i) + ":" + std::to_string(port_);
             admin_t_[i] = testlib::free_port();
             terminator_[i] = std::make_unique<Process>(
                 std::vector<std::string>{ferry_bin(), "terminator", "--listen-tunnel",
@@ -465,21 +468,6 @@ class DnsRouteE2e : public RouteE2e {
         }
         std::rename(tmp.c_str(), records_.c_str());
     }
-    // Peer `i`'s ferry_peer_up, summed over the shards (-1: the initiator has no such peer).
-    int64_t up(size_t i) const {
-        const std::string body = testlib::http_get(admin_i_, "/metrics").body;
-        const std::string label = "peer=" + quoted(host(i) + ":" + std::to_string(port_));
-        int64_t sum = -1;
-        for (size_t at = body.find("ferry_peer_up{"); at != std::string::npos;
-             at = body.find("ferry_peer_up{", at + 1)) {
-            const std::string line = body.substr(at, body.find('\n', at) - at);
-            if (line.find(label) != std::string::npos) {
-                sum = std::max<int64_t>(sum, 0) + std::atoll(line.c_str() + line.rfind(' ') + 1);
-            }
-        }
-        return sum;
-    }
-
     uint16_t dns_port_ = 0;
     uint16_t port_ = 0;
     std::string records_;
@@ -490,7 +478,7 @@ TEST_F(DnsRouteE2e, PeersFollowTheNameAndStreamsToUnchangedPeersAreNotTouched) {
     start_initiator({"--peer-dns", "terminators.test:" + std::to_string(port_), "--dns-server",
                      "127.0.0.1:" + std::to_string(dns_port_), "--dns-refresh", "300ms"});
     ASSERT_TRUE(wait_tunnels(kShards * 2)) << tunnels_up();
-    EXPECT_EQ(up(2), -1) << "not in DNS yet";
+    EXPECT_EQ(peer_metric("ferry_peer_up", 2), -1) << "not in DNS yet";
     const std::map<std::string, std::string> two = routes();
     for (const auto& [key, term] : two) {
         ASSERT_FALSE(term.empty()) << key;
@@ -522,7 +510,8 @@ TEST_F(DnsRouteE2e, PeersFollowTheNameAndStreamsToUnchangedPeersAreNotTouched) {
 
     // It scales down: the second pod leaves DNS. Its keys move; nothing else does.
     write_records({1, 3});
-    ASSERT_TRUE(testlib::wait_until([&] { return up(1) == 0; }, 20000)) << up(1);
+    ASSERT_TRUE(testlib::wait_until([&] { return peer_metric("ferry_peer_up", 1) == 0; }, 20000))
+        << peer_metric("ferry_peer_up", 1);
     const std::map<std::string, std::string> after = routes();
     for (const auto& [key, term] : three) {
         if (term == terminator_name(1)) {
